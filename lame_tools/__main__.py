@@ -1,0 +1,3 @@
+from lame_tools.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Configuration of a LaME model, and the named presets for the embedded tiny backbone.
+
+A `LameConfig` is everything `LameModel.from_pretrained` needs besides weights and processor files:
+the nested backbone config (a Qwen2-VL config dict), the latent decoder config (a Qwen3 config
+dict, or None), K, the projection size, the special tokens and the prompt layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("latent", "discriminative", "cot")
+MAX_REASON_TOKENS = 16
+
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+EMBED_TOKEN = "[EMBED]"
+THINK_TOKEN = "[THINK]"
+
+
+def reason_token(i: int) -> str:
+    return f"[REASON_{i}]"
+
+
+@dataclass
+class LameConfig:
+    """What a LaME checkpoint is, apart from its weights.
+
+    Attributes:
+        num_reason_tokens: K, the reason tokens appended before `[EMBED]` in latent mode.
+        embed_dim: size of the projected, L2-normalised embedding.
+        backbone: the Qwen2-VL config as a dict (`Qwen2VLConfig.to_dict()`).
+        decoder: the latent decoder's Qwen3 config as a dict, or None for a model without one.
+        default_mode: the mode `encode` uses when none is given (the mode the model was trained for).
+        prompt_format: "plain" (the tiny model: instruction, image, text, no chat markup) or
+            "qwen2-vl-chat" (Qwen2-VL's chat layout, for real checkpoints).
+        image_min_pixels / image_max_pixels: resize bounds of the image processor.
+        max_text_tokens: text longer than this (in tokens) is truncated, with a warning.
+        cot_max_new_tokens: the rationale length cap in cot mode.
+        logit_scale_init: initial inverse temperature of InfoNCE (1 / 0.05).
+    """
+
+    num_reason_tokens: int = 8
+    embed_dim: int = 128
+    backbone: dict[str, Any] = field(default_factory=dict)
+    decoder: dict[str, Any] | None = None
+    default_mode: str = "latent"
+    prompt_format: str = "plain"
+    image_min_pixels: int = 112 * 112
+    image_max_pixels: int = 112 * 112
+    max_text_tokens: int = 64
+    cot_max_new_tokens: int = 48
+    logit_scale_init: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:
+            raise ValueError(f"num_reason_tokens must be in 0..{MAX_REASON_TOKENS}, got {self.num_reason_tokens}")
+        if self.default_mode not in MODES:
+            raise ValueError(f"default_mode must be one of {MODES}, got {self.default_mode!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LameConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def load(cls, path: str | Path) -> LameConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class TinyBackbonePreset:
+    """Sizes of a tiny Qwen2-VL built offline (see NOTES: the constraints between these numbers)."""
+
+    hidden_size: int = 128
+    num_layers: int = 3
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 384
+    vision_depth: int = 2
+    vision_width: int = 64
+    vision_heads: int = 4
+    mrope_section: tuple[int, int, int] = (4, 6, 6)  # sums to head_dim / 2 = 16
+    decoder_hidden_size: int = 96
+    decoder_layers: int = 2
+    decoder_heads: int = 4
+    decoder_kv_heads: int = 2
+    decoder_intermediate_size: int = 256
+
+
+TINY_PRESETS: dict[str, TinyBackbonePreset] = {
+    "tiny": TinyBackbonePreset(),
+    # for unit tests: builds in milliseconds
+    "micro": TinyBackbonePreset(
+        hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128,
+        vision_depth=1, vision_width=32, vision_heads=2, mrope_section=(4, 6, 6),
+        decoder_hidden_size=32, decoder_layers=1, decoder_heads=2, decoder_kv_heads=1,
+        decoder_intermediate_size=64,
+    ),
+}
+
+
+def get_preset(name: str) -> TinyBackbonePreset:
+    if name not in TINY_PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known: {sorted(TINY_PRESETS)}")
+    return TINY_PRESETS[name]

@@ -1,0 +1,396 @@
+"""The Shapes world: procedural scenes, their scene graphs, four meta-tasks and rationales.
+
+Every scene is a short list of objects (shape, colour, size, position) drawn with Pillow. From the
+scene graph we derive examples in the shape of MMEB's image meta-tasks (classification, VQA,
+retrieval, grounding), each with a chain-of-thought rationale written from the graph, and fixed
+train / validation / test splits in which test holds colour-shape compositions never seen in training.
+
+Everything is a pure function of (seed, split, index): the same call always gives the same scene.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFilter
+
+SHAPES = ("circle", "square", "triangle", "diamond")
+COLOURS = ("red", "green", "blue", "yellow", "purple")
+SIZES = ("small", "large")
+COUNT_WORDS = ("zero", "one", "two", "three", "four")
+RELATIONS = ("left", "right", "above", "below")
+
+# Colour-shape pairs that never appear in training or validation scenes; every test scene holds at
+# least one, so the test split measures systematic generalisation to unseen compositions.
+HELD_OUT_PAIRS = frozenset({("red", "triangle"), ("blue", "circle"), ("green", "diamond"), ("yellow", "square")})
+
+BASE_RGB = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 205, 30),
+    "purple": (140, 60, 180),
+}
+
+TASK_KINDS = ("classification", "vqa", "retrieval", "grounding")
+SPLITS = ("train", "validation", "test")
+SPLIT_SIZES = {"train": 20000, "validation": 500, "test": 500}
+
+# Every word any template below can produce; the tokenizer's vocabulary is built from this list
+# (a test checks that generated texts never fall outside it).
+VOCABULARY = sorted(
+    set(SHAPES)
+    | set(COLOURS)
+    | set(SIZES)
+    | set(COUNT_WORDS)
+    | set(RELATIONS)
+    | {
+        "a", "an", "and", "the", "of", "is", "are", "there", "how", "many", "objects", "object",
+        "what", "which", "colour", "shape", "left", "right", "above", "below", "find", "count",
+        "answer", "question", "image", "picture", "describe", "caption", "match", "scene", "with",
+        "shows", "it", "in", "this", "to", "on", "at", "so", "one", "thing", "step", "first",
+        "then", "target", "look", "for", "shapes", "select", "retrieve", "classify", "by",
+        "represent", "given", "number", "named", "relation", "nothing", "reference", "description",
+        "text", "query", "about", "matches", "that", ",", ".", ":", "?",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    shape: str
+    colour: str
+    size: str
+    x: float  # centre, fraction of width
+    y: float  # centre, fraction of height
+
+    @property
+    def name(self) -> str:
+        return f"{self.colour} {self.shape}"
+
+    def describe(self, with_size: bool = False) -> str:
+        return f"a {self.size} {self.name}" if with_size else f"a {self.name}"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A scene graph plus how to draw it (the render parameters are part of the scene)."""
+
+    objects: tuple[SceneObject, ...]
+    width: int
+    height: int
+    background: tuple[int, int, int]
+    render_seed: int
+
+    def left_to_right(self) -> list[SceneObject]:
+        return sorted(self.objects, key=lambda o: o.x)
+
+    def caption(self) -> str:
+        names = [o.describe() for o in self.left_to_right()]
+        if len(names) == 1:
+            return names[0]
+        return " , ".join(names[:-1]) + " and " + names[-1]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One query -> target pair of a meta-task, with its rationale and the scene it comes from."""
+
+    task: str  # one of TASK_KINDS
+    subtask: str  # e.g. "count", "colour_of", "relation_two_step", "t2i", "i2t", "refer"
+    instruction: str
+    query_text: str  # may be "" for an image-only query
+    query_has_image: bool
+    target_text: str  # "" when the target is the image
+    target_has_image: bool
+    rationale: str
+    scene: Scene
+    candidates: tuple[str, ...] = field(default=())  # text candidates, positive first (text targets)
+
+
+def relation_holds(a: SceneObject, relation: str, b: SceneObject) -> bool:
+    """Whether `a` is `relation` of `b` (image coordinates: y grows downwards)."""
+    dx, dy = a.x - b.x, a.y - b.y
+    if relation == "left":
+        return dx < -0.08 and abs(dx) >= abs(dy)
+    if relation == "right":
+        return dx > 0.08 and abs(dx) >= abs(dy)
+    if relation == "above":
+        return dy < -0.08 and abs(dy) > abs(dx)
+    if relation == "below":
+        return dy > 0.08 and abs(dy) > abs(dx)
+    raise ValueError(f"unknown relation {relation!r}")
+
+
+def _allowed_pairs(split: str) -> list[tuple[str, str]]:
+    pairs = [(c, s) for c in COLOURS for s in SHAPES]
+    if split == "test":
+        return pairs
+    return [p for p in pairs if p not in HELD_OUT_PAIRS]
+
+
+def make_scene(seed: int, split: str, index: int) -> Scene:
+    """The scene `index` of `split` for world seed `seed` (deterministic)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    rng = random.Random(f"{seed}/{split}/{index}")
+    pairs = _allowed_pairs(split)
+    while True:
+        count = rng.choice((1, 2, 2, 3, 3, 3, 4, 4))
+        chosen = rng.sample(pairs, count)
+        if split == "test" and not any(p in HELD_OUT_PAIRS for p in chosen):
+            continue
+        positions: list[tuple[float, float]] = []
+        tries = 0
+        while len(positions) < count and tries < 200:
+            tries += 1
+            p = (rng.uniform(0.15, 0.85), rng.uniform(0.15, 0.85))
+            if all(math.dist(p, q) > 0.28 for q in positions):
+                positions.append(p)
+        if len(positions) == count:
+            break
+    objects = tuple(
+        SceneObject(shape=s, colour=c, size=rng.choice(SIZES), x=round(x, 4), y=round(y, 4))
+        for (c, s), (x, y) in zip(chosen, positions)
+    )
+    width, height = rng.choice(((112, 112), (140, 140), (168, 126), (126, 168), (196, 196), (224, 168)))
+    tint = rng.randint(225, 255)
+    background = (tint, min(255, tint + rng.randint(-8, 8)), min(255, tint + rng.randint(-8, 8)))
+    return Scene(objects, width, height, background, rng.randrange(2**31))
+
+
+def _jitter(rgb: tuple[int, int, int], rng: random.Random) -> tuple[int, int, int]:
+    return tuple(max(0, min(255, v + rng.randint(-18, 18))) for v in rgb)  # type: ignore[return-value]
+
+
+def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+    corners = {"square": 4, "triangle": 3, "diamond": 4}[shape]
+    offset = {"square": math.pi / 4, "triangle": -math.pi / 2, "diamond": 0.0}[shape]
+    scale = 1.0 if shape != "diamond" else 1.15
+    points = []
+    for i in range(corners):
+        theta = offset + angle + 2 * math.pi * i / corners
+        rx = r * scale * (0.75 if shape == "diamond" and i % 2 == 0 else 1.0)
+        points.append((cx + rx * math.cos(theta), cy + r * scale * math.sin(theta)))
+    return points
+
+
+def render(scene: Scene) -> Image.Image:
+    """Draw a scene (supersampled for anti-aliasing; jittered colours, rotation, sometimes JPEG)."""
+    rng = random.Random(scene.render_seed)
+    ss = 3
+    w, h = scene.width * ss, scene.height * ss
+    canvas = Image.new("RGB", (w, h), scene.background)
+    draw = ImageDraw.Draw(canvas)
+    unit = min(w, h)
+    for obj in scene.objects:
+        r = unit * (0.075 if obj.size == "small" else 0.12) * rng.uniform(0.9, 1.1)
+        cx, cy = obj.x * w, obj.y * h
+        fill = _jitter(BASE_RGB[obj.colour], rng)
+        if obj.shape == "circle":
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+        else:
+            draw.polygon(_polygon(obj.shape, cx, cy, r, rng.uniform(-0.2, 0.2)), fill=fill)
+    image = canvas.resize((scene.width, scene.height), Image.LANCZOS)
+    if rng.random() < 0.2:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.6)))
+    if rng.random() < 0.3:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=rng.randint(55, 90))
+        buffer.seek(0)
+        image = Image.open(buffer).convert("RGB")
+    return image
+
+
+# ---- tasks -------------------------------------------------------------------------------------
+
+INSTRUCTIONS = {
+    "count": "count the objects in the image .",
+    "colour_of": "answer the question about the image .",
+    "shape_of": "answer the question about the image .",
+    "relation_two_step": "answer the question about the image .",
+    "t2i": "find the image that matches the caption .",
+    "i2t": "describe the image with a caption .",
+    "refer": "find the object named by the reference .",
+}
+TARGET_INSTRUCTION = "represent the text ."
+
+ALL_OBJECT_NAMES = tuple(f"a {c} {s}" for c in COLOURS for s in SHAPES)
+
+
+def _list_objects(scene: Scene) -> str:
+    return "objects : " + " , ".join(o.name for o in scene.left_to_right()) + " ."
+
+
+def _relation_pairs(scene: Scene) -> list[tuple[SceneObject, str, SceneObject]]:
+    """(answer, relation, anchor) triples where `answer` is the only object `relation` of `anchor`."""
+    found = []
+    for anchor in scene.objects:
+        for relation in RELATIONS:
+            hits = [o for o in scene.objects if o is not anchor and relation_holds(o, relation, anchor)]
+            if len(hits) == 1:
+                found.append((hits[0], relation, anchor))
+    return found
+
+
+def _relation_phrase(relation: str) -> str:
+    return f"{relation} of" if relation in ("left", "right") else relation
+
+
+def _distractors(positive: str, pool: tuple[str, ...], rng: random.Random, n: int) -> tuple[str, ...]:
+    others = [p for p in pool if p != positive]
+    rng.shuffle(others)
+    return (positive, *others[:n])
+
+
+def _captions_pool(seed: int, split: str, index: int, rng: random.Random, n: int) -> list[str]:
+    """Captions of other scenes of the same split, used as hard-ish negatives for i2t."""
+    captions = []
+    while len(captions) < n:
+        other = make_scene(seed, split, rng.randrange(SPLIT_SIZES[split] * 4) + 10**6 + index)
+        captions.append(other.caption())
+    return captions
+
+
+def make_example(seed: int, split: str, index: int, task: str | None = None, n_candidates: int = 16) -> Example:
+    """Example `index` of `split`: the task kind cycles over TASK_KINDS unless `task` is given."""
+    scene = make_scene(seed, split, index)
+    rng = random.Random(f"{seed}/{split}/{index}/task")
+    task = task or TASK_KINDS[index % len(TASK_KINDS)]
+    objects_line = _list_objects(scene)
+
+    if task == "classification":
+        n = len(scene.objects)
+        answer = COUNT_WORDS[n]
+        rationale = f"{objects_line} count : {answer} . answer : {answer} ."
+        return Example(
+            task, "count", INSTRUCTIONS["count"], "how many objects are there ?", True, answer, False,
+            rationale, scene, candidates=tuple([answer] + [w for w in COUNT_WORDS[1:] if w != answer]),
+        )
+
+    if task == "vqa":
+        triples = _relation_pairs(scene)
+        if triples and rng.random() < 0.7:
+            answer_obj, relation, anchor = rng.choice(triples)
+            question = f"what is {_relation_phrase(relation)} the {anchor.name} ?"
+            answer = answer_obj.describe()
+            rationale = (
+                f"{objects_line} find the {anchor.name} . then look {relation} : "
+                f"{answer_obj.name} . answer : {answer} ."
+            )
+            return Example(
+                task, "relation_two_step", INSTRUCTIONS["relation_two_step"], question, True, answer, False,
+                rationale, scene, candidates=_distractors(answer, ALL_OBJECT_NAMES, rng, n_candidates - 1),
+            )
+        obj = rng.choice(scene.objects)
+        if rng.random() < 0.5:
+            question, answer, sub = f"what colour is the {obj.shape} ?", obj.colour, "colour_of"
+            pool = COLOURS
+        else:
+            question, answer, sub = f"what shape is the {obj.colour} object ?", obj.shape, "shape_of"
+            pool = SHAPES
+        # Only ask when the question has one answer in this scene.
+        if sum(1 for o in scene.objects if (o.shape if sub == "colour_of" else o.colour) == (
+            obj.shape if sub == "colour_of" else obj.colour)) > 1:
+            return make_example(seed, split, index, "classification", n_candidates)
+        rationale = f"{objects_line} find the {obj.shape if sub == 'colour_of' else obj.colour} . answer : {answer} ."
+        return Example(
+            task, sub, INSTRUCTIONS[sub], question, True, answer, False, rationale, scene,
+            candidates=_distractors(answer, pool, rng, len(pool) - 1),
+        )
+
+    if task == "retrieval":
+        caption = scene.caption()
+        rationale = f"{objects_line} answer : {caption} ."
+        if index % 8 < 4:
+            return Example(task, "t2i", INSTRUCTIONS["t2i"], caption, False, "", True, rationale, scene)
+        pool = _captions_pool(seed, split, index, rng, n_candidates - 1)
+        return Example(
+            task, "i2t", INSTRUCTIONS["i2t"], "", True, caption, False, rationale, scene,
+            candidates=tuple([caption] + [c for c in pool if c != caption][: n_candidates - 1]),
+        )
+
+    if task == "grounding":
+        triples = _relation_pairs(scene)
+        if not triples:
+            return make_example(seed, split, index, "vqa", n_candidates)
+        answer_obj, relation, anchor = rng.choice(triples)
+        reference = f"the shape {_relation_phrase(relation)} the {anchor.name}"
+        answer = answer_obj.describe(with_size=True)
+        rationale = (
+            f"{objects_line} find the {anchor.name} . then look {relation} : {answer_obj.name} . "
+            f"answer : {answer} ."
+        )
+        pool = tuple(f"a {z} {c} {s}" for z in SIZES for c in COLOURS for s in SHAPES)
+        return Example(
+            task, "refer", INSTRUCTIONS["refer"], reference, True, answer, False, rationale, scene,
+            candidates=_distractors(answer, pool, rng, n_candidates - 1),
+        )
+
+    raise ValueError(f"unknown task {task!r}; expected one of {TASK_KINDS}")
+
+
+def iter_split(seed: int, split: str, limit: int | None = None):
+    """Yield the examples of a split in order (train is long; pass `limit`)."""
+    n = SPLIT_SIZES[split] if limit is None else min(limit, SPLIT_SIZES[split])
+    for i in range(n):
+        yield make_example(seed, split, i)
+
+
+# ---- export --------------------------------------------------------------------------------------
+
+
+def export_mmeb(seed: int, split: str, out_dir: str | Path, limit: int | None = None) -> Path:
+    """Write `split` as MMEB-style rows (one JSONL per subtask) plus PNG files under `out_dir`.
+
+    Rows carry `qry_inst`, `qry_text`, `qry_img_path`, `tgt_inst`, `tgt_text`, `tgt_img_path`
+    (candidate lists, first one positive), plus our `rationale` and `scene` for probing. Image paths
+    are relative to `out_dir`. For t2i the candidates are the positive image and 15 other images of
+    the split. Returns the folder.
+    """
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    examples = list(iter_split(seed, split, limit))
+    image_paths: list[str] = []
+    for i, ex in enumerate(examples):
+        rel = f"images/{split}_{i:05d}.png"
+        render(ex.scene).save(out / rel)
+        image_paths.append(rel)
+    rows: dict[str, list[dict]] = {}
+    for i, ex in enumerate(examples):
+        if ex.target_has_image:
+            rng = random.Random(f"{seed}/{split}/{i}/t2i")
+            others = [p for j, p in enumerate(image_paths) if j != i]
+            tgt_img = [image_paths[i], *rng.sample(others, min(15, len(others)))]
+            tgt_text = [""] * len(tgt_img)
+        else:
+            tgt_text = list(ex.candidates)
+            tgt_img = [""] * len(tgt_text)
+        rows.setdefault(ex.subtask, []).append(
+            {
+                "qry_inst": ex.instruction,
+                "qry_text": ex.query_text,
+                "qry_img_path": image_paths[i] if ex.query_has_image else "",
+                "tgt_inst": TARGET_INSTRUCTION,
+                "tgt_text": tgt_text,
+                "tgt_img_path": tgt_img,
+                "task": ex.task,
+                "rationale": ex.rationale,
+                "scene": ex.scene.to_json(),
+            }
+        )
+    for subtask, task_rows in rows.items():
+        tmp = out / f".{subtask}.jsonl.tmp"
+        with tmp.open("w") as f:
+            for row in task_rows:
+                f.write(json.dumps(row) + "\n")
+        tmp.replace(out / f"{subtask}.jsonl")
+    return out

@@ -1,0 +1,115 @@
+"""Safe decoding of user inputs: images from paths, bytes or PIL objects, and text.
+
+Anything a user uploads passes through here before it reaches a model. Failures raise `InputError`
+with one sentence; obvious fixes are applied silently (mode conversion) or with a warning
+(downscaling a large image, truncating long text).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lame_tools.errors import InputError
+
+MAX_FILE_BYTES = 25 * 1024 * 1024
+# Images above this many pixels are refused before decoding (a 20000x20000 PNG is 400M pixels and
+# would need gigabytes); anything smaller but larger than MAX_SIDE is downscaled after decoding.
+MAX_DECODE_PIXELS = 40_000_000
+MAX_SIDE = 2048
+MAX_TEXT_CHARS = 4000
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB, flattening alpha onto white and rescaling 16/32-bit data."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = np.zeros_like(array) if high <= low else (array - low) / (high - low) * 255.0
+        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_image(source: object, name: str = "image") -> Image.Image:
+    """Decode `source` (a path, bytes, a PIL image or an HxWx{1,3,4} uint8 array) into an RGB image.
+
+    Raises:
+        InputError: the file is missing, empty, not an image, corrupt, or too large to decode.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        if source.ndim not in (2, 3) or source.size == 0:
+            raise InputError(f"The {name} array must be HxW or HxWxC with at least one pixel.")
+        image = Image.fromarray(source.astype(np.uint8) if source.dtype != np.uint8 else source)
+    else:
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            if not path.is_file():
+                raise InputError(f"The {name} file {path.name!r} does not exist.")
+            size = path.stat().st_size
+            if size == 0:
+                raise InputError(f"The {name} file {path.name!r} is empty (0 bytes).")
+            if size > MAX_FILE_BYTES:
+                raise InputError(f"The {name} file {path.name!r} is larger than {MAX_FILE_BYTES // 2**20} MB.")
+            data = path.read_bytes()
+            label = path.name
+        elif isinstance(source, (bytes, bytearray)):
+            data, label = bytes(source), name
+            if not data:
+                raise InputError(f"The {name} is empty (0 bytes).")
+        else:
+            raise InputError(f"The {name} must be a file path, bytes or an image, not {type(source).__name__}.")
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise InputError(
+                f"The {name} {label!r} is too large to decode; images above {MAX_DECODE_PIXELS // 1_000_000} megapixels are refused."
+            ) from None
+        except UnidentifiedImageError:
+            raise InputError(f"The {name} {label!r} is not an image file Pillow can read.") from None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
+            raise InputError(f"The {name} {label!r} could not be opened ({type(exc).__name__}).") from None
+    width, height = image.size
+    if width * height > MAX_DECODE_PIXELS:
+        raise InputError(
+            f"The {name} is {width}x{height} pixels; images above {MAX_DECODE_PIXELS // 1_000_000} megapixels are refused."
+        )
+    if width < 1 or height < 1:
+        raise InputError(f"The {name} has no pixels.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+            image = _to_rgb(image)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"The {name} is corrupt or truncated and could not be decoded ({type(exc).__name__}).") from None
+    if max(image.size) > MAX_SIDE:
+        scale = MAX_SIDE / max(image.size)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
+    if max(image.size) / min(image.size) > 50:
+        raise InputError(f"The {name} is {width}x{height}; aspect ratios above 50:1 are not supported.")
+    return image
+
+
+def clean_text(text: object, name: str = "text", allow_empty: bool = False) -> str:
+    """Normalise whitespace; refuse empty text unless allowed; truncate very long text with a warning."""
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise InputError(f"The {name} must be a string, not {type(text).__name__}.")
+    cleaned = " ".join(text.split())
+    if not cleaned and not allow_empty:
+        raise InputError(f"The {name} is empty.")
+    if len(cleaned) > MAX_TEXT_CHARS:
+        warnings.warn(f"The {name} has {len(cleaned)} characters; only the first {MAX_TEXT_CHARS} are used.", stacklevel=2)
+        cleaned = cleaned[:MAX_TEXT_CHARS]
+    return cleaned

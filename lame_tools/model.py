@@ -1,0 +1,443 @@
+"""LameModel: a Qwen2-VL backbone that embeds in one forward pass after K latent reason tokens.
+
+Layout of one row (left-padded batch):  [prompt: instruction, image tokens, text] [REASON_0..K-1] [EMBED]
+The embedding is the L2-normalised projection of the last layer's state at `[EMBED]` (the last
+position); the reason states are the K positions before it. The reason and `[EMBED]` input embeddings
+are our own parameters (`latent_embeddings`), written over the backbone's token embeddings at those
+positions, so they train separately from a frozen backbone.
+
+Modes:
+    latent          prompt + K reason tokens + [EMBED], one pass (LaME)
+    discriminative  prompt + [EMBED], one pass (K = 0; VLM2Vec / GME style)
+    cot             prompt + [THINK], the backbone's `generate()` writes a rationale until it emits
+                    [EMBED] (or the cap), then one pass over prompt + rationale + [EMBED] reads the
+                    state at [EMBED] (UME-R1 style)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen3Config
+
+from lame_tools.atomic import atomic_write_json
+from lame_tools.backbone import (
+    build_backbone,
+    build_decoder_config,
+    build_image_processor,
+    build_tiny_backbone_config,
+    build_tokenizer,
+    default_device,
+    latent_special_tokens,
+    load_backbone,
+)
+from lame_tools.config import MODES, LameConfig, get_preset
+from lame_tools.decoder import LatentDecoder
+from lame_tools.errors import InputError, ModelLoadError
+from lame_tools.inputs import clean_text, load_image
+from lame_tools.processor import Item, LameProcessor
+
+CONFIG_FILE = "lame_config.json"
+WEIGHTS_FILE = "model.safetensors"
+TRAINING_FILE = "training.json"
+
+
+@dataclass
+class EmbedOutput:
+    """What one batched pass returns. Shapes: embeddings [batch, embed_dim];
+    embed_states [batch, hidden]; reason_states [batch, K, hidden] (K may be 0);
+    rationale_ids: per row, the generated rationale (cot mode only)."""
+
+    embeddings: torch.Tensor
+    embed_states: torch.Tensor
+    reason_states: torch.Tensor
+    rationale_ids: list[list[int]] | None = None
+
+
+class LameModel(nn.Module):
+    """A LaME embedding model over a Qwen2-VL-family backbone (see module docstring)."""
+
+    def __init__(
+        self,
+        config: LameConfig,
+        backbone: Qwen2VLForConditionalGeneration,
+        processor: LameProcessor,
+        decoder: LatentDecoder | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.processor = processor
+        self.decoder = decoder
+        hidden = backbone.config.text_config.hidden_size
+        k = config.num_reason_tokens
+        with torch.no_grad():
+            table = backbone.get_input_embeddings().weight
+            init = table.float().mean(0, keepdim=True) + 0.02 * torch.randn(k + 1, hidden)
+        # rows 0..K-1: [REASON_i]; row K: [EMBED]
+        self.latent_embeddings = nn.Parameter(init.to(table.dtype))
+        self.embed_head = nn.Linear(hidden, config.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
+        self._reason_ids = torch.tensor(processor.reason_token_ids(k), dtype=torch.long)
+        self.training_info: dict[str, Any] = {}
+
+    # ---- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def build_tiny(
+        cls,
+        preset: str = "tiny",
+        num_reason_tokens: int = 8,
+        embed_dim: int = 128,
+        with_decoder: bool = True,
+        default_mode: str = "latent",
+        seed: int = 0,
+    ) -> LameModel:
+        """A randomly initialised tiny LaME on the Shapes world's vocabulary, built offline."""
+        from lame_tools.data.shapes import VOCABULARY
+
+        sizes = get_preset(preset)
+        tokenizer = build_tokenizer(VOCABULARY)
+        lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode)
+        backbone_config = build_tiny_backbone_config(tokenizer, sizes)
+        lame_config.backbone = backbone_config.to_dict()
+        decoder_config = build_decoder_config(tokenizer, sizes) if with_decoder else None
+        lame_config.decoder = decoder_config.to_dict() if decoder_config is not None else None
+        processor = LameProcessor(
+            tokenizer,
+            build_image_processor(lame_config.image_min_pixels, lame_config.image_max_pixels),
+            prompt_format=lame_config.prompt_format,
+            max_text_tokens=lame_config.max_text_tokens,
+        )
+        return cls._assemble(lame_config, processor, seed)
+
+    @classmethod
+    def _assemble(cls, lame_config: LameConfig, processor: LameProcessor, seed: int = 0) -> LameModel:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            backbone = build_backbone(Qwen2VLConfig.from_dict(lame_config.backbone), seed=seed)
+            decoder = None
+            if lame_config.decoder is not None:
+                decoder = LatentDecoder(Qwen3Config.from_dict(lame_config.decoder), backbone.config.text_config.hidden_size)
+            model = cls(lame_config, backbone, processor, decoder)
+        return model.eval()
+
+    @classmethod
+    def from_backbone(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        num_reason_tokens: int = 8,
+        embed_dim: int | None = None,
+        decoder_config: Qwen3Config | None = None,
+        allow_hub: bool = False,
+        trust_remote_code: bool = False,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        image_max_pixels: int = 1280 * 28 * 28,
+    ) -> LameModel:
+        """Wrap a real Qwen2-VL-family checkpoint (e.g. Qwen2-VL-2B-Instruct) as an untrained LaME.
+
+        Our reason / `[EMBED]` / `[THINK]` tokens are added to its tokenizer and the embedding table
+        resized; prompts use Qwen2-VL's chat layout.
+        """
+        backbone, tokenizer, image_processor = load_backbone(
+            name_or_path, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device, dtype=dtype
+        )
+        tokenizer.add_special_tokens({"additional_special_tokens": latent_special_tokens()})
+        backbone.resize_token_embeddings(len(tokenizer))
+        hidden = backbone.config.text_config.hidden_size
+        lame_config = LameConfig(
+            num_reason_tokens=num_reason_tokens,
+            embed_dim=embed_dim or hidden,
+            backbone=backbone.config.to_dict(),
+            decoder=decoder_config.to_dict() if decoder_config is not None else None,
+            prompt_format="qwen2-vl-chat",
+            image_min_pixels=4 * 28 * 28,
+            image_max_pixels=image_max_pixels,
+            max_text_tokens=512,
+            cot_max_new_tokens=512,
+        )
+        image_processor.size = {"shortest_edge": lame_config.image_min_pixels, "longest_edge": image_max_pixels}
+        processor = LameProcessor(tokenizer, image_processor, "qwen2-vl-chat", lame_config.max_text_tokens)
+        decoder = LatentDecoder(decoder_config, hidden) if decoder_config is not None else None
+        model = cls(lame_config, backbone, processor, decoder)
+        return model.to(device=backbone.device, dtype=backbone.dtype).eval()
+
+    # ---- persistence ----------------------------------------------------------------------------
+
+    def save_pretrained(self, folder: str | os.PathLike, training_info: dict[str, Any] | None = None) -> Path:
+        """Write config, safetensors weights, processor files and training JSON, atomically: the
+        folder is built beside the target and renamed into place, so a crash never leaves half a model."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            atomic_write_json(staging / CONFIG_FILE, self.config.to_dict())
+            save_model(self, str(staging / WEIGHTS_FILE))
+            self.processor.save_pretrained(staging)
+            info = training_info if training_info is not None else self.training_info
+            if info:
+                atomic_write_json(staging / TRAINING_FILE, info)
+            if folder.exists():
+                retired = folder.with_name(f".{folder.name}.old")
+                shutil.rmtree(retired, ignore_errors=True)
+                folder.rename(retired)
+                staging.rename(folder)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                staging.rename(folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device | None = None) -> LameModel:
+        """Load a folder written by `save_pretrained` (safetensors only; nothing is unpickled).
+
+        Raises:
+            ModelLoadError: one sentence naming what is missing or broken.
+        """
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"The model folder {str(folder)!r} does not exist.")
+        for required in (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", "preprocessor_config.json"):
+            if not (folder / required).is_file():
+                raise ModelLoadError(f"The model folder {str(folder)!r} is incomplete: {required} is missing.")
+        try:
+            lame_config = LameConfig.load(folder / CONFIG_FILE)
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(f"{CONFIG_FILE} in {str(folder)!r} is not a valid LaME config ({exc}).") from None
+        try:
+            processor = LameProcessor.from_pretrained(folder)
+        except Exception as exc:  # noqa: BLE001 - any tokenizer/processor parse failure
+            raise ModelLoadError(f"The processor files in {str(folder)!r} could not be read ({type(exc).__name__}).") from None
+        try:
+            model = cls._assemble(lame_config, processor)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"The config in {str(folder)!r} does not describe a buildable model ({exc}).") from None
+        try:
+            missing, unexpected = load_model(model, str(folder / WEIGHTS_FILE), strict=False)
+        except Exception as exc:  # noqa: BLE001 - truncated or corrupt safetensors
+            raise ModelLoadError(f"{WEIGHTS_FILE} in {str(folder)!r} is corrupt or truncated ({type(exc).__name__}).") from None
+        if missing or unexpected:
+            raise ModelLoadError(
+                f"{WEIGHTS_FILE} in {str(folder)!r} does not match its config "
+                f"({len(missing)} missing, {len(unexpected)} unexpected tensors)."
+            )
+        if (folder / TRAINING_FILE).is_file():
+            try:
+                model.training_info = json.loads((folder / TRAINING_FILE).read_text())
+            except ValueError:
+                model.training_info = {}
+        return model.to(torch.device(device) if device is not None else default_device()).eval()
+
+    # ---- forward --------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_head.weight.device
+
+    @property
+    def num_reason_tokens(self) -> int:
+        return self.config.num_reason_tokens
+
+    def suffix_ids(self, mode: str) -> list[int]:
+        """Token ids appended after the prompt for a one-pass mode, or the CoT cue."""
+        if mode == "latent":
+            return [*self.processor.reason_token_ids(self.num_reason_tokens), self.processor.embed_token_id]
+        if mode == "discriminative":
+            return [self.processor.embed_token_id]
+        if mode == "cot":
+            return [self.processor.think_token_id]
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+    def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Backbone token embeddings with our latent rows written at reason / [EMBED] positions."""
+        embeds = self.backbone.get_input_embeddings()(input_ids)
+        latent = self.latent_embeddings.to(embeds.dtype)
+        reason_ids = self._reason_ids.to(input_ids.device)
+        for row, token_id in enumerate(reason_ids.tolist()):
+            embeds = torch.where((input_ids == token_id)[..., None], latent[row], embeds)
+        embed_mask = (input_ids == self.processor.embed_token_id)[..., None]
+        return torch.where(embed_mask, latent[-1], embeds)
+
+    def position_ids(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Qwen2-VL's 3-D rotary positions for a left-padded batch. Computed for text-only rows too,
+        so padding never shifts positions (the model's own fallback ignores the mask)."""
+        position_ids, _ = self.backbone.model.get_rope_index(
+            batch["input_ids"],
+            mm_token_type_ids=batch["mm_token_type_ids"],
+            image_grid_thw=batch.get("image_grid_thw"),
+            attention_mask=batch["attention_mask"],
+        )
+        return position_ids
+
+    def hidden_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Last-layer states [batch, seq, hidden] of one pass over a processed batch."""
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(self.backbone.dtype)
+        input_ids = batch["input_ids"]
+        out = self.backbone.model(
+            input_ids=input_ids,
+            inputs_embeds=self.input_embeddings(input_ids),
+            attention_mask=batch["attention_mask"],
+            position_ids=self.position_ids(batch),
+            pixel_values=batch.get("pixel_values"),
+            image_grid_thw=batch.get("image_grid_thw"),
+            mm_token_type_ids=batch["mm_token_type_ids"],
+            use_cache=False,
+        )
+        return out.last_hidden_state
+
+    def pool(self, hidden: torch.Tensor, num_reason_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(embeddings, embed_states, reason_states) from last-layer states whose rows end in the suffix."""
+        embed_states = hidden[:, -1]
+        reason_states = hidden[:, hidden.shape[1] - 1 - num_reason_tokens : -1]
+        embeddings = F.normalize(self.embed_head(embed_states).float(), dim=-1)
+        return embeddings, embed_states, reason_states
+
+    def forward_items(self, items: list[Item], mode: str | None = None) -> EmbedOutput:
+        """Embed prepared items in one batch (gradients flow; use under `torch.no_grad()` to infer)."""
+        mode = mode or self.config.default_mode
+        if mode == "cot":
+            return self._forward_cot(items)
+        batch = self.processor(items, self.suffix_ids(mode))
+        k = self.num_reason_tokens if mode == "latent" else 0
+        return EmbedOutput(*self.pool(self.hidden_states(batch), k))
+
+    # ---- cot ------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate_rationales(
+        self, items: list[Item], max_new_tokens: int | None = None, streamer: Any = None
+    ) -> list[list[int]]:
+        """Greedy rationale for each item with the backbone's own `generate()`; stops at [EMBED] or eos.
+
+        Returns:
+            per row, the generated ids without the stop token and padding.
+        """
+        batch = {k: v.to(self.device) for k, v in self.processor(items, self.suffix_ids("cot")).items()}
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(self.backbone.dtype)
+        stops = [self.processor.embed_token_id, self.processor.eos_token_id]
+        out = self.backbone.generate(
+            **batch,
+            max_new_tokens=max_new_tokens or self.config.cot_max_new_tokens,
+            do_sample=False,
+            eos_token_id=stops,
+            pad_token_id=self.processor.pad_id,
+            streamer=streamer,
+            suppress_tokens=self._cot_suppressed_ids(),
+        )
+        generated = out[:, batch["input_ids"].shape[1] :].tolist()
+        rationales = []
+        for row in generated:
+            cut = next((i for i, t in enumerate(row) if t in stops or t == self.processor.pad_id), len(row))
+            rationales.append(row[:cut])
+        return rationales
+
+    def _cot_suppressed_ids(self) -> list[int]:
+        """Tokens a rationale may never contain: vision placeholders, padding, our latent tokens."""
+        tok = self.processor.tokenizer
+        names = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|endoftext|>"]
+        names += [t for t in latent_special_tokens() if t != "[EMBED]"]
+        ids = [tok.convert_tokens_to_ids(n) for n in names]
+        if tok.unk_token_id is not None:
+            ids.append(tok.unk_token_id)
+        return sorted({i for i in ids if i is not None})
+
+    def _forward_cot(self, items: list[Item], rationales: list[list[int]] | None = None) -> EmbedOutput:
+        if rationales is None:
+            rationales = self.generate_rationales(items)
+        suffixes = [[self.processor.think_token_id, *r, self.processor.embed_token_id] for r in rationales]
+        batch = self.processor(items, suffixes)
+        embeddings, embed_states, _ = self.pool(self.hidden_states(batch), 0)
+        empty = embed_states.new_zeros(embed_states.shape[0], 0, embed_states.shape[-1])
+        return EmbedOutput(embeddings, embed_states, empty, rationales)
+
+    # ---- user-facing ----------------------------------------------------------------------------
+
+    def make_items(
+        self,
+        images: Iterable[Any] | None = None,
+        texts: Iterable[str | None] | None = None,
+        instruction: str | list[str | None] | None = None,
+    ) -> list[Item]:
+        """Validate and align user inputs into items (images decoded safely, text cleaned).
+
+        Raises:
+            InputError: mismatched lengths, an item with neither image nor text, or a bad image/text.
+        """
+        images = list(images) if images is not None else None
+        texts = list(texts) if texts is not None else None
+        if images is None and texts is None:
+            raise InputError("Give at least one image or one text to embed.")
+        n = len(images if images is not None else texts)
+        if images is not None and texts is not None and len(images) != len(texts):
+            raise InputError(f"Got {len(images)} images but {len(texts)} texts; pair them one to one or pass None entries.")
+        images = images if images is not None else [None] * n
+        texts = texts if texts is not None else [None] * n
+        instructions = instruction if isinstance(instruction, list) else [instruction] * n
+        if len(instructions) != n:
+            raise InputError(f"Got {len(instructions)} instructions for {n} inputs.")
+        items = []
+        for i, (image, text, inst) in enumerate(zip(images, texts, instructions)):
+            decoded = load_image(image, name=f"image {i + 1}") if image is not None else None
+            cleaned = clean_text(text, name=f"text {i + 1}", allow_empty=decoded is not None)
+            items.append(Item(decoded, cleaned or None, clean_text(inst, allow_empty=True) or None))
+        return items
+
+    @torch.no_grad()
+    def encode(
+        self,
+        images: Iterable[Any] | None = None,
+        texts: Iterable[str | None] | None = None,
+        instruction: str | list[str | None] | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        mode: str | None = None,
+        convert_to_numpy: bool = True,
+    ) -> np.ndarray | torch.Tensor:
+        """Embed images, texts, or image+text pairs (aligned lists; None entries allowed).
+
+        Args:
+            images: paths, bytes, PIL images or arrays; decoded and checked safely.
+            texts: strings; empty text is refused unless the item has an image.
+            instruction: one task instruction for all inputs, or one per input.
+            batch_size: inputs per forward pass; rows may differ in image size.
+            show_progress_bar: a tqdm bar over batches.
+            mode: "latent", "discriminative" or "cot"; default: the mode the model was trained for.
+            convert_to_numpy: return a float32 array, else a tensor.
+
+        Returns:
+            [n, embed_dim] unit-norm float32 embeddings.
+
+        Example:
+            >>> model.encode(texts=["a red circle"], instruction="represent the text .").shape
+            (1, 128)
+        """
+        items = self.make_items(images, texts, instruction)
+        if batch_size < 1:
+            raise InputError("batch_size must be at least 1.")
+        chunks = []
+        for start in tqdm(range(0, len(items), batch_size), disable=not show_progress_bar, desc="encode"):
+            chunks.append(self.forward_items(items[start : start + batch_size], mode).embeddings.float().cpu())
+        embeddings = torch.cat(chunks) if chunks else torch.zeros(0, self.config.embed_dim)
+        return embeddings.numpy() if convert_to_numpy else embeddings

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from lame_tools.data.shapes import make_scene, render
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lame_tools", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_embed_cli_writes_npy(tmp_path):
+    image = tmp_path / "a.png"
+    render(make_scene(0, "test", 1)).save(image)
+    out = tmp_path / "emb.npy"
+    result = _run("embed", "--image", str(image), "--text", "what is left of the red triangle ?", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    array = np.load(out)
+    assert array.shape[0] == 1 and abs(np.linalg.norm(array[0]) - 1) < 1e-5
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    result = _run("embed", "--image", str(bad), "--out", str(tmp_path / "x.npy"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "empty" in result.stderr
+    result = _run("embed", "--model", str(tmp_path / "nomodel"), "--text", "a", "--out", str(tmp_path / "x.npy"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_shapes_export_cli(tmp_path):
+    result = _run("shapes", "export", "--split", "test", "--limit", "8", "--out", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "d").glob("*.jsonl")) and list((tmp_path / "d" / "images").glob("*.png"))

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lame_tools.errors import InputError, ModelLoadError
+from lame_tools.model import LameModel
+from lame_tools.processor import Item
+
+
+def test_tiny_model_builds_fast():
+    start = time.perf_counter()
+    LameModel.build_tiny("micro", num_reason_tokens=2)
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("mode", ["latent", "discriminative", "cot"])
+def test_encode_image_text_and_pairs_unit_norm(micro_model, scenes, mode):
+    examples, images = scenes
+    texts = [e.query_text or "a red circle" for e in examples]
+    for kwargs in ({"images": images}, {"texts": texts}, {"images": images, "texts": texts}):
+        out = micro_model.encode(**kwargs, instruction="answer the question about the image .", batch_size=3, mode=mode)
+        assert out.dtype == np.float32 and out.shape == (8, micro_model.config.embed_dim)
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_batches_of_mixed_image_grids_equal_one_by_one(micro_model, scenes):
+    examples, images = scenes
+    grids = {im.size for im in images}
+    assert len(grids) > 2, "the fixture must mix image sizes"
+    texts = [e.query_text or None for e in examples]
+    # mixed batch: image+text, image-only, text-only rows together
+    mixed_images = [im if i % 3 else None for i, im in enumerate(images)]
+    mixed_texts = [t if i % 4 else None for i, t in enumerate(texts)]
+    mixed_texts = [t or ("a red circle" if im is None else None) for t, im in zip(mixed_texts, mixed_images)]
+    for mode in ("latent", "discriminative"):
+        batched = micro_model.encode(images=mixed_images, texts=mixed_texts, batch_size=8, mode=mode)
+        single = np.concatenate(
+            [micro_model.encode(images=[im] if im else None, texts=[t] if t else None, mode=mode)
+             if im or t else None for im, t in zip(mixed_images, mixed_texts)]
+        )
+        np.testing.assert_allclose(batched, single, atol=2e-5)
+
+
+def test_modes_differ_and_reason_tokens_matter(micro_model, scenes):
+    _, images = scenes
+    latent = micro_model.encode(images=images[:2], mode="latent")
+    disc = micro_model.encode(images=images[:2], mode="discriminative")
+    assert latent.shape == disc.shape
+    assert not np.allclose(latent, disc)
+
+
+def test_reason_states_shape(micro_model, scenes):
+    _, images = scenes
+    items = micro_model.make_items(images[:3], ["a red circle", None, "what is left of the blue square ?"])
+    with torch.no_grad():
+        out = micro_model.forward_items(items, "latent")
+    hidden = micro_model.backbone.config.text_config.hidden_size
+    assert out.reason_states.shape == (3, micro_model.num_reason_tokens, hidden)
+    assert out.embed_states.shape == (3, hidden)
+
+
+def test_cot_mode_generates_then_embeds(micro_model, scenes):
+    _, images = scenes
+    items = micro_model.make_items(images[:2], None)
+    with torch.no_grad():
+        out = micro_model.forward_items(items, "cot")
+    assert out.rationale_ids is not None and len(out.rationale_ids) == 2
+    assert all(len(r) <= micro_model.config.cot_max_new_tokens for r in out.rationale_ids)
+    forbidden = set(micro_model._cot_suppressed_ids())
+    assert not forbidden & {t for r in out.rationale_ids for t in r}
+
+
+def test_save_and_load_bit_identical(micro_model, scenes, tmp_path):
+    _, images = scenes
+    before = micro_model.encode(images=images[:3], texts=["a", "b c", None])
+    micro_model.save_pretrained(tmp_path / "m", training_info={"note": "test"})
+    loaded = LameModel.from_pretrained(tmp_path / "m", device="cpu")
+    after = loaded.encode(images=images[:3], texts=["a", "b c", None])
+    assert np.array_equal(before, after)
+    assert loaded.training_info == {"note": "test"}
+    # saving over an existing folder replaces it atomically
+    micro_model.save_pretrained(tmp_path / "m")
+    assert not list(tmp_path.glob(".m.*"))
+
+
+def test_bad_model_folders_give_one_sentence(micro_model, tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        LameModel.from_pretrained(tmp_path / "nope")
+    folder = micro_model.save_pretrained(tmp_path / "half")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match="corrupt or truncated"):
+        LameModel.from_pretrained(folder)
+    weights.unlink()
+    with pytest.raises(ModelLoadError, match="model.safetensors is missing"):
+        LameModel.from_pretrained(folder)
+    folder2 = micro_model.save_pretrained(tmp_path / "badjson")
+    (folder2 / "lame_config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="not a valid LaME config"):
+        LameModel.from_pretrained(folder2)
+
+
+def test_bad_inputs_to_encode(micro_model, tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_text("hello")
+    with pytest.raises(InputError, match="not an image"):
+        micro_model.encode(images=[fake])
+    with pytest.raises(InputError, match="empty"):
+        micro_model.encode(texts=[""])
+    with pytest.raises(InputError, match="pair them"):
+        micro_model.encode(images=[Image.new("RGB", (9, 9))], texts=["a", "b"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = micro_model.encode(texts=["red " * 50_000])
+    assert out.shape == (1, micro_model.config.embed_dim)
+    assert any("truncated" in str(w.message) or "characters" in str(w.message) for w in caught)
+    # the model still works after bad inputs
+    assert micro_model.encode(texts=["a red circle"]).shape == (1, micro_model.config.embed_dim)
+
+
+def test_unknown_words_are_reported(micro_model):
+    assert micro_model.processor.unknown_words("what colour is the banana ?") == ["banana"]
+    assert micro_model.processor.unknown_words("what colour is the circle ?") == []
+
+
+def test_processor_layout_puts_suffix_last(micro_model, scenes):
+    _, images = scenes
+    items = [Item(images[0], "a red circle"), Item(None, "a blue square , a red circle and a green diamond")]
+    suffix = micro_model.suffix_ids("latent")
+    batch = micro_model.processor(items, suffix)
+    for row in batch["input_ids"].tolist():
+        assert row[-len(suffix):] == suffix
+    assert batch["attention_mask"][1, 0] == 0  # the shorter row is left-padded
+
+
+def test_shipped_default_loads_and_embeds(shipped_model):
+    out = shipped_model.encode(texts=["a red circle"], instruction="represent the text .")
+    assert out.shape == (1, shipped_model.config.embed_dim)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+
+from lame_tools.backbone import build_tokenizer
+from lame_tools.data.shapes import (
+    HELD_OUT_PAIRS,
+    TASK_KINDS,
+    VOCABULARY,
+    export_mmeb,
+    make_example,
+    make_scene,
+    relation_holds,
+    render,
+)
+
+
+def test_scenes_are_deterministic_and_rendered_identically():
+    a, b = make_scene(0, "train", 5), make_scene(0, "train", 5)
+    assert a == b
+    assert render(a).tobytes() == render(b).tobytes()
+    assert make_scene(1, "train", 5) != a
+
+
+def test_held_out_compositions_only_in_test():
+    for i in range(300):
+        train_pairs = {(o.colour, o.shape) for o in make_scene(0, "train", i).objects}
+        assert not train_pairs & HELD_OUT_PAIRS
+        val_pairs = {(o.colour, o.shape) for o in make_scene(0, "validation", i).objects}
+        assert not val_pairs & HELD_OUT_PAIRS
+    for i in range(100):
+        test_pairs = {(o.colour, o.shape) for o in make_scene(0, "test", i).objects}
+        assert test_pairs & HELD_OUT_PAIRS
+
+
+def test_every_task_kind_appears_with_rationale_and_positive_first():
+    kinds = set()
+    for i in range(80):
+        ex = make_example(0, "train", i)
+        kinds.add(ex.task)
+        assert ex.rationale.endswith(".") and "answer :" in ex.rationale
+        if not ex.target_has_image:
+            assert ex.candidates[0] == ex.target_text
+            assert len(set(ex.candidates)) == len(ex.candidates)
+    assert kinds == set(TASK_KINDS)
+
+
+def test_relational_answers_are_true_of_the_scene():
+    checked = 0
+    for i in range(200):
+        ex = make_example(0, "train", i)
+        if ex.subtask != "relation_two_step":
+            continue
+        # "what is left of the red circle ?" -> "a blue square"
+        words = ex.query_text.split()
+        relation = words[2]
+        anchor_name = " ".join(words[-3:-1])
+        anchor = next(o for o in ex.scene.objects if o.name == anchor_name)
+        answer = next(o for o in ex.scene.objects if f"a {o.name}" == ex.target_text)
+        assert relation_holds(answer, relation, anchor)
+        others = [o for o in ex.scene.objects if o is not anchor and relation_holds(o, relation, anchor)]
+        assert others == [answer]
+        checked += 1
+    assert checked > 10
+
+
+def test_world_texts_stay_inside_the_tokenizer_vocabulary():
+    tok = build_tokenizer(VOCABULARY)
+    for i in range(200):
+        ex = make_example(0, "train", i)
+        for text in (ex.instruction, ex.query_text, ex.target_text, ex.rationale, *ex.candidates):
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            assert tok.unk_token_id not in ids, text
+
+
+def test_export_mmeb_rows(tmp_path):
+    out = export_mmeb(0, "test", tmp_path, limit=24)
+    files = sorted(p.name for p in out.glob("*.jsonl"))
+    assert files, "no JSONL written"
+    for f in out.glob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            row = json.loads(line)
+            for key in ("qry_inst", "qry_text", "qry_img_path", "tgt_text", "tgt_img_path"):
+                assert key in row
+            assert len(row["tgt_text"]) == len(row["tgt_img_path"]) >= 2
+            if row["qry_img_path"]:
+                assert (out / row["qry_img_path"]).is_file()
+            for p in row["tgt_img_path"]:
+                assert not p or (out / p).is_file()
