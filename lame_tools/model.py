@@ -271,11 +271,13 @@ class LameModel(nn.Module):
         """Backbone token embeddings with our latent rows written at reason / [EMBED] positions."""
         embeds = self.backbone.get_input_embeddings()(input_ids)
         latent = self.latent_embeddings.to(embeds.dtype)
-        reason_ids = self._reason_ids.to(input_ids.device)
-        for row, token_id in enumerate(reason_ids.tolist()):
-            embeds = torch.where((input_ids == token_id)[..., None], latent[row], embeds)
-        embed_mask = (input_ids == self.processor.embed_token_id)[..., None]
-        return torch.where(embed_mask, latent[-1], embeds)
+        # latent row of each position: i for [REASON_i], K for [EMBED], -1 elsewhere
+        latent_row = torch.full_like(input_ids, -1)
+        latent_ids = torch.cat([self._reason_ids, self._reason_ids.new_tensor([self.processor.embed_token_id])])
+        for row, token_id in enumerate(latent_ids.tolist()):
+            latent_row.masked_fill_(input_ids == token_id, row)
+        is_latent = (latent_row >= 0)[..., None]
+        return torch.where(is_latent, latent[latent_row.clamp(min=0)], embeds)
 
     def position_ids(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Qwen2-VL's 3-D rotary positions for a left-padded batch. Computed for text-only rows too,
