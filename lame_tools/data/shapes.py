@@ -348,22 +348,18 @@ def iter_split(seed: int, split: str, limit: int | None = None):
 # ---- export --------------------------------------------------------------------------------------
 
 
-def export_mmeb(seed: int, split: str, out_dir: str | Path, limit: int | None = None) -> Path:
-    """Write `split` as MMEB-style rows (one JSONL per subtask) plus PNG files under `out_dir`.
+def mmeb_rows(seed: int, split: str, limit: int | None = None) -> tuple[dict[str, list[dict]], list[tuple[str, Scene]]]:
+    """Build `split` as MMEB-style rows in memory (no files), one list per subtask.
 
     Rows carry `qry_inst`, `qry_text`, `qry_img_path`, `tgt_inst`, `tgt_text`, `tgt_img_path`
-    (candidate lists, first one positive), plus our `rationale` and `scene` for probing. Image paths
-    are relative to `out_dir`. For t2i the candidates are the positive image and 15 other images of
-    the split. Returns the folder.
+    (candidate lists, first one positive), plus our `task`, `rationale` and `scene`. Image paths are
+    `images/{split}_{i:05d}.png`; the second return value lists every (path, scene) pair, in order,
+    so a caller can render the images to disk (`export_mmeb`) or in memory (the evaluation
+    harness). For t2i the candidates are the positive image and 15 other images of the split.
     """
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     examples = list(iter_split(seed, split, limit))
-    image_paths: list[str] = []
-    for i, ex in enumerate(examples):
-        rel = f"images/{split}_{i:05d}.png"
-        render(ex.scene).save(out / rel)
-        image_paths.append(rel)
+    images = [(f"images/{split}_{i:05d}.png", ex.scene) for i, ex in enumerate(examples)]
+    image_paths = [path for path, _ in images]
     rows: dict[str, list[dict]] = {}
     for i, ex in enumerate(examples):
         if ex.target_has_image:
@@ -387,6 +383,20 @@ def export_mmeb(seed: int, split: str, out_dir: str | Path, limit: int | None = 
                 "scene": ex.scene.to_json(),
             }
         )
+    return rows, images
+
+
+def export_mmeb(seed: int, split: str, out_dir: str | Path, limit: int | None = None) -> Path:
+    """Write `split` as MMEB-style rows (one JSONL per subtask) plus PNG files under `out_dir`.
+
+    The rows are those of `mmeb_rows` (see there for the fields); image paths are relative to
+    `out_dir`. Returns the folder.
+    """
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rows, images = mmeb_rows(seed, split, limit)
+    for rel, scene in images:
+        render(scene).save(out / rel)
     for subtask, task_rows in rows.items():
         tmp = out / f".{subtask}.jsonl.tmp"
         with tmp.open("w") as f:

@@ -1,0 +1,208 @@
+"""Metrics on hand-computed rankings (ties, missing qrels, duplicates), the harness on Shapes, and
+resumption of the `eval` command after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lame_tools.data.formats import CandidateTask, CorpusTask, EmbedInput
+from lame_tools.evaluate import (
+    evaluate_shapes,
+    evaluate_task,
+    format_table,
+    hit_at_k,
+    metric,
+    ndcg_at_k,
+    recall_at_k,
+    run_benchmark,
+    summarize,
+    top_k_pessimistic,
+)
+
+# ---- metrics by hand -------------------------------------------------------------------------------
+
+
+def test_ndcg_linear_gain_by_hand():
+    qrels = {"a": 2, "b": 1, "c": 0}
+    ranking = ["x", "a", "b", "y"]
+    dcg = 2 / math.log2(3) + 1 / math.log2(4)
+    idcg = 2 / math.log2(2) + 1 / math.log2(3)
+    assert ndcg_at_k(ranking, qrels, 5) == pytest.approx(dcg / idcg)
+    assert ndcg_at_k(ranking, qrels, 1) == 0.0
+    assert ndcg_at_k(["a", "b"], qrels, 10) == pytest.approx(1.0)
+    # Linear, not exponential, gain: grade 3 counts 3x grade 1 (2^3-1 = 7x would be exponential).
+    assert ndcg_at_k(["b", "a"], {"a": 3, "b": 1}, 1) == pytest.approx(1 / 3)
+
+
+def test_recall_and_hit_by_hand():
+    qrels = {"a": 1, "b": 1, "c": 1, "z": 0}
+    ranking = ["z", "a", "q", "c", "b"]
+    assert recall_at_k(ranking, qrels, 1) == 0.0
+    assert recall_at_k(ranking, qrels, 2) == pytest.approx(1 / 3)
+    assert recall_at_k(ranking, qrels, 4) == pytest.approx(2 / 3)
+    assert hit_at_k(ranking, qrels, 1) == 0.0 and hit_at_k(ranking, qrels, 2) == 1.0
+    assert metric("recall@5", ranking, qrels) == 1.0
+
+
+def test_missing_or_negative_qrels_give_none():
+    for fn in (hit_at_k, recall_at_k, ndcg_at_k):
+        assert fn(["a", "b"], {}, 5) is None
+        assert fn(["a", "b"], {"a": 0, "b": -1}, 5) is None
+    # A relevant document that is not in the ranking at all still counts in recall's denominator.
+    assert recall_at_k(["a"], {"a": 1, "ghost": 1}, 5) == 0.5
+
+
+def test_duplicates_count_once_at_their_first_position():
+    qrels = {"a": 1, "b": 1}
+    # Without dedup, "a" twice would give DCG 1 + 1/log2(3) > IDCG-ish and recall 2/2.
+    assert recall_at_k(["a", "a", "x"], qrels, 2) == 0.5
+    assert ndcg_at_k(["a", "a", "b"], qrels, 2) == pytest.approx(1.0)  # dedup -> [a, b]
+    assert hit_at_k(["x", "x", "a"], qrels, 2) == 1.0  # dedup -> [x, a]
+
+
+def test_ties_are_pessimistic():
+    scores = np.array([0.5, 0.9, 0.5, 0.5, 0.1], np.float32)
+    gains = np.array([1, 0, 0, 2, 0], np.float64)
+    # 0.9 first; then the three tied at 0.5 ordered by gain ascending (2, 0, 3), then position.
+    assert top_k_pessimistic(scores, gains, 5).tolist() == [1, 2, 0, 3, 4]
+    assert top_k_pessimistic(scores, gains, 2).tolist() == [1, 2]
+    assert top_k_pessimistic(np.zeros(4), np.array([1.0, 0, 0, 0]), 1).tolist() == [1]
+
+
+class _ConstantModel:
+    """Every input gets the same embedding: a collapsed model must score 0, not 1."""
+
+    class config:  # noqa: N801 - mimics LameModel.config
+        embed_dim = 4
+        default_mode = "latent"
+
+    def encode(self, images=None, texts=None, instruction=None, batch_size=32, mode=None):
+        n = len(images if images is not None else texts)
+        return np.tile(np.array([[1.0, 0, 0, 0]], np.float32), (n, 1))
+
+
+def _image(_ref: str) -> Image.Image:
+    return Image.new("RGB", (16, 16))
+
+
+def test_constant_model_scores_zero_and_duplicate_positive_merges():
+    q = EmbedInput("inst", "q")
+    pos, neg = EmbedInput("", "pos"), EmbedInput("", "neg")
+    task = CandidateTask("t", "vqa", "image", [q, q], [[pos, neg], [pos, pos]], _image)
+    result = evaluate_task(_ConstantModel(), task)
+    # Row 1: tie with a distinct negative -> miss. Row 2: the only "negative" is the positive itself
+    # (merged), so the positive is alone -> hit.
+    assert result["hit@1"] == 0.5 and result["n"] == 2 and result["n_embedded"] == 3
+
+
+def test_corpus_task_counts_unjudged_queries():
+    docs = [EmbedInput("", f"d{i}") for i in range(3)]
+    task = CorpusTask(
+        "c",
+        "retrieval",
+        "visdoc",
+        ["q1", "q2"],
+        [EmbedInput("", "q1"), EmbedInput("", "q2")],
+        ["d0", "d1", "d2"],
+        docs,
+        {"q1": {"d2": 1}},
+        _image,
+        metric="ndcg@5",
+    )
+    result = evaluate_task(_ConstantModel(), task)
+    # All scores tie: pessimistic order puts d2 (relevant) last, rank 3 -> 1/log2(4) = 0.5.
+    assert result["ndcg@5"] == pytest.approx(0.5) and result["hit@1"] == 0.0 and result["recall@5"] == 1.0
+    assert result["n"] == 1 and result["n_unjudged"] == 1 and result["score"] == result["ndcg@5"]
+
+
+def test_summarize_groups_and_meta_means():
+    tasks = {
+        "a": {"score": 0.2, "meta_task": "classification", "group": "image", "metric": "hit@1", "n": 1},
+        "b": {"score": 0.4, "meta_task": "classification", "group": "image", "metric": "hit@1", "n": 1},
+        "c": {"score": 0.9, "meta_task": "retrieval", "group": "visdoc", "metric": "ndcg@5", "n": 1},
+    }
+    summary = summarize(tasks)
+    assert summary["overall"] == pytest.approx(0.5)
+    assert summary["meta_tasks"] == {"classification": pytest.approx(0.3), "retrieval": pytest.approx(0.9)}
+    assert summary["groups"]["image"]["overall"] == pytest.approx(0.3)
+    assert "visdoc:" in format_table({**summary, "tasks": tasks})
+
+
+# ---- Shapes through the harness --------------------------------------------------------------------
+
+
+def test_evaluate_shapes_layout_and_determinism(micro_model):
+    result = evaluate_shapes(micro_model, limit=16, batch_size=16)
+    again = evaluate_shapes(micro_model, limit=16, batch_size=16)
+    assert result == again
+    assert set(result) >= {"overall", "tasks", "meta_tasks", "mode"}
+    assert set(result["meta_tasks"]) <= {"classification", "vqa", "retrieval", "grounding"}
+    for name, task in result["tasks"].items():
+        assert 0.0 <= task["hit@1"] <= 1.0 and task["n"] >= 1, name
+    assert result["overall"] == pytest.approx(np.mean([t["hit@1"] for t in result["tasks"].values()]))
+    assert sum(t["n"] for t in result["tasks"].values()) == 16
+    one = evaluate_shapes(micro_model, limit=16, tasks=["count"])
+    assert list(one["tasks"]) == ["count"] and one["tasks"]["count"] == result["tasks"]["count"]
+
+
+@pytest.mark.slow
+def test_eval_resumes_after_sigkill_with_identical_json(micro_model, tmp_path):
+    model_dir = tmp_path / "model"
+    micro_model.save_pretrained(model_dir)
+    killed_out, clean_out = tmp_path / "killed" / "results.json", tmp_path / "clean" / "results.json"
+    args = ["--benchmark", "shapes", "--limit", "20", "--batch-size", "8", "--no-progress"]
+    # A real SIGKILL, at a known point: the child kills itself when the third task starts.
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        import lame_tools.evaluate as ev
+        from lame_tools.cli import main
+        calls = []
+        original = ev.evaluate_task
+        def evaluate_task(*a, **k):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(*a, **k)
+        ev.evaluate_task = evaluate_task
+        main(["eval", "--model", {str(model_dir)!r}, "--out", {str(killed_out)!r}, *{args!r}])
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    child = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert not killed_out.exists()
+    finished = sorted(p.name for p in (killed_out.parent / "results.json.tasks").glob("*.json"))
+    assert len(finished) == 2
+
+    logs: list[str] = []
+    run_benchmark(model_dir, "shapes", killed_out, limit=20, batch_size=8, show_progress_bar=False, log=logs.append)
+    assert sum("skipped" in line for line in logs) == 2
+    run_benchmark(model_dir, "shapes", clean_out, limit=20, batch_size=8, show_progress_bar=False, log=lambda _: None)
+    assert killed_out.read_bytes() == clean_out.read_bytes()
+    summary = json.loads(clean_out.read_text())
+    assert len(summary["tasks"]) >= 5 and summary["overall"] is not None
+
+    # A different configuration (here: the mode) is not mistaken for finished work.
+    logs.clear()
+    run_benchmark(
+        model_dir,
+        "shapes",
+        killed_out,
+        limit=20,
+        batch_size=8,
+        mode="discriminative",
+        show_progress_bar=False,
+        log=logs.append,
+    )
+    assert not any("skipped" in line for line in logs)

@@ -1,0 +1,82 @@
+"""EmbeddingIndex: exact top-k, tie order by lower id, validation, atomic save / pickle-free load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lame_tools.errors import InputError
+from lame_tools.index import EmbeddingIndex
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_search_matches_brute_force_order():
+    rng = np.random.default_rng(0)
+    gallery, queries = _unit(rng.normal(size=(200, 16))), _unit(rng.normal(size=(7, 16)))
+    index = EmbeddingIndex(dim=16)
+    assert list(index.add(gallery)) == list(range(200))
+    scores, ids = index.search(queries, k=10)
+    full = queries @ gallery.T
+    expected = np.argsort(-full, axis=1, kind="stable")[:, :10]
+    assert scores.shape == ids.shape == (7, 10) and ids.dtype == np.int64
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-6)
+
+
+def test_ties_are_ordered_by_lower_id_even_across_the_partition_boundary():
+    # Five identical vectors under scrambled ids, one better and one worse: the tie at rank 2..6
+    # must come back in id order whatever argpartition picked.
+    base = np.array([1.0, 0.0], np.float32)
+    best = _unit(np.array([[1.0, 0.0]]))  # same as base
+    vectors = np.stack([base] * 5 + [_unit(np.array([[0.0, 1.0]]))[0], _unit(np.array([[1.0, 1.0]]))[0]])
+    index = EmbeddingIndex()
+    index.add(vectors, ids=[40, 7, 93, 12, 55, 1, 3])
+    scores, ids = index.search(best, k=3)
+    assert ids.tolist() == [[7, 12, 40]]
+    np.testing.assert_allclose(scores, [[1.0, 1.0, 1.0]])
+    _, all_ids = index.search(best, k=100)  # k larger than the index: everything, ties by id
+    assert all_ids.tolist() == [[7, 12, 40, 55, 93, 3, 1]]
+
+
+def test_add_validates_inputs():
+    index = EmbeddingIndex(dim=4)
+    with pytest.raises(InputError, match="dimension 3"):
+        index.add(np.ones((2, 3), np.float32))
+    with pytest.raises(InputError, match="unit-norm"):
+        index.add(np.ones((2, 4), np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        index.add(np.full((1, 4), np.nan, np.float32))
+    index.add(np.ones((2, 4)), normalize=True)
+    with pytest.raises(InputError, match="distinct"):
+        index.add(_unit(np.ones((1, 4))), ids=[1])
+    assert index.add(_unit(np.ones((1, 4)))).tolist() == [2]
+    with pytest.raises(InputError, match="at least 1"):
+        index.search(_unit(np.ones((1, 4))), k=0)
+
+
+def test_empty_index_returns_empty_results():
+    scores, ids = EmbeddingIndex(dim=4).search(_unit(np.ones((2, 4))), k=5)
+    assert scores.shape == ids.shape == (2, 0)
+
+
+def test_save_load_roundtrip_without_pickle(tmp_path):
+    rng = np.random.default_rng(1)
+    index = EmbeddingIndex()
+    index.add(_unit(rng.normal(size=(30, 8))), ids=np.arange(100, 130))
+    index.save(tmp_path / "idx")
+    loaded = EmbeddingIndex.load(tmp_path / "idx")
+    assert len(loaded) == 30 and loaded.dim == 8
+    np.testing.assert_array_equal(loaded.ids, index.ids)
+    np.testing.assert_array_equal(loaded.embeddings, index.embeddings)
+    query = _unit(rng.normal(size=(3, 8)))
+    for a, b in zip(index.search(query, 5), loaded.search(query, 5)):
+        np.testing.assert_array_equal(a, b)
+    # An object array (which would need pickle) is refused with one sentence.
+    np.save(tmp_path / "idx" / "ids.npy", np.array([object()] * 30, dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="ids.npy"):
+        EmbeddingIndex.load(tmp_path / "idx")
+    with pytest.raises(InputError, match="no embeddings.npy"):
+        EmbeddingIndex.load(tmp_path / "missing")
