@@ -1,0 +1,137 @@
+"""Where the reason tokens and [EMBED] look: attention per layer and head over image patches and text.
+
+One pass with `attn.hook_pattern` hooks on every layer keeps only the query rows of the suffix
+(K reason tokens + [EMBED]); each row is then split into image keys, laid back on the merged image
+grid (Qwen2-VL merges 2x2 patches; the image tokens are the merged grid in row-major order), and
+the other keys (instruction, text, vision markers, the suffix itself), with their token strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from lame_tools.model import LameModel
+from lame_tools.probe.hooks import ActivationCache, num_layers, prepare_batch, run_with_cache
+from lame_tools.processor import Item
+
+
+@dataclass
+class ReasonAttention:
+    """Attention of the probed tokens of ONE input, every layer and head.
+
+    Attributes:
+        query_tokens: the Q probed tokens, e.g. ["[REASON_0]", ..., "[EMBED]"].
+        image_attention: [layer, head, Q, grid_h, grid_w] attention on each merged image patch, or
+            None for a text-only input. grid = (patch rows / 2, patch columns / 2).
+        text_attention: [layer, head, Q, T] attention on every other real (non-pad) key, in order.
+        text_tokens: the T key token strings (instruction, text, vision markers, the suffix).
+        image_mass: [layer, head, Q] total attention on the image (0 when there is none).
+        image: the input image as uint8 [height, width, 3] (after EXIF fixing), or None.
+        mode: the mode probed.
+    """
+
+    query_tokens: list[str]
+    image_attention: np.ndarray | None
+    text_attention: np.ndarray
+    text_tokens: list[str]
+    image_mass: np.ndarray
+    image: np.ndarray | None
+    mode: str
+
+    @property
+    def grid(self) -> tuple[int, int] | None:
+        return None if self.image_attention is None else tuple(self.image_attention.shape[-2:])  # type: ignore[return-value]
+
+    def to_npz_dict(self) -> dict[str, np.ndarray]:
+        """Arrays for `np.savez` (token strings as unicode arrays)."""
+        data = {
+            "query_tokens": np.array(self.query_tokens),
+            "text_attention": self.text_attention,
+            "text_tokens": np.array(self.text_tokens),
+            "image_mass": self.image_mass,
+        }
+        if self.image_attention is not None:
+            data["image_attention"] = self.image_attention
+        return data
+
+
+def split_attention(
+    cache: ActivationCache, row: int, tokens: list[str], image_token_id: int, merge_size: int, image_index: int | None
+) -> tuple[np.ndarray | None, np.ndarray, list[str], np.ndarray]:
+    """Split one batch row of the cached patterns into (image grid, text keys, text strings, image mass)."""
+    pattern = cache.stack("attn.hook_pattern")[:, row].numpy()  # [layer, head, Q, seq]
+    ids = cache.input_ids[row]
+    real = cache.attention_mask[row].astype(bool)
+    is_image = ids == image_token_id
+    text_keys = np.flatnonzero(real & ~is_image)
+    text_attention = pattern[..., text_keys]
+    image_mass = pattern[..., is_image].sum(-1)
+    image_attention = None
+    if image_index is not None and cache.image_grid_thw is not None:
+        t, h, w = (int(v) for v in cache.image_grid_thw[image_index])
+        grid_h, grid_w = h // merge_size, w // merge_size
+        image_attention = pattern[..., is_image].reshape(*pattern.shape[:3], t, grid_h, grid_w).sum(3)
+    return image_attention, text_attention, [tokens[i] for i in text_keys], image_mass
+
+
+def reason_attention_items(
+    model: LameModel, items: list[Item], mode: str | None = None, layers: Sequence[int] | None = None
+) -> list[ReasonAttention]:
+    """Reason-token attention for each item (one batched pass; see `ReasonAttention`).
+
+    Args:
+        items: from `model.make_items(...)`; images of any size may be mixed.
+        mode: "latent" (K reason tokens + [EMBED]), "discriminative" ([EMBED]) or "cot" ([EMBED]
+            after the generated rationale). Default: the model's.
+        layers: keep these layers (default all).
+    """
+    mode = mode or model.config.default_mode
+    prepared = prepare_batch(model, items, mode)
+
+    chosen = list(range(num_layers(model))) if layers is None else list(layers)
+    _, cache = run_with_cache(model, prepared, [f"blocks.{i}.attn.hook_pattern" for i in chosen])
+    tokenizer = model.processor.tokenizer
+    results, image_index = [], 0
+    for row, item in enumerate(items):
+        tokens = tokenizer.convert_ids_to_tokens(cache.input_ids[row].tolist())
+        index = None
+        if item.image is not None:
+            index, image_index = image_index, image_index + 1
+        image_attention, text_attention, text_tokens, image_mass = split_attention(
+            cache, row, tokens, model.processor.image_token_id, model.processor.merge_size, index
+        )
+        image = np.asarray(item.image.convert("RGB")) if item.image is not None else None
+        results.append(
+            ReasonAttention(list(prepared.query_tokens), image_attention, text_attention, text_tokens, image_mass, image, mode)
+        )
+    return results
+
+
+def reason_attention(
+    model: LameModel,
+    image: object | None = None,
+    text: str | None = None,
+    instruction: str | None = None,
+    mode: str | None = None,
+    layers: Sequence[int] | None = None,
+) -> ReasonAttention:
+    """Reason-token attention of one query (image and/or text; decoded and checked like `encode`).
+
+    Example:
+        >>> att = reason_attention(model, image="q.png", text="what colour is the circle ?")
+        >>> att.image_attention.shape   # [layer, head, K + 1, grid_h, grid_w]
+    """
+    items = model.make_items([image] if image is not None else None, [text], instruction)
+    return reason_attention_items(model, items, mode, layers)[0]
+
+
+def upsample_to_image(grid: np.ndarray, image: np.ndarray | Image.Image) -> np.ndarray:
+    """Nearest-neighbour upsampling of a [grid_h, grid_w] map to the image's [height, width]."""
+    height, width = (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
+    rows = np.minimum((np.arange(height) * grid.shape[0]) // height, grid.shape[0] - 1)
+    cols = np.minimum((np.arange(width) * grid.shape[1]) // width, grid.shape[1] - 1)
+    return grid[rows][:, cols]
