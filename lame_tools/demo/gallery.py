@@ -1,0 +1,199 @@
+"""The app's searchable corpus: images and texts, embedded once per (model, mode), searched exactly.
+
+The default corpus is the Shapes world's held-out test split: its rendered scenes (saved as PNG in
+the app's own folder, so the browser can show them) and the texts its tasks use as targets
+(captions, answers, object names, colours, shapes, counts). A user's uploads and added texts live in
+a second, per-session `Gallery`; `search_many` merges results from both.
+
+Every entry is embedded as a retrieval target, with the target instruction of the Shapes tasks
+(`TARGET_INSTRUCTION`, as the evaluation harness does), in the mode being searched.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lame_tools.data.shapes import (
+    ALL_OBJECT_NAMES,
+    COLOURS,
+    COUNT_WORDS,
+    SHAPES,
+    TARGET_INSTRUCTION,
+    make_example,
+    render,
+)
+from lame_tools.errors import InputError
+from lame_tools.index import EmbeddingIndex
+from lame_tools.model import LameModel
+
+KINDS = ("image", "text")
+ENCODE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """One searchable item.
+
+    Attributes:
+        kind: "image" or "text".
+        text: the text itself, or the image's caption (its ground truth, for display).
+        image_path: the PNG the browser shows ("" for a text).
+        group: what the item is, for colouring the map: a task name, "caption", "answer", "upload".
+        source: "shapes" (the shipped corpus) or "user" (added in this session).
+    """
+
+    kind: str
+    text: str
+    image_path: str = ""
+    group: str = ""
+    source: str = "shapes"
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result: its 1-based rank, cosine score, the entry and the entry's stored embedding [D]."""
+
+    rank: int
+    score: float
+    entry: GalleryEntry
+    vector: np.ndarray
+
+
+class Gallery:
+    """A list of entries with lazily built per-(model, mode, kind) `EmbeddingIndex`es.
+
+    Thread-safe: the first search in a mode embeds the corpus once while later callers wait.
+    """
+
+    def __init__(self, entries: list[GalleryEntry] | None = None, images: dict[int, Image.Image] | None = None) -> None:
+        self.entries: list[GalleryEntry] = list(entries or [])
+        self._images: dict[int, Image.Image] = dict(images or {})
+        self._indexes: dict[tuple[int, str, str], EmbeddingIndex] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def ids(self, kind: str) -> list[int]:
+        return [i for i, e in enumerate(self.entries) if e.kind == kind]
+
+    def count(self, kind: str) -> int:
+        return sum(1 for e in self.entries if e.kind == kind)
+
+    def image(self, entry_id: int) -> Image.Image:
+        """The decoded image of an image entry (kept in memory; the PNG is for display)."""
+        if entry_id not in self._images:
+            self._images[entry_id] = Image.open(self.entries[entry_id].image_path).convert("RGB")
+        return self._images[entry_id]
+
+    # ---- growing -------------------------------------------------------------------------------
+
+    def add(self, entry: GalleryEntry, image: Image.Image | None = None) -> int:
+        """Append an entry (and its decoded image); embeddings already built are extended lazily."""
+        with self._lock:
+            self.entries.append(entry)
+            entry_id = len(self.entries) - 1
+            if image is not None:
+                self._images[entry_id] = image
+            return entry_id
+
+    # ---- embedding and search ------------------------------------------------------------------
+
+    def _embed(self, model: LameModel, mode: str, ids: list[int]) -> np.ndarray:
+        kind = self.entries[ids[0]].kind
+        if kind == "image":
+            return model.encode(
+                images=[self.image(i) for i in ids], instruction=TARGET_INSTRUCTION, batch_size=ENCODE_BATCH, mode=mode
+            )
+        return model.encode(
+            texts=[self.entries[i].text for i in ids], instruction=TARGET_INSTRUCTION, batch_size=ENCODE_BATCH, mode=mode
+        )
+
+    def index(self, model: LameModel, mode: str, kind: str) -> EmbeddingIndex:
+        """The index of all `kind` entries for this model and mode (built or extended on first use)."""
+        if kind not in KINDS:
+            raise InputError(f"Search for images or texts, not {kind!r}.")
+        key = (id(model), mode, kind)
+        with self._lock:
+            index = self._indexes.get(key)
+            if index is None:
+                index = self._indexes[key] = EmbeddingIndex(dim=model.config.embed_dim)
+            have = set(index.ids.tolist())
+            missing = [i for i in self.ids(kind) if i not in have]
+            if missing:
+                index.add(self._embed(model, mode, missing), ids=np.asarray(missing, dtype=np.int64))
+            return index
+
+    def embeddings(self, model: LameModel, mode: str) -> tuple[np.ndarray, list[int]]:
+        """[N, D] embeddings of every entry (images then texts) and their entry ids."""
+        arrays, ids = [], []
+        for kind in KINDS:
+            if self.count(kind):
+                index = self.index(model, mode, kind)
+                arrays.append(index.embeddings)
+                ids.extend(index.ids.tolist())
+        if not arrays:
+            return np.zeros((0, model.config.embed_dim), np.float32), []
+        return np.concatenate(arrays), ids
+
+    def search(
+        self, query: np.ndarray, model: LameModel, mode: str, kind: str, k: int
+    ) -> list[tuple[float, int, np.ndarray]]:
+        """(score, entry id, stored embedding) of the k best `kind` entries for one query, best first."""
+        if not self.count(kind):
+            return []
+        index = self.index(model, mode, kind)
+        scores, ids = index.search(query, k)
+        # Entries are indexed in increasing id order, so an id's row is found by bisection.
+        rows = np.searchsorted(index.ids, ids[0])
+        return [(float(s), int(i), index.embeddings[r]) for s, i, r in zip(scores[0], ids[0], rows)]
+
+
+def search_many(
+    galleries: list[Gallery], query: np.ndarray, model: LameModel, mode: str, kind: str, k: int
+) -> list[SearchHit]:
+    """Top-k over several galleries (the shipped corpus and a user's additions), merged by score."""
+    found = []
+    for gallery in galleries:
+        found.extend((score, entry_id, vector, gallery) for score, entry_id, vector in gallery.search(query, model, mode, kind, k))
+    found.sort(key=lambda hit: -hit[0])
+    return [
+        SearchHit(rank, score, gallery.entries[entry_id], np.asarray(vector, dtype=np.float32))
+        for rank, (score, entry_id, vector, gallery) in enumerate(found[:k], 1)
+    ]
+
+
+def shapes_gallery(folder: str | Path, n_images: int = 200, seed: int = 0, split: str = "test") -> Gallery:
+    """The default corpus: `n_images` scenes of `split` (PNG files written to `folder`) and target texts.
+
+    Texts: the captions and target texts of those examples plus every object name, colour, shape
+    and count word, without duplicates (about 300 texts for 200 scenes).
+    """
+    if n_images < 1:
+        raise InputError("The gallery needs at least one image.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries: list[GalleryEntry] = []
+    images: dict[int, Image.Image] = {}
+    texts: dict[str, str] = {}
+    for i in range(n_images):
+        example = make_example(seed, split, i)
+        image = render(example.scene)
+        path = folder / f"{split}_s{seed}_{i:05d}.png"
+        image.save(path)
+        images[len(entries)] = image
+        entries.append(GalleryEntry("image", example.scene.caption(), str(path), example.subtask, "shapes"))
+        if i < 200:
+            texts.setdefault(example.scene.caption(), "caption")
+            if example.target_text:
+                texts.setdefault(example.target_text, f"answer ({example.subtask})")
+    for word_list, group in ((ALL_OBJECT_NAMES, "object name"), (COLOURS, "colour"), (SHAPES, "shape"), (COUNT_WORDS[1:], "count")):
+        for text in word_list:
+            texts.setdefault(text, group)
+    entries.extend(GalleryEntry("text", text, "", group, "shapes") for text, group in texts.items())
+    return Gallery(entries, images)
