@@ -328,14 +328,26 @@ class LameModel(nn.Module):
 
     @torch.no_grad()
     def generate_rationales(
-        self, items: list[Item], max_new_tokens: int | None = None, streamer: Any = None
+        self,
+        items: list[Item],
+        max_new_tokens: int | None = None,
+        streamer: Any = None,
+        batch: dict[str, torch.Tensor] | None = None,
+        stopping_criteria: Any = None,
     ) -> list[list[int]]:
         """Greedy rationale for each item with the backbone's own `generate()`; stops at [EMBED] or eos.
+
+        Args:
+            batch: the items already processed with the cot suffix (the latency harness times
+                pre-processing apart); built from `items` when None.
+            stopping_criteria: extra transformers stopping criteria (e.g. to abandon a race).
 
         Returns:
             per row, the generated ids without the stop token and padding.
         """
-        batch = {k: v.to(self.device) for k, v in self.processor(items, self.suffix_ids("cot")).items()}
+        if batch is None:
+            batch = self.processor(items, self.suffix_ids("cot"))
+        batch = {k: v.to(self.device) for k, v in batch.items()}
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.backbone.dtype)
         stops = [self.processor.embed_token_id, self.processor.eos_token_id]
@@ -347,6 +359,7 @@ class LameModel(nn.Module):
             pad_token_id=self.processor.pad_id,
             streamer=streamer,
             suppress_tokens=self._cot_suppressed_ids(),
+            stopping_criteria=stopping_criteria,
         )
         generated = out[:, batch["input_ids"].shape[1] :].tolist()
         rationales = []
