@@ -44,12 +44,26 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lame_tools.atomic import atomic_write_json
-from lame_tools.data.formats import META_TASKS, CandidateTask, CorpusTask, EmbedInput, Task, TaskSource
+from lame_tools.data.formats import CandidateTask, CorpusTask, EmbedInput, Task, TaskSource
 from lame_tools.errors import InputError
 from lame_tools.index import EmbeddingIndex
 
 BENCHMARKS = ("shapes", "mmeb-v2", "mrmr")
-META_ABBREVIATIONS = {"classification": "CLS", "vqa": "QA", "retrieval": "RET", "grounding": "GD"}
+META_ABBREVIATIONS = {
+    "classification": "CLS",
+    "vqa": "QA",
+    "retrieval": "RET",
+    "grounding": "GD",
+    "moment_retrieval": "MRET",
+    "vidore_v1": "VDRv1",
+    "vidore_v2": "VDRv2",
+    "visrag": "VR",
+    "ood": "OOD",
+    "knowledge": "Knowledge",
+    "theorem": "Theorem",
+    "contradiction": "Contradiction",
+}
+META_ORDER = tuple(META_ABBREVIATIONS)
 
 # ---- metrics (per query) --------------------------------------------------------------------------
 
@@ -250,7 +264,9 @@ def summarize(task_results: Mapping[str, dict]) -> dict:
     scored = {name: r for name, r in task_results.items() if r.get("score") is not None}
 
     def block(results: list[dict]) -> dict:
-        metas = sorted({r["meta_task"] for r in results}, key=lambda m: (META_TASKS + (m,)).index(m))
+        metas = sorted(
+            {r["meta_task"] for r in results}, key=lambda m: (META_ORDER.index(m) if m in META_ORDER else 99, m)
+        )
         return {
             "overall": _mean([r["score"] for r in results]),
             "meta_tasks": {m: _mean([r["score"] for r in results if r["meta_task"] == m]) for m in metas},
@@ -333,7 +349,12 @@ def _select(sources: list[TaskSource], names: Sequence[str] | None) -> list[Task
 
 
 def benchmark_sources(
-    benchmark: str, data: Path | None, split: str = "test", seed: int = 0, limit: int | None = None
+    benchmark: str,
+    data: Path | None,
+    split: str = "test",
+    seed: int = 0,
+    limit: int | None = None,
+    num_frames: int = 8,
 ) -> list[TaskSource]:
     """The tasks of a benchmark, by name, not yet read."""
     from lame_tools.data import formats
@@ -343,7 +364,7 @@ def benchmark_sources(
     if data is None:
         raise InputError(f"The {benchmark} benchmark needs --data DIR (see the README for where to download it).")
     if benchmark == "mmeb-v2":
-        return formats.mmeb_v2_tasks(data, limit=limit)
+        return formats.mmeb_v2_tasks(data, limit=limit, num_frames=num_frames)
     if benchmark == "mrmr":
         return formats.mrmr_tasks(data, limit=limit)
     raise InputError(f"Unknown benchmark {benchmark!r}; expected one of {', '.join(BENCHMARKS)}.")
@@ -379,6 +400,7 @@ def run_benchmark(
     resume: bool = True,
     show_progress_bar: bool = True,
     log: Any = print,
+    num_frames: int = 8,
 ) -> dict:
     """Evaluate a model folder on a benchmark, one task at a time, resumably; write `out` atomically.
 
@@ -390,7 +412,7 @@ def run_benchmark(
     from lame_tools.config import LameConfig
     from lame_tools.model import LameModel
 
-    sources = _select(benchmark_sources(benchmark, data, split, seed, limit), tasks)
+    sources = _select(benchmark_sources(benchmark, data, split, seed, limit, num_frames), tasks)
     fingerprint = {
         "model": _model_fingerprint(Path(model_dir)),
         "benchmark": benchmark,
@@ -400,6 +422,7 @@ def run_benchmark(
         "limit": limit,
         "mode": mode,
         "batch_size": batch_size,
+        "num_frames": num_frames if benchmark == "mmeb-v2" else None,
     }
     model = None
     results: dict[str, dict] = {}
@@ -469,6 +492,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         device=args.device,
         resume=not args.no_resume,
         show_progress_bar=not args.no_progress,
+        num_frames=args.num_frames,
     )
     print(format_table(summary))
     print(f"wrote {args.out}")
@@ -492,6 +516,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--mode", choices=MODES, default=None, help="default: the mode the model was trained for")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-frames", type=int, default=8, help="frames sampled per video (MMEB-v2 video tasks)")
     parser.add_argument("--out", type=Path, required=True, help="summary JSON (per-task files go to <out>.tasks/)")
     parser.add_argument("--no-resume", action="store_true", help="recompute tasks finished by an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
