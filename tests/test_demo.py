@@ -1,0 +1,173 @@
+"""The app's service layer without a server: corpus, search, query checks, uploads, downloads, loading."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lame_tools.config import MODES
+from lame_tools.demo.exports import write_csv, write_json, write_npz
+from lame_tools.demo.gallery import Gallery, GalleryEntry, search_many, shapes_gallery
+from lame_tools.demo.models import ModeModels, load_demo_models, resolve_model_folder
+from lame_tools.demo.service import TASK_INSTRUCTIONS, DemoService, parse_mode
+from lame_tools.errors import InputError, ModelLoadError
+
+
+@pytest.fixture(scope="module")
+def service(micro_model, tmp_path_factory):
+    """A service over the random micro model (all modes) and a 12-scene corpus."""
+    workdir = tmp_path_factory.mktemp("demo")
+    models = ModeModels({m: micro_model for m in MODES}, {m: f"micro in {m} mode" for m in MODES}, single=True)
+    return DemoService(models, shapes_gallery(workdir / "gallery", n_images=12), workdir)
+
+
+def test_shapes_gallery_has_scenes_and_target_texts(service):
+    gallery = service.gallery
+    assert gallery.count("image") == 12
+    texts = [e.text for e in gallery.entries if e.kind == "text"]
+    assert len(texts) == len(set(texts)) and "a red circle" in texts and "three" in texts
+    first = gallery.entries[0]
+    assert first.kind == "image" and first.image_path.endswith(".png") and first.text  # caption kept for display
+    assert Image.open(first.image_path).size == gallery.image(0).size
+
+
+def test_search_ranks_by_cosine_and_merges_user_additions(service, micro_model):
+    result = service.search(None, "a red circle", "auto", "auto", "latent", k=5)
+    assert result.query.target_kind == "image"  # a text-only query searches images
+    assert result.query.instruction == TASK_INSTRUCTIONS["find the image for a caption"]
+    scores = [h.score for h in result.hits]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert all(h.entry.kind == "image" for h in result.hits)
+    # the scores are the cosine of the query with each hit's stored vector
+    for hit in result.hits:
+        assert np.isclose(float(hit.vector @ result.embedding), hit.score, atol=1e-5)
+
+    user, summary = service.add_to_gallery(None, [], "a red circle\na blue square")
+    assert user.count("text") == 2 and "2 texts" in summary
+    query = micro_model.encode(texts=["a red circle"], instruction=TASK_INSTRUCTIONS["caption the image"])
+    hits = search_many([service.gallery, user], query, micro_model, "latent", "text", k=400)
+    assert {h.entry.source for h in hits} == {"shapes", "user"}
+    assert len(hits) == service.gallery.count("text") + 2
+
+
+def test_image_queries_search_texts_and_accept_odd_images(service, tmp_path):
+    for mode_name in ("RGBA", "L", "I;16"):
+        image = Image.new(mode_name, (40, 30))
+        path = tmp_path / f"q-{mode_name.replace(';', '')}.png"
+        image.save(path)
+        result = service.search(str(path), "", "auto", "auto", "discriminative", k=3)
+        assert result.query.target_kind == "text" and len(result.hits) == 3
+    both = service.search(str(path), "what colour is the circle ?", "auto", "auto", "latent", k=2)
+    assert both.query.instruction == TASK_INSTRUCTIONS["answer a question about the image"]
+
+
+@pytest.mark.parametrize(
+    "image, text, message",
+    [
+        (None, "", "Give a query"),
+        (None, "   ", "Give a query"),
+        (b"", "", "empty"),
+        (b"this is not an image", "", "not an image"),
+        (None, "a red dog", "'dog'"),
+    ],
+)
+def test_bad_queries_raise_one_sentence(service, image, text, message):
+    with pytest.raises(InputError, match=message) as info:
+        service.search(image, text)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_words_in_a_custom_instruction_are_refused(service):
+    with pytest.raises(InputError, match="instruction uses words"):
+        service.search(None, "a red circle", task="please embed this")
+
+
+def test_long_text_is_truncated_with_a_note(service):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = service.search(None, "a red circle and " * 6000, k=1)
+    assert any("truncated" in n or "characters" in n for n in result.notes)
+
+
+def test_user_uploads_are_checked_and_limited(service, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("hello")
+    with pytest.raises(InputError, match="bad.png"):
+        service.add_to_gallery(None, [str(bad)], "")
+    with pytest.raises(InputError, match="Upload images or type texts"):
+        service.add_to_gallery(None, [], "  \n ")
+    good = tmp_path / "good.png"
+    Image.new("RGB", (50, 50), (200, 30, 30)).save(good)
+    user, _ = service.add_to_gallery(None, [str(good)], "")
+    result = service.search(None, "a red square", k=50, user_gallery=user)
+    assert any(h.entry.source == "user" for h in result.hits)
+
+
+def test_downloads_are_readable_without_pickle(service, tmp_path):
+    result = service.search(None, "a blue square", k=4)
+    rows = (service.export_results_csv(result)).read_text().splitlines()
+    assert rows[0].startswith("rank,score,kind,text") and len(rows) == 5
+    data = np.load(service.export_results_npz(result), allow_pickle=False)
+    assert data["result_embeddings"].shape == (4, result.embedding.shape[0])
+    assert np.allclose(data["result_embeddings"] @ data["query_embedding"], data["scores"], atol=1e-5)
+    assert str(data["mode"]) == "latent"
+    assert write_csv(tmp_path, "x", []).read_text().strip() == ""
+    assert write_json(tmp_path, "x", {"a": 1}).read_text().strip().startswith("{")
+    with pytest.raises(ValueError):
+        write_npz(tmp_path, "x", {"bad": np.array([object()], dtype=object)})
+
+
+def test_examples_point_at_corpus_images(service):
+    examples = service.example_queries()
+    assert examples and all(e["task"] in TASK_INSTRUCTIONS for e in examples)
+    assert any(e["image"] is None and e["target"] == "images" for e in examples)
+    for e in examples:
+        service.prepare_query(e["image"], e["text"], e["task"], e["target"])  # every example passes the checks
+
+
+def test_about_and_facts_name_every_mode(service):
+    text = service.about_markdown()
+    assert "--allow-hub" in text and "--trust-remote-code" in text
+    assert {f["mode"] for f in service.model_facts()} == set(MODES)
+    assert service.has_closed_vocabulary() and "circle" in service.known_words()
+
+
+def test_parse_mode_accepts_names_and_labels():
+    assert parse_mode("explicit CoT") == "cot" and parse_mode(None) == "latent"
+    with pytest.raises(InputError):
+        parse_mode("fast")
+
+
+def test_model_loading_errors_are_one_sentence(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_demo_models(tmp_path / "missing")
+    with pytest.raises(ModelLoadError, match="allow"):
+        resolve_model_folder("someone/some-model", allow_hub=False)
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "lame_config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match="incomplete"):
+        load_demo_models(tmp_path / "half")
+
+
+def test_default_models_use_the_shipped_checkpoint_per_mode():
+    models = load_demo_models(device="cpu")
+    assert set(models.models) == set(MODES) and not models.single
+    for mode in MODES:
+        assert mode in models.sources[mode]
+
+
+def test_gallery_grows_lazily(micro_model):
+    gallery = Gallery()
+    image = Image.new("RGB", (32, 32), (0, 0, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    gallery.add(GalleryEntry("image", "upload", "", "upload", "user"), image)
+    assert len(gallery.index(micro_model, "latent", "image")) == 1
+    gallery.add(GalleryEntry("image", "upload 2", "", "upload", "user"), image)
+    assert len(gallery.index(micro_model, "latent", "image")) == 2
+    with pytest.raises(InputError):
+        gallery.index(micro_model, "latent", "video")
