@@ -169,7 +169,13 @@ def fit_projection(
     points = _as_matrix(embeddings)
     if len(points) < 4 and method == "umap":
         method = "pca"
-    params = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric, "version": CACHE_VERSION}
+    params = {
+        "seed": seed,
+        "n_neighbors": n_neighbors,
+        "min_dist": min_dist,
+        "metric": metric,
+        "version": CACHE_VERSION,
+    }
     key = f"{method}-{key or array_key(points, params)}"
     if use_cache:
         found = load_projection(key, cache_dir)
@@ -201,7 +207,17 @@ def load_projection(key: str, cache_dir: str | os.PathLike | None = None) -> Pro
     """A fit by its full key ("umap-..." / "pca-..."): from memory, else from the disk cache, else None."""
     if key in _MEMORY:
         found = _MEMORY[key]
-        return Projection(found.method, found.coords, found.corpus, key, found.params, found.labels, "memory", found._reducer, found._pca)
+        return Projection(
+            found.method,
+            found.coords,
+            found.corpus,
+            key,
+            found.params,
+            found.labels,
+            "memory",
+            found._reducer,
+            found._pca,
+        )
     path = _cache_path(key, cache_dir)
     if not path.is_file():
         return None
@@ -286,7 +302,9 @@ def embed_examples(model: Any, examples: list[Any], mode: str | None = None, bat
 
     images = [render(e.scene) if e.query_has_image else None for e in examples]
     texts = [e.query_text or None for e in examples]
-    return model.encode(images=images, texts=texts, instruction=[e.instruction for e in examples], mode=mode, batch_size=batch_size)
+    return model.encode(
+        images=images, texts=texts, instruction=[e.instruction for e in examples], mode=mode, batch_size=batch_size
+    )
 
 
 def project_shapes(

@@ -1,8 +1,21 @@
-"""Probing LaME's reason tokens: hooks, attention, read-out, ablation, linear probes (and the CLI)."""
+"""Probing LaME's reason tokens: what they look at, what they say, what they carry.
+
+    hooks      named hook points on the native Qwen2-VL layers, `run_with_cache`, `run_with_hooks`
+    attention  reason-token / [EMBED] attention per layer and head over image patches and text
+    readout    what the latent decoder reads from the K reason states
+    ablation   drop / zero / swap reason tokens; cosine and target-rank changes
+    linear     logistic probes from reason states to Shapes attributes, with controls
+    cli        `python -m lame_tools probe attention|readout|ablate|linear|project`
+
+Every public function returns plain numpy arrays in small dataclasses; figures live in
+`lame_tools.viz`, projections in `lame_tools.project`.
+"""
 
 from __future__ import annotations
 
+from lame_tools.probe.ablation import ABLATIONS, AblationResult, ablate
 from lame_tools.probe.attention import ReasonAttention, reason_attention, reason_attention_items, upsample_to_image
+from lame_tools.probe.cli import register_cli
 from lame_tools.probe.hooks import (
     ActivationCache,
     HookContext,
@@ -11,21 +24,51 @@ from lame_tools.probe.hooks import (
     hooks,
     prepare_batch,
     recompute_attention_rows,
+    run_prepared,
     run_with_cache,
     run_with_hooks,
 )
+from lame_tools.probe.linear import (
+    ATTRIBUTES,
+    LinearProbeResult,
+    ProbeStates,
+    attribute_labels,
+    collect_states,
+    fit_probes,
+    linear_probe,
+    probe_examples,
+)
+from lame_tools.probe.readout import Readout, decode_reason_states, readout, readout_items, readout_per_token
 
 __all__ = [
+    "ABLATIONS",
+    "ATTRIBUTES",
+    "AblationResult",
     "ActivationCache",
     "HookContext",
+    "LinearProbeResult",
     "PreparedBatch",
+    "ProbeStates",
     "ReasonAttention",
+    "Readout",
+    "ablate",
+    "attribute_labels",
+    "collect_states",
+    "decode_reason_states",
+    "fit_probes",
     "hook_point_names",
     "hooks",
+    "linear_probe",
     "prepare_batch",
+    "probe_examples",
+    "readout",
+    "readout_items",
+    "readout_per_token",
     "reason_attention",
     "reason_attention_items",
     "recompute_attention_rows",
+    "register_cli",
+    "run_prepared",
     "run_with_cache",
     "run_with_hooks",
     "upsample_to_image",

@@ -106,7 +106,9 @@ def reason_attention_items(
         )
         image = np.asarray(item.image.convert("RGB")) if item.image is not None else None
         results.append(
-            ReasonAttention(list(prepared.query_tokens), image_attention, text_attention, text_tokens, image_mass, image, mode)
+            ReasonAttention(
+                list(prepared.query_tokens), image_attention, text_attention, text_tokens, image_mass, image, mode
+            )
         )
     return results
 

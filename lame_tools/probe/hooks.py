@@ -73,7 +73,10 @@ def hook_point_names(model: LameModel) -> list[str]:
     """Every hook point name of this model, in forward order."""
     names = ["hook_embed"]
     for i in range(num_layers(model)):
-        names += [f"blocks.{i}.{p}" for p in ("hook_resid_pre", "attn.hook_pattern", "hook_attn_out", "hook_mlp_out", "hook_resid_post")]
+        names += [
+            f"blocks.{i}.{p}"
+            for p in ("hook_resid_pre", "attn.hook_pattern", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
+        ]
     return names + ["ln_final.hook_normalized"]
 
 
@@ -178,7 +181,9 @@ def hooks(
     try:
         for name, fn in fwd_hooks:
             if name == "hook_embed":
-                handles.append(lm.register_forward_pre_hook(input_hook(name, None, fn, "inputs_embeds"), with_kwargs=True))
+                handles.append(
+                    lm.register_forward_pre_hook(input_hook(name, None, fn, "inputs_embeds"), with_kwargs=True)
+                )
                 continue
             if name == "ln_final.hook_normalized":
                 handles.append(lm.norm.register_forward_hook(output_hook(name, None, fn)))
@@ -189,7 +194,11 @@ def hooks(
             layer_index, point = int(parts[1]), ".".join(parts[2:])
             layer = lm.layers[layer_index]
             if point == "hook_resid_pre":
-                handles.append(layer.register_forward_pre_hook(input_hook(name, layer_index, fn, "hidden_states"), with_kwargs=True))
+                handles.append(
+                    layer.register_forward_pre_hook(
+                        input_hook(name, layer_index, fn, "hidden_states"), with_kwargs=True
+                    )
+                )
             elif point == "hook_resid_post":
                 handles.append(layer.register_forward_hook(output_hook(name, layer_index, fn)))
             elif point == "hook_attn_out":
@@ -197,7 +206,9 @@ def hooks(
             elif point == "hook_mlp_out":
                 handles.append(layer.mlp.register_forward_hook(output_hook(name, layer_index, fn)))
             elif point == "attn.hook_pattern":
-                handles.append(layer.self_attn.register_forward_pre_hook(pattern_hook(name, layer_index, fn), with_kwargs=True))
+                handles.append(
+                    layer.self_attn.register_forward_pre_hook(pattern_hook(name, layer_index, fn), with_kwargs=True)
+                )
             else:
                 raise InputError(f"Unknown hook point {name!r}; see lame_tools.probe.hook_point_names(model).")
         yield

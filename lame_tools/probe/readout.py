@@ -83,14 +83,18 @@ def decode_reason_states(
     )
 
 
-def _greedy(decoder: torch.nn.Module, states: torch.Tensor, max_new_tokens: int) -> tuple[list[list[int]], list[np.ndarray]]:
+def _greedy(
+    decoder: torch.nn.Module, states: torch.Tensor, max_new_tokens: int
+) -> tuple[list[list[int]], list[np.ndarray]]:
     """Greedy decoding that also returns each chosen token's probability."""
     out = decoder.lm.generate(
         inputs_embeds=torch.cat(
             [
                 decoder.prefix(states),
                 decoder.lm.get_input_embeddings()(
-                    torch.full((states.shape[0], 1), decoder.config.bos_token_id, dtype=torch.long, device=states.device)
+                    torch.full(
+                        (states.shape[0], 1), decoder.config.bos_token_id, dtype=torch.long, device=states.device
+                    )
                 ),
             ],
             dim=1,

@@ -1,0 +1,246 @@
+"""Linear probes: what scene attributes can be read linearly from the reason states, layer by layer.
+
+States are the residual stream after each decoder layer at each probed token (K reason tokens and
+[EMBED]). A logistic-regression probe (scikit-learn, standardised features) is fitted per
+(layer, token) on a training part and scored on a held-out part; the same probe fitted on shuffled
+training labels is the control (what a probe of this capacity gets from nothing), and the
+majority class is the floor. The K = 0 (discriminative) model's [EMBED] states are the baseline
+that tells whether the reason tokens add anything.
+
+Attributes of a Shapes example:
+    n_objects       how many objects (1-4)
+    has_<colour>    whether a colour is present (five binary probes; "colours_present" averages them)
+    answer_colour   the colour of the answer object of a two-step relational question
+    answer_shape    its shape
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lame_tools.data.shapes import COLOURS, SHAPES, Example, make_example, render
+from lame_tools.errors import InputError
+from lame_tools.model import LameModel
+from lame_tools.probe.hooks import num_layers, prepare_batch, run_with_cache
+
+ATTRIBUTES = ("n_objects", "colours_present", "answer_colour", "answer_shape")
+
+
+@dataclass
+class ProbeStates:
+    """Residual states of N queries. states: [N, layer, Q, hidden] float32; query_tokens: the Q names."""
+
+    states: np.ndarray
+    query_tokens: list[str]
+    layers: list[int]
+    mode: str
+
+
+@dataclass
+class LinearProbeResult:
+    """Held-out accuracy of linear probes for one attribute.
+
+    Attributes:
+        attribute: e.g. "answer_colour".
+        layers: decoder layer indices (rows).
+        query_tokens: probed tokens (columns).
+        accuracy: [layer, Q] held-out accuracy.
+        control: [layer, Q] held-out accuracy of the same probe trained on shuffled labels.
+        majority: accuracy of always answering the most frequent training class.
+        n_train, n_test: examples in each part.
+        classes: the label values.
+    """
+
+    attribute: str
+    layers: list[int]
+    query_tokens: list[str]
+    accuracy: np.ndarray
+    control: np.ndarray
+    majority: float
+    n_train: int
+    n_test: int
+    classes: list[str]
+
+    def best(self) -> tuple[int, str, float]:
+        """(layer, token, accuracy) of the best probe."""
+        layer, token = np.unravel_index(int(self.accuracy.argmax()), self.accuracy.shape)
+        return self.layers[layer], self.query_tokens[token], float(self.accuracy[layer, token])
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["attribute", "layer", "token", "accuracy", "control", "majority", "n_train", "n_test"])
+        for li, layer in enumerate(self.layers):
+            for qi, token in enumerate(self.query_tokens):
+                writer.writerow(
+                    [
+                        self.attribute,
+                        layer,
+                        token,
+                        f"{self.accuracy[li, qi]:.4f}",
+                        f"{self.control[li, qi]:.4f}",
+                        f"{self.majority:.4f}",
+                        self.n_train,
+                        self.n_test,
+                    ]
+                )
+        return out.getvalue()
+
+
+def probe_examples(attribute: str, n: int, split: str = "train", seed: int = 0) -> list[Example]:
+    """`n` Shapes examples suited to an attribute (relational questions for answer_*)."""
+    if attribute not in ATTRIBUTES and not attribute.startswith("has_"):
+        raise InputError(f"attribute must be one of {ATTRIBUTES} or has_<colour>, got {attribute!r}.")
+    examples: list[Example] = []
+    index = 0
+    while len(examples) < n and index < 50 * n:
+        if attribute.startswith("answer_"):
+            example = make_example(seed, split, index, task="vqa")
+            if example.subtask == "relation_two_step":
+                examples.append(example)
+        else:
+            example = make_example(seed, split, index)
+            if example.query_has_image:
+                examples.append(example)
+        index += 1
+    return examples
+
+
+def attribute_labels(examples: Sequence[Example], attribute: str) -> np.ndarray:
+    """Labels [N] (strings) of an attribute; answer_* need relational-question examples."""
+    if attribute == "n_objects":
+        return np.array([str(len(e.scene.objects)) for e in examples])
+    if attribute.startswith("has_"):
+        colour = attribute[4:]
+        if colour not in COLOURS:
+            raise InputError(f"Unknown colour {colour!r}; colours are {COLOURS}.")
+        return np.array([str(any(o.colour == colour for o in e.scene.objects)) for e in examples])
+    if attribute in ("answer_colour", "answer_shape"):
+        labels = []
+        for e in examples:
+            words = e.target_text.split()
+            colour = next((w for w in words if w in COLOURS), None)
+            shape = next((w for w in words if w in SHAPES), None)
+            if e.subtask != "relation_two_step" or colour is None or shape is None:
+                raise InputError(f"{attribute} needs relational-question examples (got subtask {e.subtask!r}).")
+            labels.append(colour if attribute == "answer_colour" else shape)
+        return np.array(labels)
+    raise InputError(f"attribute must be one of {ATTRIBUTES} or has_<colour>, got {attribute!r}.")
+
+
+def collect_states(
+    model: LameModel,
+    examples: Sequence[Example],
+    mode: str | None = None,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 32,
+) -> ProbeStates:
+    """Residual states after each layer at the probed tokens of each example's query."""
+    mode = mode or model.config.default_mode
+    chosen = list(range(num_layers(model))) if layers is None else list(layers)
+    names = [f"blocks.{i}.hook_resid_post" for i in chosen]
+    chunks, tokens = [], []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        items = model.make_items(
+            [render(e.scene) if e.query_has_image else None for e in chunk],
+            [e.query_text or None for e in chunk],
+            [e.instruction for e in chunk],
+        )
+        prepared = prepare_batch(model, items, mode)
+        _, cache = run_with_cache(model, prepared, names)
+        chunks.append(cache.stack("hook_resid_post", chosen).permute(1, 0, 2, 3).numpy())  # [batch, layer, Q, hidden]
+        tokens = cache.query_tokens
+    return ProbeStates(np.concatenate(chunks), tokens, chosen, mode)
+
+
+def fit_probes(
+    states: ProbeStates,
+    labels: np.ndarray,
+    attribute: str = "attribute",
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    c: float = 1.0,
+) -> LinearProbeResult:
+    """Fit one logistic-regression probe per (layer, token); held-out accuracy and shuffled control."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n != states.states.shape[0]:
+        raise InputError(f"Got {n} labels for {states.states.shape[0]} states.")
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        raise InputError(f"{attribute} has a single value in these examples; a probe needs at least two.")
+    stratify = labels if counts.min() >= 2 else None
+    train, test = train_test_split(np.arange(n), test_size=test_fraction, random_state=seed, stratify=stratify)
+    rng = np.random.default_rng(seed)
+    shuffled = labels[train][rng.permutation(len(train))]
+    values, train_counts = np.unique(labels[train], return_counts=True)
+    majority = float((labels[test] == values[train_counts.argmax()]).mean())
+    n_layers, n_tokens = states.states.shape[1:3]
+    accuracy = np.zeros((n_layers, n_tokens), np.float32)
+    control = np.zeros((n_layers, n_tokens), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings on tiny data sets
+        for li in range(n_layers):
+            for qi in range(n_tokens):
+                x = states.states[:, li, qi]
+                for target, table in ((labels[train], accuracy), (shuffled, control)):
+                    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+                    probe.fit(x[train], target)
+                    table[li, qi] = probe.score(x[test], labels[test])
+    return LinearProbeResult(
+        attribute,
+        list(states.layers),
+        list(states.query_tokens),
+        accuracy,
+        control,
+        majority,
+        len(train),
+        len(test),
+        [str(v) for v in classes],
+    )
+
+
+def linear_probe(
+    model: LameModel,
+    attribute: str,
+    n: int = 300,
+    split: str = "train",
+    seed: int = 0,
+    mode: str | None = None,
+    states: ProbeStates | None = None,
+) -> LinearProbeResult:
+    """Probe one attribute end to end: examples, states, probes ("colours_present" averages has_<colour>).
+
+    Args:
+        states: reuse collected states (they must come from `probe_examples(attribute, n, split, seed)`).
+    """
+    examples = probe_examples(attribute, n, split, seed)
+    if len(examples) < 10:
+        raise InputError(f"Only {len(examples)} examples found for {attribute}; a probe needs more.")
+    states = states or collect_states(model, examples, mode)
+    if attribute != "colours_present":
+        return fit_probes(states, attribute_labels(examples, attribute), attribute, seed=seed)
+    parts = [fit_probes(states, attribute_labels(examples, f"has_{c}"), f"has_{c}", seed=seed) for c in COLOURS]
+    return LinearProbeResult(
+        "colours_present",
+        parts[0].layers,
+        parts[0].query_tokens,
+        np.mean([p.accuracy for p in parts], 0),
+        np.mean([p.control for p in parts], 0),
+        float(np.mean([p.majority for p in parts])),
+        parts[0].n_train,
+        parts[0].n_test,
+        ["False", "True"],
+    )
