@@ -1,0 +1,68 @@
+"""Figures are built from plain arrays and export offline (HTML with plotly.js inlined, Pillow PNG)."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+
+from lame_tools import viz
+
+
+def test_attention_overlay_spans_the_image_and_exports(tmp_path):
+    image = np.full((126, 168, 3), 240, np.uint8)
+    grid = np.arange(12, dtype=np.float32).reshape(3, 4) / 66
+    fig = viz.attention_overlay(image, grid, "EMBED")
+    assert isinstance(fig.data[0], go.Image) and isinstance(fig.data[1], go.Heatmap)
+    heat = fig.data[1]
+    assert heat.dx == 168 / 4 and heat.dy == 126 / 3  # each merged cell covers its share of the image
+    tokens = viz.attention_overlay_tokens(image, np.stack([grid, grid[::-1]]), ["[REASON_0]", "[EMBED]"])
+    assert len(tokens.data) == 3 and len(tokens.layout.updatemenus[0].buttons) == 2
+    html = viz.save_figure(fig, tmp_path / "overlay.html").read_text()
+    assert "plotly" in html.lower() and '<script src="http' not in html  # self-contained, opens offline
+    png = viz.overlay_png(image, grid, tmp_path / "overlay.png")
+    picture = Image.open(png)
+    assert picture.size == (504, 378)  # enlarged x3 (126 px -> at least 336) so the cells are visible
+    pixels = np.asarray(picture.convert("RGB")).astype(int)
+    assert abs(pixels[-5, -5] - pixels[5, 5]).sum() > 100  # the hottest and coldest cells differ
+
+
+def test_strip_grid_bars_and_probe_figures():
+    strip = viz.token_strip(
+        ["what", "colour", "?"], np.array([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]]), query_labels=["a", "b"]
+    )
+    assert strip.data[0].z.shape == (2, 3)
+    grid = viz.head_grid(np.random.default_rng(0).random((2, 3, 4, 4)))
+    assert len(grid.data) == 6
+    text_grid = viz.head_grid(np.random.default_rng(0).random((2, 2, 7)))
+    assert len(text_grid.data) == 4
+    bars = viz.ablation_bars(["zero [REASON_0]", "zero [REASON_1]"], [0.99, 0.9], [0.1, 2.0])
+    np.testing.assert_allclose(bars.data[0].y, [0.01, 0.1], atol=1e-9)
+    acc = viz.probe_accuracy(
+        [0, 1],
+        np.array([[0.3, 0.4], [0.6, 0.8]]),
+        ["[REASON_0]", "[EMBED]"],
+        control=np.full((2, 2), 0.2),
+        majority=0.25,
+        baseline=np.array([0.3, 0.5]),
+    )
+    assert [t.name for t in acc.data] == ["[REASON_0]", "[EMBED]", "shuffled labels (best token)", "K=0 [EMBED]"]
+
+
+def test_projection_scatter_uses_webgl_past_a_thousand_points():
+    small = viz.projection_scatter(
+        np.zeros((50, 2)), ["a", "b"] * 25, highlight=np.ones((1, 2)), highlight_labels=["q"]
+    )
+    assert {type(t) for t in small.data[:-1]} == {go.Scatter} and len(small.data) == 3
+    big = viz.projection_scatter(np.random.default_rng(0).random((1500, 2)), np.array(["x"] * 1500))
+    assert isinstance(big.data[0], go.Scattergl)
+
+
+def test_race_chart_orders_lanes_and_switches_to_log_scale():
+    fig = viz.race_chart({"cot": 900.0, "latent": 12.0}, done={"latent": True, "cot": False}, tokens={"cot": 37})
+    bar = fig.data[0]
+    assert list(bar.y) == ["latent", "cot"]
+    assert fig.layout.xaxis.type == "log"  # 75x apart
+    assert bar.text[1].endswith("…") and "37 tokens" in bar.text[1]
+    even = viz.race_chart({"latent": 12.0, "discriminative": 10.0})
+    assert even.layout.xaxis.type == "linear"
