@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -204,7 +205,231 @@ def l2_normalize(states: torch.Tensor) -> torch.Tensor:
     return F.normalize(states.float(), dim=-1)
 
 
-ADAPTER_KINDS = ("lame",)
+
+# ---- raw Qwen2-VL-family checkpoints (baselines) ------------------------------------------------
+
+QWEN_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+class Qwen2VLPromptAdapter(EmbeddingAdapter):
+    """Shared plumbing for adapters over a plain Qwen2-VL-family model: build each row's prompt as a
+    string holding one `<|image_pad|>` per image, tokenize it whole (so a real BPE tokenizer merges
+    exactly as the model's own processor would), expand the placeholder to the image's visual token
+    count, left-pad, and run the backbone without its LM head for one-pass embeddings."""
+
+    def __init__(self, backbone: Any, tokenizer: Any, image_processor: Any, name: str) -> None:
+        self._backbone = backbone
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        self.image_processor = image_processor
+        self.name = name
+        ids = tokenizer.convert_tokens_to_ids
+        self.image_token_id = ids("<|image_pad|>")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids("<|endoftext|>")
+        self.merge_size = int(getattr(image_processor, "merge_size", 2))
+
+    @property
+    def backbone(self) -> Any:
+        return self._backbone
+
+    def prompt(self, has_image: bool, instruction: str | None, text: str | None) -> str:
+        raise NotImplementedError
+
+    def prompt_suffix_tokens(self) -> int:
+        """Tokens at the end of every prompt that belong to the mode, not the input (for L)."""
+        return 0
+
+    def prepare(self, images: list[Any] | None, texts: list[str | None] | None, instruction: Any) -> Prepared:
+        from lame_tools.inputs import clean_text, load_image
+
+        n = len(images if images is not None else texts)
+        images = images if images is not None else [None] * n
+        texts = texts if texts is not None else [None] * n
+        instructions = instruction if isinstance(instruction, list) else [instruction] * n
+        decoded = [load_image(im, name=f"image {i + 1}") if im is not None else None for i, im in enumerate(images)]
+        present = [im for im in decoded if im is not None]
+        vision: dict[str, torch.Tensor] = {}
+        counts: list[int] = []
+        if present:
+            vision = dict(self.image_processor(images=present, return_tensors="pt"))
+            counts = [int(t * h * w) // self.merge_size**2 for t, h, w in vision["image_grid_thw"].tolist()]
+        rows, count_iter = [], iter(counts)
+        for image, text, inst in zip(decoded, texts, instructions):
+            inst = clean_text(inst, allow_empty=True) or None
+            text = clean_text(text, allow_empty=image is not None) or None
+            ids = self.tokenizer(self.prompt(image is not None, inst, text), add_special_tokens=False)["input_ids"]
+            if image is not None:
+                at = ids.index(self.image_token_id)
+                ids = ids[:at] + [self.image_token_id] * next(count_iter) + ids[at + 1 :]
+            rows.append(ids)
+        length = max(len(r) for r in rows)
+        input_ids = torch.full((n, length), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((n, length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, length - len(row) :] = torch.tensor(row)
+            attention_mask[i, length - len(row) :] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "mm_token_type_ids": (input_ids == self.image_token_id).long()}
+        if present:
+            batch["pixel_values"] = vision["pixel_values"].to(next(self.backbone.parameters()).dtype)
+            batch["image_grid_thw"] = vision["image_grid_thw"]
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        suffix = self.prompt_suffix_tokens()
+        return Prepared(batch, list(zip(decoded, texts, instructions)), [len(r) - suffix for r in rows])
+
+    def forward(self, prepared: Prepared) -> torch.Tensor:
+        batch = prepared.batch
+        position_ids, _ = self.backbone.model.get_rope_index(
+            batch["input_ids"], mm_token_type_ids=batch["mm_token_type_ids"],
+            image_grid_thw=batch.get("image_grid_thw"), attention_mask=batch["attention_mask"],
+        )
+        return self.backbone.model(**batch, position_ids=position_ids, use_cache=False).last_hidden_state
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
+
+
+class UmeR1Adapter(Qwen2VLPromptAdapter):
+    """UME-R1 (a Qwen2-VL fine-tune) in its two modes.
+
+    Layout (Qwen2-VL chat template, default system prompt):
+        <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n
+        [<|vision_start|><|image_pad|>...<|vision_end|>]{instruction} {text}\n<disc_emb>\n[GEN_PROMPT]
+        <|im_end|>\n<|im_start|>assistant\n
+    disc: one pass; the embedding is the last-layer state at `<disc_emb>` (normalised).
+    gen:  the prompt also holds GEN_PROMPT; greedy generation writes `<think>...</think>`, an answer
+          and `<gen_emb>` and stops at `<|im_end|>`; the embedding is the last-layer state of the
+          step that fed `<gen_emb>`, kept by `generate(output_hidden_states=True)`: no extra pass.
+    The one-pass mode runs the backbone without its LM head (logits are not needed for an embedding).
+    """
+
+    DISC_TOKEN = "<disc_emb>"
+    GEN_TOKEN = "<gen_emb>"
+    GEN_PROMPT = (
+        "Represent the above input text, images, videos, or any combination of the three as embeddings. \n"
+        "First output the thinking process in <think> </think> tags and then summarize the entire input in a "
+        "word or sentence. \nFinally, use the <gen_emb> tag to represent the entire input."
+    )
+
+    def __init__(self, backbone: Any, tokenizer: Any, image_processor: Any, mode: str = "gen",
+                 max_new_tokens: int = 1024, name: str | None = None) -> None:
+        if mode not in ("disc", "gen"):
+            raise ValueError(f"UME-R1 modes are 'disc' and 'gen', got {mode!r}")
+        super().__init__(backbone, tokenizer, image_processor, name or f"ume-r1-{mode}")
+        self.mode = mode
+        self.generative = mode == "gen"
+        self.max_new_tokens = max_new_tokens
+        ids = tokenizer.convert_tokens_to_ids
+        self.disc_id, self.gen_id = ids(self.DISC_TOKEN), ids(self.GEN_TOKEN)
+        unk = tokenizer.unk_token_id
+        if self.disc_id is None or self.gen_id is None or unk is not None and unk in (self.disc_id, self.gen_id):
+            raise ModelLoadError("This tokenizer has no <disc_emb> / <gen_emb> tokens: not a UME-R1 checkpoint.")
+        self.eos_id = ids("<|im_end|>")
+        self.stop_token_ids = [self.eos_id, self.pad_id]
+        self.generate_kwargs: dict[str, Any] = {}  # extra generate() arguments (tests script the output)
+
+    def prompt(self, has_image: bool, instruction: str | None, text: str | None) -> str:
+        query = " ".join(part for part in (instruction, text) if part)
+        body = f"{IMAGE_PLACEHOLDER if has_image else ''}{query}\n{self.DISC_TOKEN}\n"
+        if self.generative:
+            body += self.GEN_PROMPT
+        return f"{QWEN_SYSTEM}<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n"
+
+    def pool(self, prepared: Prepared, hidden: torch.Tensor) -> torch.Tensor:
+        ids = prepared.batch["input_ids"]
+        positions = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+        last_disc = torch.where(ids == self.disc_id, positions, -1).amax(dim=1)
+        return l2_normalize(hidden[torch.arange(ids.shape[0], device=ids.device), last_disc])
+
+    def generate(self, prepared: Prepared, max_new_tokens: int | None = None, streamer: Any = None,
+                 stopping_criteria: Any = None) -> list[list[int]]:
+        out = self.backbone.generate(
+            **prepared.batch, max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
+            eos_token_id=[self.eos_id], pad_token_id=self.pad_id, streamer=streamer,
+            stopping_criteria=stopping_criteria, output_hidden_states=True, return_dict_in_generate=True,
+            **self.generate_kwargs,
+        )
+        generated = out.sequences[:, prepared.batch["input_ids"].shape[1] :].tolist()
+        rows = []
+        for row in generated:
+            cut = next((i for i, t in enumerate(row) if t in self.stop_token_ids), len(row))
+            rows.append(row[:cut])
+        # last-layer state of each step: step 0 is the prompt, step t fed generated token t-1
+        prepared.extra["step_states"] = [step[-1][:, -1] for step in out.hidden_states]
+        return rows
+
+    def read(self, prepared: Prepared, generated: list[list[int]]) -> torch.Tensor:
+        steps = prepared.extra.pop("step_states")
+        states = []
+        for i, row in enumerate(generated):
+            at = max((j for j, t in enumerate(row) if t == self.gen_id), default=None)
+            # `<gen_emb>` at generated index j is fed at step j + 1; if it is missing or was the very
+            # last token, fall back to the last state computed (what UME-R1's own index -1 does)
+            step = at + 1 if at is not None and at + 1 < len(steps) else len(steps) - 1
+            states.append(steps[step][i])
+        return l2_normalize(torch.stack(states))
+
+
+class LastTokenAdapter(Qwen2VLPromptAdapter):
+    """VLM2Vec-V2 style one-pass embedding: no chat template, the image placeholder first, then a
+    newline, the instruction and the text; the last token's last-layer state, L2-normalised."""
+
+    mode = "last-token"
+
+    def __init__(self, backbone: Any, tokenizer: Any, image_processor: Any, name: str = "vlm2vec-v2") -> None:
+        super().__init__(backbone, tokenizer, image_processor, name)
+
+    def prompt(self, has_image: bool, instruction: str | None, text: str | None) -> str:
+        query = " ".join(part for part in (instruction, text) if part)
+        return f"<|image_pad|>\n{query}" if has_image else query
+
+    def pool(self, prepared: Prepared, hidden: torch.Tensor) -> torch.Tensor:
+        return l2_normalize(hidden[:, -1])  # left padding: every row ends at the last position
+
+
+def merge_lora(model: torch.nn.Module, folder: str | os.PathLike) -> int:
+    """Merge a plain LoRA adapter (peft's `adapter_config.json` + `adapter_model.safetensors`) into
+    `model`'s linear weights in place: W += (alpha / r) * B @ A. No peft needed.
+
+    Returns:
+        the number of linear layers changed.
+
+    Raises:
+        ModelLoadError: files missing, DoRA / other variants, or a target that does not exist.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    if not config_file.is_file() or not weights_file.is_file():
+        raise ModelLoadError(f"{str(folder)!r} holds no LoRA adapter (adapter_config.json + adapter_model.safetensors).")
+    config = json.loads(config_file.read_text())
+    if config.get("use_dora") or config.get("peft_type", "LORA") != "LORA":
+        raise ModelLoadError("Only plain LoRA adapters can be merged here (this one is DoRA or another variant).")
+    scale = float(config["lora_alpha"]) / float(config["r"])
+    tensors = load_file(str(weights_file))
+    modules = dict(model.named_modules())
+    changed = 0
+    for key, a in tensors.items():
+        if ".lora_A." not in key:
+            continue
+        prefix = key.split(".lora_A.")[0]
+        b = tensors[key.replace(".lora_A.", ".lora_B.")]
+        name = prefix.removeprefix("base_model.model.")
+        target = modules.get(name)
+        if target is None or not hasattr(target, "weight"):
+            raise ModelLoadError(f"LoRA target {name!r} is not a layer of this model.")
+        with torch.no_grad():
+            delta = (b.float() @ a.float()) * scale
+            target.weight += delta.to(target.weight.device, target.weight.dtype)
+        changed += 1
+    return changed
+
+
+ADAPTER_KINDS = ("lame", "qwen2-vl-base", "ume-r1", "vlm2vec")
 
 
 def load_lane(
@@ -218,9 +443,31 @@ def load_lane(
 ) -> EmbeddingAdapter:
     """The adapter for one race lane: `kind` says how to read `source` (a folder, or a hub id when
     `allow_hub`); LaME models run in the lane's mode."""
-    if kind == "lame":
-        from lame_tools.backbone import resolve_pretrained_source
+    from lame_tools.backbone import load_backbone, resolve_pretrained_source
 
+    if kind == "lame":
         resolve_pretrained_source(source, allow_hub=False)  # LaME folders are local
         return LameAdapter(load_lame(source, device=device), lane, lane)
-    raise ModelLoadError(f"Unknown adapter kind {kind!r}; known: {', '.join(ADAPTER_KINDS)}.")
+    if kind == "qwen2-vl-base":  # an untrained LaME wrapped around a Qwen2-VL-family checkpoint
+        from lame_tools.model import LameModel
+
+        model = LameModel.from_backbone(source, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
+        return LameAdapter(model, lane, lane)
+    if kind not in ADAPTER_KINDS:
+        raise ModelLoadError(f"Unknown adapter kind {kind!r}; known: {', '.join(ADAPTER_KINDS)}.")
+    lora = Path(str(source)).expanduser()
+    if kind == "vlm2vec" and (lora / "adapter_config.json").is_file():
+        # a LoRA folder: load its base model, then merge the adapter into it
+        import json
+
+        source = json.loads((lora / "adapter_config.json").read_text()).get("base_model_name_or_path") or source
+    else:
+        lora = None
+    backbone, tokenizer, image_processor = load_backbone(
+        source, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device
+    )
+    if lora is not None:
+        merge_lora(backbone, lora)
+    if kind == "ume-r1":
+        return UmeR1Adapter(backbone, tokenizer, image_processor, "gen" if lane == "cot" else "disc", name=lane)
+    return LastTokenAdapter(backbone, tokenizer, image_processor, name=lane)
