@@ -1,0 +1,244 @@
+"""Peak memory (and time) of reason-token attention capture on a 2B-sized random-weight Qwen2-VL.
+
+    python scripts/gpu_probe_memory.py --out DIR            # CUDA: Qwen2-VL-2B's published config, bf16, sdpa
+    python scripts/gpu_probe_memory.py --smoke --out DIR    # CPU: the tiny preset, fp32 (checks the path)
+
+Compares, for one query (448x448 image -> 256 visual tokens + a question) and a batch of 8:
+    plain       the timed path: one sdpa pass (no hooks)
+    rows        `run_with_cache` of every layer's `attn.hook_pattern` (K + 1 query rows only) and
+                `hook_resid_post` rows: what `lame_tools.probe` keeps
+    eager_full  the alternative it avoids: eager attention with output_attentions=True (full maps)
+Peak is `torch.cuda.max_memory_allocated` above the memory held before the call (weights); on
+CPU it is not measured (null) and only the kept bytes and times are reported.
+Writes DIR/probe_memory_<card>[_smoke].json. Random weights: memory and time only, no meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.timing import hardware_info  # noqa: E402
+
+# Qwen2-VL-2B-Instruct's published config (sizes only; token ids are remapped to our tokenizer).
+QWEN2_VL_2B = {
+    "text": dict(
+        vocab_size=151936,
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    ),
+    "vision": dict(
+        depth=32,
+        embed_dim=1280,
+        hidden_size=1536,
+        mlp_ratio=4,
+        num_heads=16,
+        in_channels=3,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    ),
+}
+
+
+def build_2b(device: torch.device, dtype: torch.dtype, image_pixels: int, k: int = 8):
+    """A LaME over a random Qwen2-VL-2B-sized backbone, built directly on `device` (Shapes tokenizer)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from lame_tools.backbone import build_image_processor, build_tokenizer
+    from lame_tools.config import LameConfig
+    from lame_tools.data.shapes import VOCABULARY
+    from lame_tools.model import LameModel
+    from lame_tools.processor import LameProcessor
+
+    tokenizer = build_tokenizer(VOCABULARY)
+    ids = tokenizer.convert_tokens_to_ids
+    text = dict(
+        QWEN2_VL_2B["text"],
+        bos_token_id=ids("<|im_start|>"),
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+    )
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config=dict(QWEN2_VL_2B["vision"]),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
+    lame_config = LameConfig(
+        num_reason_tokens=k,
+        embed_dim=1536,
+        backbone=config.to_dict(),
+        decoder=None,
+        image_min_pixels=image_pixels,
+        image_max_pixels=image_pixels,
+        max_text_tokens=512,
+    )
+    processor = LameProcessor(tokenizer, build_image_processor(image_pixels, image_pixels), "plain", 512)
+    torch.manual_seed(0)
+    with torch.device(device):
+        backbone = Qwen2VLForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
+        model = LameModel(lame_config, backbone, processor, None)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def build_smoke():
+    from lame_tools.model import LameModel
+
+    return LameModel.build_tiny("tiny", num_reason_tokens=8, embed_dim=128, with_decoder=False)
+
+
+def measure(fn, device: torch.device, repeats: int = 3) -> dict[str, Any]:
+    """Peak extra memory of one call and its median time over `repeats` calls."""
+    fn()  # warm-up (kernels, allocator)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    result = fn()
+    peak = None
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "peak_extra_mib": None if peak is None else round(peak, 1),
+        "ms_median": round(sorted(times)[len(times) // 2], 2),
+        "result": result,
+    }
+
+
+def run(model, device: torch.device, batch_size: int, image_size: int) -> dict[str, Any]:
+    from lame_tools.data.shapes import make_example, render
+    from lame_tools.probe import prepare_batch, run_prepared, run_with_cache
+
+    examples = [make_example(0, "test", i, task="vqa") for i in range(batch_size)]
+    images = [render(e.scene).resize((image_size, image_size)) for e in examples]
+    items = model.make_items(images, [e.query_text for e in examples], examples[0].instruction)
+    prepared = prepare_batch(model, items, "latent")
+    seq = int(prepared.batch["input_ids"].shape[1])
+    lm = model.backbone.config.text_config
+    layers, heads = lm.num_hidden_layers, lm.num_attention_heads
+    names = ["blocks.*.attn.hook_pattern", "blocks.*.hook_resid_post"]
+    report: dict[str, Any] = {
+        "batch_size": batch_size,
+        "seq_len": seq,
+        "layers": layers,
+        "heads": heads,
+        "query_rows": prepared.num_query,
+    }
+
+    def plain() -> None:
+        run_prepared(model, prepared)
+
+    def rows() -> int:
+        _, cache = run_with_cache(model, prepared, names)
+        return cache.nbytes()
+
+    def eager_full() -> int:
+        batch = {k: v.to(model.device) for k, v in prepared.batch.items()}
+        batch["pixel_values"] = batch["pixel_values"].to(model.backbone.dtype)
+        with torch.no_grad():
+            out = model.backbone.model(
+                input_ids=batch["input_ids"],
+                inputs_embeds=model.input_embeddings(batch["input_ids"]),
+                attention_mask=batch["attention_mask"],
+                position_ids=model.position_ids(batch),
+                pixel_values=batch["pixel_values"],
+                image_grid_thw=batch["image_grid_thw"],
+                mm_token_type_ids=batch["mm_token_type_ids"],
+                use_cache=False,
+                output_attentions=True,
+            )
+        return sum(a.numel() * a.element_size() for a in out.attentions)
+
+    report["plain"] = measure(plain, device)
+    report["rows"] = measure(rows, device)
+    report["rows"]["kept_mib"] = round(report["rows"].pop("result") / 2**20, 3)
+    report["plain"].pop("result")
+    model.backbone.set_attn_implementation("eager")
+    try:
+        report["eager_full"] = measure(eager_full, device)
+        report["eager_full"]["attention_maps_mib"] = round(report["eager_full"].pop("result") / 2**20, 3)
+    finally:
+        model.backbone.set_attn_implementation("sdpa")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--smoke", action="store_true", help="CPU: the tiny preset in fp32")
+    parser.add_argument("--device", default=None)
+    args, _ = parser.parse_known_args(argv)  # gpu_check.sh passes its own flags too
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    hw = hardware_info(device)
+    card = (hw.get("gpu") or "cpu").replace("NVIDIA ", "").split()[0]
+    report: dict[str, Any] = {
+        "benchmark": "probe_memory",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hardware": hw,
+        "smoke": args.smoke,
+    }
+    image_size = 112 if args.smoke else 448
+    try:
+        start = time.perf_counter()
+        if args.smoke or device.type != "cuda":
+            model, report["model"] = build_smoke().to(device), "tiny preset, fp32, random weights"
+        else:
+            model = build_2b(device, torch.bfloat16, image_size * image_size)
+            report["model"] = "Qwen2-VL-2B published config, bf16, sdpa, random weights, K=8"
+        report["build_s"] = round(time.perf_counter() - start, 1)
+        report["parameters_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 1)
+        if device.type == "cuda":
+            report["weights_mib"] = round(torch.cuda.memory_allocated(device) / 2**20, 1)
+        for batch_size in (1, 8):
+            key = f"batch_{batch_size}"
+            try:
+                report[key] = run(model, device, batch_size, image_size)
+            except Exception as exc:  # noqa: BLE001 - keep the other batch size
+                traceback.print_exc()
+                report[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(key, json.dumps(report[key]), flush=True)
+    except Exception as exc:  # noqa: BLE001 - the JSON says what failed
+        traceback.print_exc()
+        report["error"] = f"{type(exc).__name__}: {exc}"
+    path = args.out / f"probe_memory_{card}{'_smoke' if args.smoke else ''}.json"
+    atomic_write_json(path, report)
+    print(f"wrote {path}")
+    return 0 if "error" not in report else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
