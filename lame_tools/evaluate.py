@@ -161,6 +161,9 @@ def embed_inputs(
     for position, item in enumerate(inputs):
         for ref in item.images or (None,):
             items.append((position, ref, item.text, item.instruction))
+    # Text-only inputs first, then image inputs, each by text length: batches of similar length waste
+    # little on padding (a stable sort, so the order, and the numbers, are the same on every run).
+    items.sort(key=lambda item: (item[1] is not None, len(item[2]) + len(item[3])))
     dim = model.config.embed_dim
     sums = np.zeros((len(inputs), dim), dtype=np.float64)
     chunk = max(batch_size * 4, 64)
@@ -477,6 +480,83 @@ def run_benchmark(
     return summary
 
 
+def bench_eval_throughput(
+    models: Mapping[str, Path],
+    split: str = "test",
+    seed: int = 0,
+    limit: int | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    mode: str | None = None,
+    log: Any = print,
+) -> dict:
+    """Evaluation throughput on a Shapes split: queries per second (and distinct inputs embedded per
+    second) for each model folder, after a small warm-up run; the scores come with it.
+
+    Returns:
+        {"hardware", "split", "limit", "batch_size", "models": {name: {"queries_per_s", "inputs_per_s",
+         "seconds", "queries", "inputs", "mode", "overall", "meta_tasks", "tasks"}}}
+    """
+    from lame_tools.model import LameModel
+    from lame_tools.timing import hardware_info, synchronize
+
+    report: dict[str, Any] = {"split": split, "seed": seed, "limit": limit, "batch_size": batch_size, "models": {}}
+    for name, folder in models.items():
+        model = LameModel.from_pretrained(folder, device=device)
+        evaluate_shapes(model, split, mode, seed, limit=8, batch_size=batch_size)  # warm-up
+        synchronize(model.device)
+        start = time.perf_counter()
+        result = evaluate_shapes(model, split, mode, seed, limit, batch_size)
+        synchronize(model.device)
+        seconds = time.perf_counter() - start
+        queries = sum(t["n"] for t in result["tasks"].values())
+        inputs = sum(t["n_embedded"] for t in result["tasks"].values())
+        report["models"][name] = {
+            "folder": str(folder),
+            "mode": result["mode"],
+            "seconds": seconds,
+            "queries": queries,
+            "inputs": inputs,
+            "queries_per_s": queries / seconds,
+            "inputs_per_s": inputs / seconds,
+            "overall": result["overall"],
+            "meta_tasks": result["meta_tasks"],
+            "tasks": {k: {"hit@1": v["hit@1"], "n": v["n"]} for k, v in result["tasks"].items()},
+        }
+        log(
+            f"{name}: {queries} queries in {seconds:.1f} s = {queries / seconds:.1f} queries/s ({result['mode']} mode, overall Hit@1 {100 * result['overall']:.1f})"
+        )
+        report["hardware"] = hardware_info(model.device)
+    return report
+
+
+def format_shapes_table(report: dict) -> str:
+    """A markdown table of a throughput report: per meta-task Hit@1, overall, and queries/s."""
+    metas = ("classification", "vqa", "retrieval", "grounding")
+    lines = [
+        "| model | mode | " + " | ".join(META_ABBREVIATIONS[m] for m in metas) + " | overall | queries/s |",
+        "|---|---|" + "---|" * (len(metas) + 2),
+    ]
+    for name, r in report["models"].items():
+        cells = " | ".join(f"{100 * r['meta_tasks'][m]:.1f}" if m in r["meta_tasks"] else "-" for m in metas)
+        lines.append(f"| {name} | {r['mode']} | {cells} | {100 * r['overall']:.1f} | {r['queries_per_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def _eval_throughput_command(args: argparse.Namespace) -> int:
+    from lame_tools import SHIPPED_MODELS
+
+    models: dict[str, Path] = {}
+    for entry in args.models:
+        folder = SHIPPED_MODELS.get(entry, Path(entry))
+        models[entry if entry in SHIPPED_MODELS else Path(entry).name] = Path(folder)
+    report = bench_eval_throughput(models, args.split, args.seed, args.limit, args.batch_size, args.device, args.mode)
+    print(format_shapes_table(report))
+    atomic_write_json(args.out, report)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _eval_command(args: argparse.Namespace) -> int:
     summary = run_benchmark(
         args.model,
@@ -521,3 +601,16 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-resume", action="store_true", help="recompute tasks finished by an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_eval_command)
+
+    bench = subparsers.add_parser("eval-throughput", help="evaluation throughput (queries/s) on a Shapes split")
+    bench.add_argument(
+        "--models", nargs="+", default=["latent", "discriminative", "cot"], help="shipped model names or folders"
+    )
+    bench.add_argument("--split", choices=SPLITS, default="test")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--limit", type=int, default=None, help="first N examples (default: the whole split)")
+    bench.add_argument("--mode", choices=MODES, default=None, help="default: each model's own mode")
+    bench.add_argument("--batch-size", type=int, default=32)
+    bench.add_argument("--device", default=None)
+    bench.add_argument("--out", type=Path, required=True)
+    bench.set_defaults(func=_eval_throughput_command)
