@@ -224,6 +224,20 @@ def test_empty_frame_folder_and_missing_benchmark_parts(tmp_path):
         mmeb_v2_tasks(tmp_path)
 
 
+def test_mmeb_v1_image_placeholder_is_removed(tmp_path):
+    (tmp_path / "q.png").write_bytes(b"")
+    Image.new("RGB", (8, 8)).save(tmp_path / "q.png")
+    row = {
+        **GOOD_ROW,
+        "qry_inst": "",
+        "qry_text": "<|image_1|>\nRepresent the given image for classification",
+        "qry_img_path": "q.png",
+    }
+    task = candidate_task_from_file("Task", _write_rows(tmp_path / "Task.jsonl", [row]), [tmp_path], "image", None, 8)
+    assert task.queries[0].text == "Represent the given image for classification"
+    assert task.queries[0].images == (str(tmp_path / "q.png"),)
+
+
 def test_parquet_rows(tmp_path):
     try:
         import pyarrow as pa

@@ -26,6 +26,7 @@ from lame_tools.errors import InputError
 from lame_tools.inputs import load_image
 
 META_TASKS = ("classification", "vqa", "retrieval", "grounding")
+IMAGE_PLACEHOLDER = "<|image_1|>"
 
 
 @dataclass(frozen=True)
@@ -202,11 +203,13 @@ def candidate_task_from_rows(
 def _row_input(
     inst: object, text: object, image: object, what: str, resolve: Callable[[object, str], tuple[str, ...]]
 ) -> EmbedInput:
-    text = "" if text is None else str(text)
+    # MMEB v1 rows carry Phi-3-V's image placeholder inside the text; the image travels separately here.
+    text = "" if text is None else str(text).replace(IMAGE_PLACEHOLDER, "").strip()
+    inst = "" if inst is None else str(inst).replace(IMAGE_PLACEHOLDER, "").strip()
     images = resolve(image, what)
-    if not text.strip() and not images:
+    if not text and not images:
         raise InputError(f"{what} has neither text nor an image.")
-    return EmbedInput(str(inst or ""), text, images)
+    return EmbedInput(inst, text, images)
 
 
 # ---- files ----------------------------------------------------------------------------------------
