@@ -21,9 +21,12 @@ from typing import Any
 
 import gradio as gr
 
-from lame_tools.demo.gradio_parts import SafeImage
+from lame_tools import viz
+from lame_tools.demo.exports import write_text
+from lame_tools.demo.gradio_parts import safe_image
 from lame_tools.demo.service import AUTO, MAX_K, MODE_LABELS, TASK_INSTRUCTIONS, DemoService, words_markdown
 from lame_tools.errors import LameError
+from lame_tools.probe.linear import ATTRIBUTES as PROBE_ATTRIBUTES
 
 GPU_DURATION_S = 60
 GPU_CONCURRENCY_ID = "gpu"  # one id for every event that runs a model: they share the device
@@ -67,6 +70,23 @@ def user_errors(fn: Callable) -> Callable:
     return wrapped
 
 
+def write_text_download(service: DemoService, stem: str, text: str) -> str:
+    """A text download (CSV) in the app's own folder."""
+    return str(write_text(service.downloads, stem, ".csv", text))
+
+
+def recorded_markdown(records: list[dict[str, Any]]) -> str:
+    """Recorded GPU race benchmarks, labelled as recorded (card, dtype, date), or a note that there are none."""
+    if not records:
+        return ("*No recorded GPU benchmark is shipped in `assets/benchmarks/`; the numbers above are this machine's only. "
+                "`scripts/gpu_check.sh` records one on a CUDA machine.*")
+    lines = ["**Recorded (not live) GPU benchmarks:**", "", "| card | dtype | date | model | ms per item |", "|---|---|---|---|---|"]
+    for r in records:
+        lanes = ", ".join(f"{lane} {ms:.1f}" for lane, ms in r["ms_per_item"].items())
+        lines.append(f"| {r['card']} | {r['dtype']} | {r['date']} | {r['model']} | {lanes} |")
+    return "\n".join(lines)
+
+
 def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
     """Lay out the six tabs and wire their events to `service`.
 
@@ -77,6 +97,10 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
     device = "cuda" if spaces is not None else None
     model_events = {"concurrency_id": GPU_CONCURRENCY_ID, "concurrency_limit": concurrency}
     examples = service.example_queries()
+    latent_model = service.models.model_for("latent")
+    n_layers = latent_model.backbone.config.text_config.num_hidden_layers
+    n_heads = latent_model.backbone.config.text_config.num_attention_heads
+    probed_tokens = [f"[REASON_{i}]" for i in range(latent_model.num_reason_tokens)] + ["[EMBED]"]
     task_choices = [AUTO, *TASK_INSTRUCTIONS]
     mode_choices = [(label, mode) for mode, label in MODE_LABELS.items()]
 
@@ -119,6 +143,124 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         gallery, summary = service.add_to_gallery(user_gallery, files, texts)
         return gallery, summary, None, ""
 
+    def attention_figures(attention, readout_text, layer, head, token):
+        """Figures for one (layer, head, token) choice of a computed attention (no model call)."""
+        choice = service.attention_choice(attention, layer, head, token)
+        where = f"{'mean of layers' if layer == 'mean' else layer}, {'mean of heads' if head == 'mean' else head}"
+        if choice.image_grid is not None:
+            overlay = viz.attention_overlay(attention.image, choice.image_grid, title=f"{token} on the image ({where})")
+        else:
+            overlay = None
+        strip = viz.token_strip(attention.text_tokens, choice.text_rows, title=f"attention on the text ({where})",
+                                query_labels=attention.query_tokens)
+        grid = viz.head_grid(choice.per_head, title=f"{token}: every layer and head")
+        facts = f"**{token}** puts {choice.image_mass:.0%} of its attention on the image ({where})."
+        if readout_text is not None:
+            facts += f"\n\n**Latent decoder read-out** of the {len(attention.query_tokens) - 1} reason states: *{readout_text or '(empty)'}*"
+        return overlay, strip, grid, facts
+
+    @user_errors
+    @on_gpu
+    def attention(image, text, task, layer, head, token):
+        """Attention of each reason token (and [EMBED]) over the image and the text, every layer and head
+        (latent mode), plus the decoder read-out of the reason states; figures for the chosen layer/head/token."""
+        service.warm_up(device)
+        _query, result, readout_text = service.attention(image, text, task)
+        figures = attention_figures(result, readout_text, layer, head, token)
+        npz = service.export_attention_npz(result, readout_text)
+        return (*figures, str(npz), result, readout_text)
+
+    @user_errors
+    def attention_view(attention_state, readout_text, layer, head, token):
+        """Redraw the attention figures for another layer, head or token (no new model pass)."""
+        if attention_state is None:
+            raise gr.Error("Compute the attention of a query first.")
+        return attention_figures(attention_state, readout_text, layer, head, token)
+
+    @user_errors
+    @on_gpu
+    def embedding_map(mode, colour_by, session_queries):
+        """The corpus in 2-D (UMAP fitted once, PCA while it fits) with your queries of this mode as stars."""
+        service.warm_up(device)
+        view = service.embedding_map(mode, session_queries)
+        labels = [getattr(e, colour_by) if colour_by in ("kind", "group", "source") else e.kind for e in view.entries]
+        hover = [f"{e.kind}: {e.text}" for e in view.entries]
+        fig = viz.projection_scatter(view.coords, labels, hover, view.query_coords, view.query_labels,
+                                     title=f"{len(view.entries)} corpus items, {view.mode} mode, {view.method.upper()}")
+        status = f"Map: **{view.status}**. {len(view.query_labels)} of your queries in {view.mode} mode are drawn as stars."
+        return fig, status, str(service.export_map_csv(view))
+
+    @user_errors
+    @on_gpu
+    def race(image, text, task, with_discriminative):
+        """Race explicit CoT against latent (and K=0) inference on the same query, streamed live.
+
+        Yields (chart, CoT text, latent lane, live numbers, hardware) as the lanes run; every number
+        is measured on this machine by `lame_tools.timing.race`, nothing is simulated.
+        """
+        service.warm_up(device)
+        elapsed, done, tokens = {}, {}, {}
+        cot_text, latent_md, numbers, hardware = "", "", "", ""
+        for event in service.race(image, text, task, bool(with_discriminative)):
+            kind = event["event"]
+            if kind == "start":
+                hw = event["hardware"]
+                where = hw.get("gpu") or hw.get("cpu", "CPU")
+                hardware = (f"Measured live on **{where}** ({hw.get('device')}, torch {hw.get('torch')}, "
+                            f"{hw.get('torch_threads')} threads); prompt {event['prompt_tokens'][0]} tokens, "
+                            f"CoT cap {event['max_new_tokens']} tokens. Lanes run one after another.")
+                for lane in event["lanes"]:
+                    elapsed[lane], done[lane] = 0.0, False
+            elif kind == "lane_done":
+                elapsed[event["lane"]], done[event["lane"]] = event["elapsed_ms"], True
+                if event["lane"] == "latent":
+                    latent_md = f"**latent lane done**: one pass, {event['elapsed_ms']:.1f} ms, {event['embedding_dim']}-d embedding."
+                if event["lane"] == "cot":
+                    cot_text, tokens["cot"] = event["text"] or "", event["tokens"]
+            elif kind == "token":
+                elapsed["cot"], tokens["cot"], cot_text = event["elapsed_ms"], event["tokens"], event["text"]
+                numbers = (f"CoT: {event['tokens']} tokens in {event['elapsed_ms']:.1f} ms "
+                           f"({event['tokens_per_s']:.0f} tokens/s): {event['speedup']:.1f}x the latent lane so far.")
+            elif kind == "done":
+                ms = event["ms_per_item"]
+                numbers = (f"**CoT {ms['cot']:.1f} ms vs latent {ms['latent']:.1f} ms: {event['speedup']:.1f}x slower**, "
+                           f"{event['cot_tokens']:.0f} rationale tokens.")
+                if event.get("latent_vs_discriminative"):
+                    numbers += f" Latent / discriminative (K=0): {event['latent_vs_discriminative']:.2f}x."
+            yield viz.race_chart(elapsed, done, tokens, title="elapsed ms (measured)"), cot_text, latent_md, numbers, hardware
+
+    @user_errors
+    @on_gpu
+    def ablation(how, n):
+        """Ablate each reason token (zero / drop / swap) on Shapes test queries: embedding change and rank change."""
+        service.warm_up(device)
+        result = service.ablation(how, int(n))
+        rows = result.summary()
+        fig = viz.ablation_bars([r["condition"] for r in rows], [r["mean_cosine"] for r in rows],
+                                [r["mean_rank_change"] for r in rows], title=f"{how} each reason token, {result.cosine.shape[1]} queries")
+        table = [[r["condition"], round(r["mean_cosine"], 4), round(r["mean_rank_change"], 3), r["hit1_before"], r["hit1_after"]] for r in rows]
+        csv_path = write_text_download(service, f"lame-ablation-{how}", result.to_csv())
+        return fig, table, csv_path
+
+    @user_errors
+    @on_gpu
+    def linear_probe(attribute, n):
+        """Linear probes from reason states to a scene attribute, per layer and token, with a shuffled-label
+        control and the K=0 model's [EMBED] as baseline."""
+        service.warm_up(device)
+        results = service.linear_probe(attribute, int(n))
+        main = results[0]
+        baseline = results[1].accuracy[:, -1] if len(results) > 1 else None
+        fig = viz.probe_accuracy(main.layers, main.accuracy, main.query_tokens, main.control, main.majority, baseline,
+                                 title=f"{attribute}: held-out accuracy ({main.n_train} train / {main.n_test} test)")
+        layer, token, acc = main.best()
+        summary = (f"Best: **{token} at layer {layer}: {acc:.2f}** held-out accuracy; shuffled-label control "
+                   f"{float(main.control.max()):.2f}; majority class {main.majority:.2f}.")
+        if baseline is not None:
+            summary += f" K=0 model's [EMBED], best layer: {float(baseline.max()):.2f}."
+        csv_path = write_text_download(service, f"lame-probe-{attribute}", "".join(r.to_csv() for r in results))
+        return fig, summary, csv_path
+
     def reset_corpus():
         """Forget the images and texts you added in this session."""
         return None, "Your additions were removed; the corpus is the shipped Shapes set again."
@@ -135,6 +277,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
 
     with gr.Blocks(title="LaME: latent reasoning embeddings") as demo:
         user_gallery = gr.State(None)
+        attention_state = gr.State(None)
+        readout_state = gr.State(None)
         session_queries = gr.State([])
         last_result = gr.State(None)
         gr.Markdown(
@@ -148,7 +292,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             with gr.Tab("Retrieve", id="retrieve", elem_id="tab-retrieve"):
                 with gr.Row():
                     with gr.Column(scale=2, min_width=300):
-                        q_image = SafeImage(label="query image (optional)", type="filepath", height=220, elem_id="q-image")
+                        q_image = safe_image(label="query image (optional)", height=220, elem_id="q-image")
                         q_text = gr.Textbox(label="query text", placeholder="a red circle and a blue square", lines=2, elem_id="q-text")
                         with gr.Row():
                             q_task = gr.Dropdown(task_choices, value=AUTO, label="task (instruction)", elem_id="q-task")
@@ -191,6 +335,96 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                 else:
                     gr.Button(visible=False).click(known_words, None, gr.JSON(visible=False), api_name="known_words")
 
+            with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
+                gr.Markdown(
+                    "Where the reason tokens look, in **latent mode**: each `[REASON_k]` (and `[EMBED]`) row of "
+                    "attention over the image patches (after Qwen2-VL's 2x2 merge) and over the text tokens, by "
+                    "layer and head, recomputed from hooked queries and keys in a separate pass (never on the timed path)."
+                )
+                with gr.Row():
+                    with gr.Column(scale=2, min_width=300):
+                        a_image = safe_image(label="image (optional)", height=200, elem_id="a-image")
+                        a_text = gr.Textbox(label="text", lines=2, elem_id="a-text")
+                        a_task = gr.Dropdown(task_choices, value=AUTO, label="task (instruction)")
+                        with gr.Row():
+                            a_layer = gr.Dropdown(["mean", *[f"L{i}" for i in range(n_layers)]], value="mean", label="layer", elem_id="a-layer")
+                            a_head = gr.Dropdown(["mean", *[f"H{i}" for i in range(n_heads)]], value="mean", label="head", elem_id="a-head")
+                            a_token = gr.Dropdown(probed_tokens, value=probed_tokens[0], label="token", elem_id="a-token")
+                        attention_btn = gr.Button("Show attention", variant="primary", elem_id="attention-btn")
+                        gr.Examples(
+                            [[e["image"], e["text"], e["task"]] for e in examples if e["image"]],
+                            [a_image, a_text, a_task], label="Examples",
+                        )
+                    with gr.Column(scale=3, min_width=300):
+                        a_facts = gr.Markdown("Pick a query and press *Show attention*.", elem_id="a-facts")
+                        a_overlay = gr.Plot(label="attention on the image", elem_id="a-overlay")
+                        a_strip = gr.Plot(label="attention on the text", elem_id="a-strip")
+                a_grid = gr.Plot(label="every layer and head", elem_id="a-grid")
+                a_file = gr.File(label="download (NPZ: every layer, head and token)", elem_id="a-file", height=80)
+
+            with gr.Tab("Embedding map", id="map", elem_id="tab-map"):
+                gr.Markdown(
+                    "The corpus in 2-D: UMAP fitted once per model and corpus (cached to disk), PCA while it fits. "
+                    "Your searches in the Retrieve tab are placed on the map with UMAP's `transform` (stars)."
+                )
+                with gr.Row():
+                    m_mode = gr.Radio(mode_choices, value="latent", label="mode", elem_id="m-mode")
+                    m_colour = gr.Radio(["group", "kind", "source"], value="group", label="colour by", elem_id="m-colour")
+                    map_btn = gr.Button("Draw map", variant="primary", elem_id="map-btn")
+                m_status = gr.Markdown(elem_id="m-status")
+                m_plot = gr.Plot(label="embedding map", elem_id="m-plot")
+                m_file = gr.File(label="download coordinates (CSV)", elem_id="m-file", height=80)
+
+            with gr.Tab("Race", id="race", elem_id="tab-race"):
+                gr.Markdown(
+                    "The same query through **explicit CoT** (generate a rationale, then embed) and **latent** "
+                    "reasoning (one pass), timed live on this machine by `lame_tools.timing.race`: the CoT text grows "
+                    "token by token while its clock runs. Lanes run one after another, and no other model request "
+                    "runs meanwhile, so neither steals the other's cores."
+                )
+                with gr.Row():
+                    with gr.Column(scale=2, min_width=300):
+                        race_image = safe_image(label="image (optional)", height=200, elem_id="race-image")
+                        race_text = gr.Textbox(label="text", lines=2, elem_id="race-text")
+                        race_task = gr.Dropdown(task_choices, value=AUTO, label="task (instruction)")
+                        race_disc = gr.Checkbox(value=True, label="also run the discriminative (K=0) lane")
+                        race_btn = gr.Button("Start the race", variant="primary", elem_id="race-btn")
+                        gr.Examples(
+                            [[e["image"], e["text"], e["task"]] for e in examples],
+                            [race_image, race_text, race_task], label="Examples",
+                        )
+                    with gr.Column(scale=3, min_width=300):
+                        race_chart = gr.Plot(label="elapsed ms", elem_id="race-chart")
+                        race_numbers = gr.Markdown(elem_id="race-numbers")
+                        race_latent = gr.Markdown(elem_id="race-latent")
+                        race_cot = gr.Textbox(label="CoT lane: the rationale as it is written", lines=3, elem_id="race-cot")
+                        race_hw = gr.Markdown(elem_id="race-hw")
+                gr.Markdown(recorded_markdown(service.recorded_benchmarks()), elem_id="race-recorded")
+
+            with gr.Tab("Probe", id="probe", elem_id="tab-probe"):
+                gr.Markdown(
+                    "What the reason tokens carry, for the loaded latent model. **Ablation**: zero, drop or swap one "
+                    "reason token, re-embed Shapes test queries, and measure how far the embedding moves and how the "
+                    "correct answer's rank changes. **Linear probes**: read scene attributes from the reason states "
+                    "layer by layer (held-out accuracy, with a shuffled-label control and the K=0 model as baseline)."
+                )
+                with gr.Row():
+                    with gr.Column(min_width=300):
+                        p_how = gr.Radio(["zero", "drop", "swap"], value="zero", label="ablation", elem_id="p-how")
+                        p_n = gr.Slider(8, 64, value=24, step=8, label="queries", elem_id="p-n")
+                        ablation_btn = gr.Button("Run ablation", variant="primary", elem_id="ablation-btn")
+                        p_bars = gr.Plot(label="ablation", elem_id="p-bars")
+                        p_table = gr.Dataframe(headers=["condition", "mean cosine", "mean rank change", "Hit@1 before", "Hit@1 after"],
+                                               interactive=False, elem_id="p-table")
+                        p_file = gr.File(label="download (CSV)", height=80)
+                    with gr.Column(min_width=300):
+                        lp_attribute = gr.Dropdown(list(PROBE_ATTRIBUTES), value="answer_colour", label="attribute", elem_id="lp-attribute")
+                        lp_n = gr.Slider(100, 400, value=200, step=50, label="examples", elem_id="lp-n")
+                        probe_btn = gr.Button("Fit linear probes", variant="primary", elem_id="probe-btn")
+                        lp_summary = gr.Markdown(elem_id="lp-summary")
+                        lp_plot = gr.Plot(label="probe accuracy", elem_id="lp-plot")
+                        lp_file = gr.File(label="download (CSV)", height=80)
+
             with gr.Tab("About", id="about", elem_id="tab-about"):
                 gr.Markdown(service.about_markdown())
                 info_json = gr.JSON(label="loaded models", value=service.model_facts())
@@ -211,6 +445,35 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             **model_events,
         )
         add_btn.click(add_to_corpus, [add_files, add_texts, user_gallery], [user_gallery, add_status, add_files, add_texts], api_name="add_to_corpus", **model_events)
+        attention_btn.click(
+            attention,
+            [a_image, a_text, a_task, a_layer, a_head, a_token],
+            [a_overlay, a_strip, a_grid, a_facts, a_file, attention_state, readout_state],
+            api_name="attention",
+            **model_events,
+        )
+        for control in (a_layer, a_head, a_token):
+            control.change(
+                attention_view,
+                [attention_state, readout_state, a_layer, a_head, a_token],
+                [a_overlay, a_strip, a_grid, a_facts],
+                api_name=False,
+                show_progress="hidden",
+            )
+        gr.Button(visible=False).click(
+            attention_view, [attention_state, readout_state, a_layer, a_head, a_token], [a_overlay, a_strip, a_grid, a_facts],
+            api_name="attention_view",
+        )
+        map_btn.click(embedding_map, [m_mode, m_colour, session_queries], [m_plot, m_status, m_file], api_name="embedding_map", **model_events)
+        race_btn.click(
+            race,
+            [race_image, race_text, race_task, race_disc],
+            [race_chart, race_cot, race_latent, race_numbers, race_hw],
+            api_name="race",
+            **model_events,
+        )
+        ablation_btn.click(ablation, [p_how, p_n], [p_bars, p_table, p_file], api_name="ablation", **model_events)
+        probe_btn.click(linear_probe, [lp_attribute, lp_n], [lp_plot, lp_summary, lp_file], api_name="linear_probe", **model_events)
         download_btn.click(download_results, last_result, r_files, api_name="download_results")
         reset_btn.click(reset_corpus, None, [user_gallery, add_status], api_name="reset_corpus")
     return demo
@@ -228,8 +491,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def serve(service: DemoService, concurrency: int = 1, max_queue: int = 64, **launch_kwargs: Any) -> gr.Blocks:
+    """Build the app, bound its queue and launch it with the app's limits (uploads, served folders, theme).
+
+    `launch_kwargs` go to `Blocks.launch` (tests pass prevent_thread_lock=True, quiet=True); host and
+    port default to Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+    """
+    demo = build_app(service, concurrency=concurrency)
+    demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
+    demo.launch(
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(service.workdir)],
+        css=CSS,
+        theme=gr.themes.Soft(),
+        **launch_kwargs,
+    )
+    return demo
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Load the models and corpus, then serve (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)."""
+    """Load the models and corpus, then serve until interrupted."""
     args = parse_args(argv)
     try:
         service = DemoService.create(
@@ -242,14 +523,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except LameError as exc:
         raise SystemExit(f"error: {exc}") from None
-    demo = build_app(service, concurrency=args.concurrency)
-    demo.queue(max_size=args.max_queue, default_concurrency_limit=args.concurrency)
-    demo.launch(
-        max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(service.workdir)],
-        css=CSS,
-        theme=gr.themes.Soft(),
-    )
+    serve(service, concurrency=args.concurrency, max_queue=args.max_queue)
 
 
 if __name__ == "__main__":

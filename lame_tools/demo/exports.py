@@ -42,6 +42,11 @@ def write_npz(folder: str | Path, stem: str, arrays: Mapping[str, Any]) -> Path:
     return atomic_write(_unique(folder, stem, ".npz"), lambda f: np.savez_compressed(f, **clean))
 
 
+def write_text(folder: str | Path, stem: str, suffix: str, text: str) -> Path:
+    """Ready-made text (e.g. a probe's own CSV) as a download with the given suffix (".csv")."""
+    return atomic_write_text(_unique(folder, stem, suffix), text)
+
+
 def write_json(folder: str | Path, stem: str, record: Any) -> Path:
     """A JSON record (sorted keys, indented)."""
     return atomic_write_json(_unique(folder, stem, ".json"), record)

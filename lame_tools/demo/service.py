@@ -7,6 +7,7 @@ shows that sentence with `gr.Error`. Anything else is a bug and is not swallowed
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import threading
@@ -25,7 +26,7 @@ from lame_tools.demo.exports import write_csv, write_npz
 from lame_tools.demo.gallery import Gallery, GalleryEntry, SearchHit, search_many, shapes_gallery
 from lame_tools.demo.models import ModeModels, load_demo_models
 from lame_tools.errors import InputError
-from lame_tools.inputs import clean_text, load_image
+from lame_tools.inputs import MAX_TEXT_CHARS, clean_text, load_image
 from lame_tools.model import LameModel
 
 AUTO = "auto"
@@ -57,6 +58,38 @@ class Query:
     def label(self) -> str:
         parts = (["[image]"] if self.image is not None else []) + ([self.text] if self.text else [])
         return " + ".join(parts)
+
+
+@dataclass
+class AttentionChoice:
+    """What one (layer, head, token) choice draws.
+
+    Attributes:
+        token_index: the probed token's row.
+        image_grid: [grid_h, grid_w] attention on the image patches, or None (no image).
+        text_rows: [Q, T] attention of every probed token on the text keys.
+        per_head: [layer, head, grid_h, grid_w] (or [layer, head, T] without an image) for the token.
+        image_mass: the token's total attention on the image.
+    """
+
+    token_index: int
+    image_grid: np.ndarray | None
+    text_rows: np.ndarray
+    per_head: np.ndarray
+    image_mass: float
+
+
+@dataclass
+class MapView:
+    """A drawn map: corpus coordinates [N, 2] with their entries, and the session's queries [M, 2]."""
+
+    mode: str
+    method: str
+    status: str
+    coords: np.ndarray
+    entries: list[GalleryEntry]
+    query_coords: np.ndarray
+    query_labels: list[str]
 
 
 @dataclass
@@ -117,6 +150,11 @@ class DemoService:
         self.downloads.mkdir(parents=True, exist_ok=True)
         self._warm = False
         self._warm_lock = threading.Lock()
+        self._map_lock = threading.Lock()
+        self._map_threads: dict[str, threading.Thread] = {}
+        self._maps: dict[str, Any] = {}
+        self._map_errors: dict[str, str] = {}
+        self._probes: dict[tuple[str, int], list[Any]] = {}
 
     @classmethod
     def create(
@@ -129,8 +167,10 @@ class DemoService:
         gallery_size: int = 200,
         workdir: str | Path | None = None,
         precompute: bool = True,
+        fit_map: bool = True,
     ) -> DemoService:
-        """Load the models, build the corpus and (unless `precompute` is False) embed it in latent mode."""
+        """Load the models, build the corpus and (unless `precompute` is False) embed it in latent mode;
+        with `fit_map`, start fitting the latent-mode UMAP map in the background."""
         workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="lame-demo-"))
         models = load_demo_models(model, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
         gallery = shapes_gallery(workdir / "gallery", n_images=gallery_size)
@@ -138,6 +178,8 @@ class DemoService:
         if precompute:
             for kind in ("image", "text"):
                 gallery.index(models.default, "latent", kind)
+            if fit_map:
+                service.start_map("latent")
         return service
 
     # ---- facts shown in the page -------------------------------------------------------------
@@ -208,6 +250,8 @@ class DemoService:
             decoded = load_image(image, name="query image") if image is not None and image != "" else None
             cleaned = clean_text(text, name="query text", allow_empty=True) or None
         notes += [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        if cleaned and len(cleaned) >= MAX_TEXT_CHARS and " " in cleaned:
+            cleaned = cleaned.rsplit(" ", 1)[0]  # truncation may have cut the last word in two
         if decoded is None and not cleaned:
             raise InputError("Give a query: type a text, upload an image, or both.")
         task = (task or AUTO).strip()
@@ -297,6 +341,181 @@ class DemoService:
     def session_query(result: SearchResult) -> dict[str, Any]:
         """What the embedding map needs to place a session's query: its embedding, label and mode."""
         return {"embedding": result.embedding.astype(np.float32).tolist(), "label": result.query.label, "mode": result.mode}
+
+    # ---- attention and read-out -------------------------------------------------------------
+
+    def attention(self, image: Any, text: str | None, task: str | None = AUTO) -> tuple[Query, Any, str | None]:
+        """Reason-token attention of one query in latent mode (`lame_tools.probe.reason_attention`),
+        every layer and head, plus the latent decoder's read-out of its reason states (None without
+        a decoder or reason tokens)."""
+        from lame_tools.probe import reason_attention
+        from lame_tools.probe.readout import readout
+
+        query = self.prepare_query(image, text, task, AUTO)
+        model = self.models.model_for("latent")
+        attention = reason_attention(model, query.image, query.text, query.instruction, mode="latent")
+        text_out = None
+        if model.decoder is not None and model.num_reason_tokens > 0:
+            text_out = readout(model, query.image, query.text, query.instruction).texts[0]
+        return query, attention, text_out
+
+    @staticmethod
+    def attention_choice(attention: Any, layer: str, head: str, token: str) -> AttentionChoice:
+        """Select what to draw from a `ReasonAttention`: one layer (or the mean over layers), one head
+        (or the mean over heads) and one probed token.
+
+        Args:
+            layer: "mean" or "L<i>"; head: "mean" or "H<j>"; token: one of `attention.query_tokens`.
+        """
+        if token not in attention.query_tokens:
+            raise InputError(f"Pick one of {', '.join(attention.query_tokens)}, not {token!r}.")
+        q = attention.query_tokens.index(token)
+
+        def pick(array: np.ndarray) -> np.ndarray:  # [layer, head, ...] -> [...]
+            array = array.mean(0) if layer == "mean" else array[_index(layer, "L", array.shape[0])]
+            return array.mean(0) if head == "mean" else array[_index(head, "H", array.shape[0])]
+
+        image_grid = pick(attention.image_attention[:, :, q]) if attention.image_attention is not None else None
+        text_rows = pick(attention.text_attention)  # [Q, T]
+        per_head = attention.image_attention[:, :, q] if attention.image_attention is not None else attention.text_attention[:, :, q]
+        return AttentionChoice(q, image_grid, text_rows, per_head, float(pick(attention.image_mass)[q]))
+
+    def export_attention_npz(self, attention: Any, readout_text: str | None) -> Path:
+        """Every layer's and head's attention of the probed tokens (see `ReasonAttention`) as NPZ."""
+        arrays = attention.to_npz_dict()
+        arrays["readout"] = np.array(readout_text or "")
+        return write_npz(self.downloads, "lame-attention", arrays)
+
+    # ---- embedding map -----------------------------------------------------------------------
+
+    def map_key(self, mode: str) -> str:
+        """Cache key of the corpus map: (model weights, corpus, mode)."""
+        from lame_tools.project import corpus_key
+
+        spec = ("demo-gallery", self.gallery.count("image"), self.gallery.count("text"))
+        return corpus_key(self.models.model_for(mode), spec, mode)
+
+    def map_labels(self, mode: str) -> tuple[np.ndarray, list[GalleryEntry]]:
+        """The corpus embeddings in `mode` (images then texts) and their entries."""
+        embeddings, ids = self.gallery.embeddings(self.models.model_for(mode), mode)
+        return embeddings, [self.gallery.entries[i] for i in ids]
+
+    def start_map(self, mode: str = "latent") -> None:
+        """Fit the UMAP map of the corpus for `mode` in a background thread (or load it from the cache)."""
+        with self._map_lock:
+            if mode in self._map_threads:
+                return
+            thread = threading.Thread(target=self._fit_umap, args=(mode,), name=f"umap-{mode}", daemon=True)
+            self._map_threads[mode] = thread
+            thread.start()
+
+    def _fit_umap(self, mode: str) -> None:
+        from lame_tools.project import fit_projection
+
+        try:
+            embeddings, _ = self.map_labels(mode)
+            self._maps[mode] = fit_projection(embeddings, "umap", key=self.map_key(mode))
+        except Exception as exc:  # noqa: BLE001 - the map falls back to PCA and says why
+            self._map_errors[mode] = f"UMAP failed ({type(exc).__name__}: {exc}); PCA is shown."
+
+    def wait_for_map(self, mode: str = "latent", timeout: float | None = None) -> bool:
+        """Block until the background UMAP fit of `mode` ends (tests, benchmarks); True if it did."""
+        thread = self._map_threads.get(mode)
+        if thread is not None:
+            thread.join(timeout)
+        return mode in self._maps or mode in self._map_errors
+
+    def embedding_map(self, mode: str | None, session_queries: list[dict[str, Any]] | None = None) -> MapView:
+        """The corpus in 2-D for `mode` (UMAP when fitted, PCA meanwhile) and this session's queries
+        of that mode placed on it with `transform`."""
+        from lame_tools.project import fit_projection
+
+        mode = parse_mode(mode)
+        self.start_map(mode)
+        embeddings, entries = self.map_labels(mode)
+        projection = self._maps.get(mode)
+        if projection is not None:
+            status = f"UMAP ({'fitted at start-up' if projection.source == 'fit' else 'loaded from the ' + projection.source + ' cache'})"
+        else:
+            projection = fit_projection(embeddings, "pca", key=self.map_key(mode))
+            status = self._map_errors.get(mode) or "PCA (UMAP is still fitting in the background; draw again in a few seconds)"
+        queries = [q for q in (session_queries or []) if q.get("mode") == mode]
+        query_coords = np.zeros((0, 2), np.float32)
+        if queries:
+            query_coords = projection.transform(np.asarray([q["embedding"] for q in queries], dtype=np.float32))
+        return MapView(mode, projection.method, status, projection.coords, entries, query_coords, [q["label"] for q in queries])
+
+    def export_map_csv(self, view: MapView) -> Path:
+        rows = [
+            {"x": float(x), "y": float(y), "kind": e.kind, "group": e.group, "text": e.text, "source": e.source, "point": "corpus"}
+            for (x, y), e in zip(view.coords, view.entries)
+        ]
+        rows += [
+            {"x": float(x), "y": float(y), "kind": "query", "group": "your queries", "text": label, "source": "session", "point": "query"}
+            for (x, y), label in zip(view.query_coords, view.query_labels)
+        ]
+        return write_csv(self.downloads, f"lame-map-{view.mode}-{view.method}", rows)
+
+    # ---- race --------------------------------------------------------------------------------
+
+    def race(self, image: Any, text: str | None, task: str | None = AUTO, with_discriminative: bool = True):
+        """Stream `lame_tools.timing.race` on one query: latent vs explicit CoT (and K=0), measured live."""
+        from lame_tools.timing import race
+
+        query = self.prepare_query(image, text, task, AUTO)
+        yield from race(
+            latent=self.models.model_for("latent"),
+            cot=self.models.model_for("cot"),
+            discriminative=self.models.model_for("discriminative") if with_discriminative else None,
+            images=[query.image] if query.image is not None else None,
+            texts=[query.text] if query.text else None,
+            instruction=query.instruction,
+        )
+
+    def recorded_benchmarks(self) -> list[dict[str, Any]]:
+        """GPU race benchmarks recorded in `assets/benchmarks/*.json` (card, dtype, date, per-lane ms)."""
+        from lame_tools import ASSETS_DIR
+
+        found = []
+        for path in sorted((ASSETS_DIR / "benchmarks").glob("*.json")):
+            try:
+                report = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            for record in report if isinstance(report, list) else [report]:
+                summary = _recorded_summary(record, path.name)
+                if summary is not None:
+                    found.append(summary)
+        return found
+
+    # ---- probes ------------------------------------------------------------------------------
+
+    def ablation(self, how: str = "zero", n: int = 24) -> Any:
+        """`lame_tools.probe.ablation.ablate` on `n` Shapes test queries with text candidates, each reason token."""
+        from lame_tools.probe.ablation import ablate
+
+        if not 4 <= int(n) <= 200:
+            raise InputError("Use between 4 and 200 queries for the ablation.")
+        examples = [e for e in (make_example(0, "test", i) for i in range(int(n) * 2)) if e.candidates][: int(n)]
+        return ablate(self.models.model_for("latent"), examples, tokens="each", how=how)
+
+    def linear_probe(self, attribute: str, n: int = 200) -> list[Any]:
+        """`lame_tools.probe.linear.linear_probe` on the latent model, and on the K=0 model when it is a
+        different checkpoint (the baseline); cached per (attribute, n)."""
+        from lame_tools.probe.linear import ATTRIBUTES, linear_probe
+
+        if attribute not in ATTRIBUTES:
+            raise InputError(f"Probe one of {', '.join(ATTRIBUTES)}, not {attribute!r}.")
+        if not 40 <= int(n) <= 1000:
+            raise InputError("Use between 40 and 1000 examples for a linear probe.")
+        key = (attribute, int(n))
+        if key not in self._probes:
+            results = [linear_probe(self.models.model_for("latent"), attribute, n=int(n), mode="latent")]
+            baseline = self.models.model_for("discriminative")
+            if baseline is not self.models.model_for("latent"):
+                results.append(linear_probe(baseline, attribute, n=int(n), mode="discriminative"))
+            self._probes[key] = results
+        return self._probes[key]
 
     # ---- the user's own corpus -----------------------------------------------------------------
 
@@ -424,6 +643,42 @@ With no `--model`, each mode is run by the shipped checkpoint trained for it (`a
 Nothing is downloaded unless you pass `--allow-hub`; remote code never runs without `--trust-remote-code`.
 Every number this page shows is measured live on the machine serving it, unless it is labelled as recorded.
 """
+
+
+def _index(choice: str, prefix: str, size: int) -> int:
+    """"L2" -> 2 (checked against `size`)."""
+    try:
+        value = int(str(choice).removeprefix(prefix))
+    except ValueError:
+        raise InputError(f"Pick 'mean' or {prefix}0..{prefix}{size - 1}, not {choice!r}.") from None
+    if not 0 <= value < size:
+        raise InputError(f"Pick 'mean' or {prefix}0..{prefix}{size - 1}, not {choice!r}.")
+    return value
+
+
+def _recorded_summary(record: Any, source: str) -> dict[str, Any] | None:
+    """Card, dtype, date and per-lane median ms of a recorded race benchmark, or None if it is not one."""
+    if not isinstance(record, dict):
+        return None
+    hardware = record.get("hardware") or {}
+    lanes = record.get("lanes") or {}
+    card = hardware.get("gpu") if isinstance(hardware, dict) else None
+    if not card or not isinstance(lanes, dict):
+        return None
+    per_lane = {}
+    for name, lane in lanes.items():
+        if isinstance(lane, dict) and isinstance(lane.get("median"), (int, float)):
+            per_lane[name] = float(lane["median"])
+    if not per_lane:
+        return None
+    return {
+        "file": source,
+        "card": card,
+        "dtype": record.get("dtype") or hardware.get("dtype") or "",
+        "date": record.get("date") or record.get("recorded_at") or hardware.get("date") or "",
+        "model": record.get("model") or record.get("name") or "",
+        "ms_per_item": per_lane,
+    }
 
 
 def _short(info: dict[str, Any]) -> str:
