@@ -77,6 +77,8 @@ class TrainConfig:
         base: a Qwen2-VL-family folder to wrap instead of the tiny backbone (`LameModel.from_backbone`).
         world_seed: the Shapes world seed (splits); seed: this run's seed (init and data order).
         save_every: steps between resume checkpoints; eval_every: steps between quick validations.
+        render_cache: a folder of pre-rendered train scenes (`prerender`); the images are the same
+            as `render`'s (PNG is lossless), only cheaper to get. Missing files are rendered.
     """
 
     kind: str = "contrastive"
@@ -114,6 +116,7 @@ class TrainConfig:
     eval_examples: int = 96
     log_every: int = 10
     threads: int = 0
+    render_cache: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -207,6 +210,49 @@ def batch_indices(seed: int, step: int, batch_size: int, pool: int = SPLIT_SIZES
     return rng.sample(range(pool), batch_size)
 
 
+def _cache_path(cache: str | os.PathLike, world_seed: int, index: int) -> Path:
+    return Path(cache) / f"seed{world_seed}" / f"{index:06d}.png"
+
+
+def scene_image(config: TrainConfig, example: Example, index: int):
+    """The rendered train scene `index` (from `render_cache` when it holds it)."""
+    if config.render_cache:
+        path = _cache_path(config.render_cache, config.world_seed, index)
+        if path.is_file():
+            from PIL import Image
+
+            with Image.open(path) as image:
+                return image.convert("RGB")
+    return render(example.scene)
+
+
+def _prerender_one(args: tuple[str, int, int]) -> None:
+    from lame_tools.atomic import atomic_write
+
+    cache, world_seed, index = args
+    path = _cache_path(cache, world_seed, index)
+    if path.is_file():
+        return
+    image = render(make_example(world_seed, "train", index).scene)
+    atomic_write(path, lambda f: image.save(f, format="PNG", compress_level=1))
+
+
+def prerender(cache: str | os.PathLike, world_seed: int = 0, limit: int | None = None, workers: int = 1) -> Path:
+    """Render the train split once into `cache` (PNG), so many runs share the drawing cost."""
+    n = SPLIT_SIZES["train"] if limit is None else min(limit, SPLIT_SIZES["train"])
+    jobs = [(str(cache), world_seed, i) for i in range(n)]
+    if workers > 1:
+        from multiprocessing import Pool
+
+        with Pool(workers) as pool:
+            for _ in pool.imap_unordered(_prerender_one, jobs, chunksize=64):
+                pass
+    else:
+        for job in jobs:
+            _prerender_one(job)
+    return Path(cache)
+
+
 def _target_key(example: Example, index: int) -> str:
     return f"text:{example.target_text}" if not example.target_has_image else f"image:{index}"
 
@@ -218,7 +264,7 @@ def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) ->
     examples, queries, targets, keys, dec, hard, hard_keys, hard_valid = [], [], [], [], [], [], [], []
     for index in indices:
         ex = make_example(config.world_seed, "train", index)
-        image = render(ex.scene) if (ex.query_has_image or ex.target_has_image) else None
+        image = scene_image(config, ex, index) if (ex.query_has_image or ex.target_has_image) else None
         examples.append(ex)
         queries.append(Item(image if ex.query_has_image else None, ex.query_text or None, ex.instruction))
         targets.append(Item(image if ex.target_has_image else None, ex.target_text or None, TARGET_INSTRUCTION))
@@ -250,7 +296,7 @@ def stage0_rows(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -
     items, continuations = [], []
     for index in indices:
         ex = make_example(config.world_seed, "train", index)
-        image = render(ex.scene)
+        image = scene_image(config, ex, index)
         if ex.target_has_image:  # t2i: the LM learns the reverse direction (describe the image)
             item = Item(image, None, INSTRUCTIONS["i2t"])
             answer = ex.scene.caption()
