@@ -430,6 +430,7 @@ def merge_lora(model: torch.nn.Module, folder: str | os.PathLike) -> int:
 
 
 ADAPTER_KINDS = ("lame", "qwen2-vl-base", "ume-r1", "vlm2vec")
+_LOADED: dict[tuple, tuple] = {}
 
 
 def load_lane(
@@ -463,9 +464,10 @@ def load_lane(
         source = json.loads((lora / "adapter_config.json").read_text()).get("base_model_name_or_path") or source
     else:
         lora = None
-    backbone, tokenizer, image_processor = load_backbone(
-        source, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device
-    )
+    key = (str(source), allow_hub, trust_remote_code, str(device), str(lora))
+    if key not in _LOADED:  # UME-R1's two lanes share one copy of the weights
+        _LOADED[key] = load_backbone(source, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
+    backbone, tokenizer, image_processor = _LOADED[key]
     if lora is not None:
         merge_lora(backbone, lora)
     if kind == "ume-r1":

@@ -152,10 +152,12 @@ class _StopOnEvent(StoppingCriteria):
 class LaneRun:
     """One timed run of one lane over one batch.
 
-    stages_ms (per batch): one-pass lanes `preprocess`, `prefill`, `pool`; generative lanes
-    `preprocess`, `generate_setup` (generate() until it starts the prefill), `prefill` (the prompt
-    pass and the first token), `decode` (all later steps), `generate_tail`, `read` (the embedding
-    read after generation: LaME's re-read pass, or nothing for UME-R1, which kept the state).
+    stages_ms (per batch): one-pass lanes `preprocess` (decode inputs, build the batch, move it),
+    `prefill` (the one forward pass, vision tower included), `pool`; generative lanes `preprocess`,
+    `vision_and_setup` (generate() before it hands the prompt to the streamer: its setup and, for
+    Qwen2-VL, the vision tower), `prefill` (the prompt pass and the first token), `decode` (all
+    later steps), `generate_tail`, `read` (the embedding read after generation: LaME's re-read pass,
+    or nearly nothing for UME-R1, which kept the state). The stages add up to `total_ms`.
     """
 
     total_ms: float
@@ -200,7 +202,7 @@ def run_lane(
             del watch.stages["generate"]
             prompt_time = streamer.prompt_time or generate_start
             times = streamer.token_times or [prompt_time]
-            watch.stages["generate_setup"] = (prompt_time - generate_start) * 1000.0
+            watch.stages["vision_and_setup"] = (prompt_time - generate_start) * 1000.0
             watch.stages["prefill"] = (times[0] - prompt_time) * 1000.0
             watch.stages["decode"] = (times[-1] - times[0]) * 1000.0
             watch.stages["generate_tail"] = (generate_end - times[-1]) * 1000.0
@@ -595,6 +597,8 @@ def bench_encode(model, batch_sizes=(1, 8, 32), rounds: int = 10, warmup: int = 
     for bs in batch_sizes:
         items = model.make_items(images[:bs], texts[:bs], examples[0].instruction)
         batch = {k: v.to(model.device) for k, v in model.processor(items, model.suffix_ids(mode)).items()}
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(model.backbone.dtype)
 
         @torch.no_grad()
         def bare(batch=batch) -> None:

@@ -92,6 +92,7 @@ def build_random_lame(
     with torch.device(device):
         backbone = Qwen2VLForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
         model = LameModel(lame_config, backbone, processor, None)
+    model._reason_ids = model._reason_ids.cpu()  # as from_pretrained leaves it: no device sync per forward
     return model.to(device=device, dtype=dtype).eval()
 
 

@@ -33,7 +33,7 @@ def test_run_lane_embeds_like_encode_and_stages_add_up(micro_model, lanes):
     assert [r - p for r, p in zip(latent.row_lengths, latent.prompt_lengths)] == [k + 1] * 3
 
     cot = run_lane(lanes["cot"], images, texts, instructions, max_new_tokens=MAX_NEW)
-    assert set(cot.stages_ms) == {"preprocess", "generate_setup", "prefill", "decode", "generate_tail", "read"}
+    assert set(cot.stages_ms) == {"preprocess", "vision_and_setup", "prefill", "decode", "generate_tail", "read"}
     assert sum(cot.stages_ms.values()) == pytest.approx(cot.total_ms, rel=1e-6)
     assert all(0 <= t <= MAX_NEW for t in cot.generated_tokens)
     assert 1 <= cot.decode_steps <= MAX_NEW
@@ -112,3 +112,21 @@ def test_bench_race_report(lanes, micro_model):
     )
     assert report["lanes_info"]["cot"]["max_new_tokens"] == micro_model.config.cot_max_new_tokens
     assert physical_floor(0, 8) == 9.0
+
+
+def test_bench_race_cli(micro_model, tmp_path, capsys):
+    import json
+
+    from lame_tools.cli import main
+
+    folder = micro_model.save_pretrained(tmp_path / "micro")
+    out = tmp_path / "race.json"
+    args = ["bench", "race", "--lame", str(folder), "--discriminative", "none", "--cot", str(folder), "--n", "2",
+            "--batch-sizes", "1", "--max-new-tokens", "3", "--agreement-items", "1", "--warmup", "0", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads(out.read_text())
+    assert set(report["lanes"]) == {"latent", "cot"}
+    assert report["lanes_info"]["cot"]["mode"] == "cot" and report["lanes_info"]["latent"]["mode"] == "latent"
+    assert set(report["generator_agreement"]["lanes"]) == {"latent", "cot"}
+    assert "cot/latent" in capsys.readouterr().out
+    assert main(["bench", "race", "--lame", str(tmp_path / "missing"), "--n", "1"]) == 2
