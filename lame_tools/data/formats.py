@@ -410,8 +410,9 @@ def candidate_task_from_file(
 def mmeb_v2_tasks(data: Path, limit: int | None = None, num_frames: int = DEFAULT_NUM_FRAMES) -> list[TaskSource]:
     """The MMEB-v2 tasks found under `data` (the layout the README documents):
 
-    - `image-tasks/<Task>.jsonl|.parquet` or `image-tasks/<Task>/*.parquet`: MMEB rows; image paths
-      relative to `image-tasks/MMEB/`, `image-tasks/` or `data`.
+    - `image-tasks/<Task>.jsonl|.parquet`, `image-tasks/<Task>/*.parquet` or the same under
+      `image-query/` (VLM2Vec's local layout): MMEB rows; image paths relative to
+      `image-tasks/MMEB/`, `image-tasks/` or `data`.
     - `video-tasks/<Task>.jsonl|...`: MMEB rows whose image fields name frame folders (or
       `qry_video_path` / `tgt_video_path`), relative to `video-tasks/frames/`, `video-tasks/` or `data`.
     - `visdoc-tasks/<Task>/`: BEIR form (see `corpus_task_from_folder`), nDCG@5.
@@ -423,11 +424,12 @@ def mmeb_v2_tasks(data: Path, limit: int | None = None, num_frames: int = DEFAUL
     if not data.is_dir():
         raise InputError(f"The MMEB-v2 data folder {str(data)!r} does not exist.")
     sources: list[TaskSource] = []
-    for group, roots in (
-        ("image", [data / "image-tasks" / "MMEB", data / "image-tasks", data]),
-        ("video", [data / "video-tasks" / "frames", data / "video-tasks", data]),
+    for group, folders, roots in (
+        ("image", ("image-tasks", "image-query"), [data / "image-tasks" / "MMEB", data / "image-tasks", data]),
+        ("video", ("video-tasks",), [data / "video-tasks" / "frames", data / "video-tasks", data]),
     ):
-        for name, path in _task_files(data / f"{group}-tasks").items():
+        found = {name: path for folder in folders for name, path in _task_files(data / folder).items()}
+        for name, path in found.items():
 
             def load(name: str = name, path: Path = path, group: str = group, roots: list[Path] = roots) -> Task:
                 return candidate_task_from_file(name, path, roots, group, limit, num_frames)
