@@ -60,16 +60,26 @@ class Projection:
     source: str = "fit"
     _reducer: Any = field(default=None, repr=False)
     _pca: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # shared by the copies handed out from the memory cache, so a lazily rebuilt reducer is built once
+    _shared: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def transform(self, embeddings: np.ndarray) -> np.ndarray:
-        """Place new points [M, D] on the fitted map -> [M, 2] (deterministic for a fit)."""
+        """Place new points [M, D] on the fitted map -> [M, 2] (deterministic for a fit).
+
+        A map read from the disk cache rebuilds its UMAP reducer on the first call (the
+        coordinates themselves need no reducer, so showing a cached map costs no compilation).
+        """
         points = _as_matrix(embeddings, self.corpus.shape[1])
         if self.method == "pca":
             mean, components = self._pca  # type: ignore[misc]
             return ((points - mean) @ components.T).astype(np.float32)
+        reducer = self._reducer or self._shared.get("reducer")
+        if reducer is None:
+            reducer = self._shared["reducer"] = _rebuild_reducer(self.params, self.corpus, self.coords)
+        self._reducer = reducer
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return np.asarray(self._reducer.transform(points), dtype=np.float32)
+            return np.asarray(reducer.transform(points), dtype=np.float32)
 
 
 def _as_matrix(embeddings: np.ndarray, dim: int | None = None) -> np.ndarray:
@@ -217,6 +227,7 @@ def load_projection(key: str, cache_dir: str | os.PathLike | None = None) -> Pro
             "memory",
             found._reducer,
             found._pca,
+            found._shared,
         )
     path = _cache_path(key, cache_dir)
     if not path.is_file():
@@ -255,14 +266,19 @@ def _load(path: Path, key: str) -> Projection | None:
         return None
     if meta["method"] == "pca":
         return Projection("pca", coords, corpus, key, params, labels, "disk", None, pca)
-    # rebuild the reducer: neighbour graph of the corpus, cached layout as the start, no optimisation
+    return Projection("umap", coords, corpus, key, params, labels, "disk")  # reducer rebuilt on first transform
+
+
+def _rebuild_reducer(params: dict[str, Any], corpus: np.ndarray, coords: np.ndarray) -> Any:
+    """A UMAP reducer equivalent to the cached fit: the corpus's neighbour graph, the cached layout
+    as the start and zero epochs (nothing re-optimised), then the cached layout put back."""
     reducer = _umap(params, len(corpus), init=coords, n_epochs=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reducer.fit(corpus)
     reducer.embedding_ = coords.copy()
     reducer.n_epochs = None  # transform then optimises new points as the original fit would
-    return Projection("umap", coords, corpus, key, params, labels, "disk", reducer)
+    return reducer
 
 
 def corpus_key(model: Any, corpus_spec: Any, mode: str | None = None) -> str:
