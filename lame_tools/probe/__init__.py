@@ -14,7 +14,13 @@ Every public function returns plain numpy arrays in small dataclasses; figures l
 from __future__ import annotations
 
 from lame_tools.probe.ablation import ABLATIONS, AblationResult, ablate
-from lame_tools.probe.attention import ReasonAttention, reason_attention, reason_attention_items, upsample_to_image
+from lame_tools.probe.attention import (
+    ReasonAttention,
+    reason_attention,
+    reason_attention_items,
+    region_mass,
+    upsample_to_image,
+)
 from lame_tools.probe.cli import register_cli
 from lame_tools.probe.hooks import (
     ActivationCache,
@@ -67,6 +73,7 @@ __all__ = [
     "reason_attention",
     "reason_attention_items",
     "recompute_attention_rows",
+    "region_mass",
     "register_cli",
     "run_prepared",
     "run_with_cache",

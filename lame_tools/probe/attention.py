@@ -137,3 +137,26 @@ def upsample_to_image(grid: np.ndarray, image: np.ndarray | Image.Image) -> np.n
     rows = np.minimum((np.arange(height) * grid.shape[0]) // height, grid.shape[0] - 1)
     cols = np.minimum((np.arange(width) * grid.shape[1]) // width, grid.shape[1] - 1)
     return grid[rows][:, cols]
+
+
+def region_mass(
+    image_attention: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Attention on image regions: the mass on the merged-grid cells each box overlaps.
+
+    Args:
+        image_attention: [..., grid_h, grid_w] (e.g. `ReasonAttention.image_attention`).
+        boxes: (x0, y0, x1, y1) as fractions of the image width and height (e.g. objects of a scene).
+
+    Returns:
+        (mass [..., n_boxes], cell_fraction [n_boxes]): attention on each box's cells, and the share
+        of the grid those cells make up (the mass a uniform map would give them).
+    """
+    grid_h, grid_w = image_attention.shape[-2:]
+    masses, fractions = [], []
+    for x0, y0, x1, y1 in boxes:
+        rows = slice(max(0, int(np.floor(y0 * grid_h))), min(grid_h, int(np.ceil(y1 * grid_h))))
+        cols = slice(max(0, int(np.floor(x0 * grid_w))), min(grid_w, int(np.ceil(x1 * grid_w))))
+        masses.append(image_attention[..., rows, cols].sum((-1, -2)))
+        fractions.append((rows.stop - rows.start) * (cols.stop - cols.start) / (grid_h * grid_w))
+    return np.stack(masses, -1), np.array(fractions)

@@ -1,0 +1,184 @@
+"""The README's probing example: what the reason tokens of the shipped model look at, what they carry
+and what they say, on two-step relational questions ("what is left of the red square ?").
+
+    .venv/bin/python scripts/probe_example.py --out probe-example      # about 5 minutes on 2 CPU cores
+
+Prints four small tables and writes DIR/probe_example.json:
+  1. attention on objects: for each probed token (last layer, mean of heads), the attention on the
+     anchor object's cells, the answer object's cells and the other objects' cells, each divided by
+     what a uniform map would give those cells (1.0 = no preference), plus the total on the image;
+  2. linear probes (held-out accuracy) of the answer's colour and shape and of the object count from
+     reason states, against the shuffled-label control and the K = 0 model's [EMBED] states;
+  3. decoder read-outs of a few queries beside their targets;
+  4. ablation: zeroing each reason token (and all of them): cosine to the original embedding and
+     Hit@1 over the example's candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lame_tools import SHIPPED_MODELS, load_model  # noqa: E402
+from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.data.shapes import COLOURS, SHAPES, Example, make_example, render  # noqa: E402
+from lame_tools.probe import (  # noqa: E402
+    ablate,
+    linear_probe,
+    readout_items,
+    reason_attention_items,
+    region_mass,
+)
+
+
+def relational(split: str, n: int, seed: int = 0) -> list[Example]:
+    found, index = [], 0
+    while len(found) < n:
+        example = make_example(seed, split, index, task="vqa")
+        if example.subtask == "relation_two_step":
+            found.append(example)
+        index += 1
+    return found
+
+
+def object_box(obj, scene) -> tuple[float, float, float, float]:
+    """An object's bounding box in image fractions (the renderer's radius, with its 10% jitter)."""
+    radius = min(scene.width, scene.height) * (0.075 if obj.size == "small" else 0.12) * 1.1
+    rx, ry = radius / scene.width, radius / scene.height
+    return obj.x - rx, obj.y - ry, obj.x + rx, obj.y + ry
+
+
+def roles(example: Example) -> tuple[int, int]:
+    """(anchor index, answer index) of a relational question's scene objects."""
+    words = example.query_text.split()
+    anchor_colour, anchor_shape = next(w for w in words if w in COLOURS), next(w for w in words if w in SHAPES)
+    target = example.target_text.split()
+    answer_colour, answer_shape = next(w for w in target if w in COLOURS), next(w for w in target if w in SHAPES)
+    objects = example.scene.objects
+    anchor = next(i for i, o in enumerate(objects) if (o.colour, o.shape) == (anchor_colour, anchor_shape))
+    answer = next(i for i, o in enumerate(objects) if (o.colour, o.shape) == (answer_colour, answer_shape))
+    return anchor, answer
+
+
+def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -> dict[str, Any]:
+    per_token: dict[str, dict[str, list[float]]] = {}
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        items = model.make_items(
+            [render(e.scene) for e in chunk], [e.query_text for e in chunk], [e.instruction for e in chunk]
+        )
+        for example, att in zip(chunk, reason_attention_items(model, items, mode="latent")):
+            last = att.image_attention[-1].mean(0)  # [Q, gh, gw], last layer, mean of heads
+            last = last / last.sum((-1, -2), keepdims=True)  # where on the image, whatever the image's share
+            boxes = [object_box(o, example.scene) for o in example.scene.objects]
+            mass, share = region_mass(last, boxes)  # [Q, n_objects], [n_objects]
+            anchor, answer = roles(example)
+            others = [i for i in range(len(boxes)) if i not in (anchor, answer)]
+            for q, token in enumerate(att.query_tokens):
+                row = per_token.setdefault(token, {"anchor": [], "answer": [], "other": [], "image": []})
+                row["anchor"].append(mass[q, anchor] / share[anchor])
+                row["answer"].append(mass[q, answer] / share[answer])
+                if others:
+                    row["other"].append(float(np.mean([mass[q, i] / share[i] for i in others])))
+                row["image"].append(float(att.image_mass[-1, :, q].mean()))
+    return {token: {k: round(float(np.mean(v)), 3) for k, v in row.items()} for token, row in per_token.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODELS["latent"])
+    parser.add_argument("--baseline", type=Path, default=SHIPPED_MODELS["discriminative"], help="the K = 0 model")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--n-attention", type=int, default=96)
+    parser.add_argument("--n-probe", type=int, default=300)
+    parser.add_argument("--n-ablate", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    model = load_model(args.model, device="cpu")
+    baseline = load_model(args.baseline, device="cpu")
+    report: dict[str, Any] = {
+        "model": str(args.model),
+        "baseline": str(args.baseline),
+        "model_training": model.training_info,
+        "baseline_training": baseline.training_info,
+    }
+
+    test = relational("test", max(args.n_attention, args.n_ablate))
+    report["attention_on_objects"] = attention_on_objects(model, test[: args.n_attention])
+    print(
+        f"\n1. attention on objects ({args.n_attention} relational test queries; last layer, mean of heads; "
+        "x uniform; image = share of all attention)"
+    )
+    print(f"{'token':<12} {'anchor':>7} {'answer':>7} {'other':>7} {'image':>7}")
+    for token, row in report["attention_on_objects"].items():
+        print(
+            f"{token:<12} {row['anchor']:>7.2f} {row['answer']:>7.2f} {row.get('other', float('nan')):>7.2f} {row['image']:>7.2f}"
+        )
+
+    probes = {}
+    print(f"\n2. linear probes ({args.n_probe} train-split queries, 30% held out)")
+    print(
+        f"{'attribute':<14} {'best reason/[EMBED] (layer, token)':<40} {'control':>8} {'majority':>9} {'K=0 [EMBED] best':>17}"
+    )
+    for attribute in ("answer_colour", "answer_shape", "n_objects"):
+        lame = linear_probe(model, attribute, n=args.n_probe)
+        base = linear_probe(baseline, attribute, n=args.n_probe, mode="discriminative")
+        layer, token, acc = lame.best()
+        probes[attribute] = {
+            "best": {"layer": layer, "token": token, "accuracy": round(acc, 3)},
+            "embed_by_layer": lame.accuracy[:, -1].round(3).tolist(),
+            "reason_best_by_layer": lame.accuracy[:, :-1].max(1).round(3).tolist()
+            if lame.accuracy.shape[1] > 1
+            else [],
+            "control_max": round(float(lame.control.max()), 3),
+            "majority": round(lame.majority, 3),
+            "k0_embed_by_layer": base.accuracy[:, -1].round(3).tolist(),
+            "k0_control_max": round(float(base.control.max()), 3),
+            "n_train": lame.n_train,
+            "n_test": lame.n_test,
+        }
+        print(
+            f"{attribute:<14} {f'{acc:.3f} (layer {layer}, {token})':<40} {lame.control.max():>8.3f} {lame.majority:>9.3f} "
+            f"{base.accuracy[:, -1].max():>17.3f}"
+        )
+    report["linear_probes"] = probes
+
+    sample = test[:4]
+    items = model.make_items(
+        [render(e.scene) for e in sample], [e.query_text for e in sample], [e.instruction for e in sample]
+    )
+    if model.decoder is not None:
+        result = readout_items(model, items, max_new_tokens=16)
+        report["readout"] = [
+            {"query": e.query_text, "target": e.target_text, "readout": t} for e, t in zip(sample, result.texts)
+        ]
+        print("\n3. decoder read-out")
+        for row in report["readout"]:
+            print(f"  {row['query']:<40} target {row['target']!r:<22} read-out {row['readout']!r}")
+
+    each = ablate(model, test[: args.n_ablate], tokens="each", how="zero")
+    every = ablate(model, test[: args.n_ablate], tokens="all", how="zero")
+    report["ablation_zero"] = each.summary() + every.summary()
+    print(f"\n4. ablation: zero reason tokens ({each.cosine.shape[1]} relational test queries, 16 candidates)")
+    for row in report["ablation_zero"]:
+        print(
+            f"  {row['condition']:<58} cosine {row['mean_cosine']:.4f}  hit@1 {row['hit1_before']:.3f} -> {row['hit1_after']:.3f}"
+        )
+
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    atomic_write_json(args.out / "probe_example.json", report)
+    print(f"\nwrote {args.out / 'probe_example.json'} in {report['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
