@@ -234,3 +234,15 @@ def test_cli_attention_and_readout_write_files(micro_model, scenes, tmp_path):
     )
     assert "text" in json.loads((tmp_path / "r" / "readout.json").read_text())
     assert main(["probe", "attention", "--model", str(folder), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_region_mass_counts_the_cells_a_box_overlaps():
+    from lame_tools.probe import region_mass
+
+    grid = np.zeros((2, 4, 4), np.float32)
+    grid[0, 0, 0] = 1.0  # all attention in the top-left cell
+    grid[1] = 1 / 16  # uniform
+    mass, share = region_mass(grid, [(0.0, 0.0, 0.2, 0.2), (0.3, 0.3, 0.7, 0.7)])
+    np.testing.assert_allclose(share, [1 / 16, 4 / 16])
+    np.testing.assert_allclose(mass[0], [1.0, 0.0])
+    np.testing.assert_allclose(mass[1] / share, [1.0, 1.0])  # uniform map: no preference
