@@ -714,3 +714,38 @@ def _add_race_parser(verbs: argparse._SubParsersAction) -> None:
     race_parser.add_argument("--trust-remote-code", action="store_true")
     race_parser.add_argument("--out", type=Path, default=None, help="JSON output file")
     race_parser.set_defaults(func=_bench_race_cli)
+
+
+def race_markdown(report: dict[str, Any], title: str | None = None) -> str:
+    """The race report as a Markdown table (for the README): ms per item, CoT tokens, speedups,
+    latent/discriminative beside its floor, one row per batch size and lane."""
+    hw = report["hardware"]
+    info = report.get("lanes_info", {})
+    dtype = {d.get("dtype") for d in info.values()}
+    where = hw.get("gpu") or f"{hw.get('cpu')}, {hw.get('torch_threads')} threads"
+    lines = [title or f"{where}; {', '.join(sorted(d for d in dtype if d))}; {report.get('created', '')[:10]}", "",
+             "| batch | lane | ms / item (median) | p90 | items / s | CoT tokens (mean) | vs latent |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        latent = r["lanes"].get("latent", {}).get("median")
+        for name in sorted(r["lanes"], key=lambda lane: LANE_ORDER.index(lane) if lane in LANE_ORDER else 9):
+            lane = r["lanes"][name]
+            tokens = lane.get("generated_tokens", {}).get("mean")
+            ratio = f"{lane['median'] / latent:.2f}x" if latent else ""
+            lines.append(f"| {r['batch_size']} | {name} | {lane['median']:.2f} | {lane['p90']:.2f} | "
+                         f"{lane['items_per_s']:.1f} | {'' if tokens is None else f'{tokens:.1f}'} | {ratio} |")
+    lines.append("")
+    for r in report["results"]:
+        if "latent_vs_discriminative" in r:
+            lines.append(
+                f"- batch {r['batch_size']}: latent / discriminative = {r['latent_vs_discriminative']:.3f} "
+                f"(prefill only {r['latent_vs_discriminative_prefill_only']:.3f}); physical floor "
+                f"(L+K+1)/(L+1) = {r['physical_floor']:.3f} for L = "
+                f"{r['lanes']['discriminative']['prompt_tokens_mean']:.1f}, K = {r['K']} "
+                f"({r['physical_floor_padded']:.3f} for the padded batch length); "
+                f"{'within' if r['within_5pct_of_floor'] else 'NOT within'} 5% of the floor"
+            )
+        if "speedup_cot_vs_latent" in r:
+            lines.append(f"- batch {r['batch_size']}: CoT / latent = {r['speedup_cot_vs_latent']:.1f}x "
+                         f"at {r['cot_tokens_mean']:.1f} generated CoT tokens per item")
+    return "\n".join(lines)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lame_tools.adapters import LameAdapter
-from lame_tools.timing import bench_race, physical_floor, race, race_inputs, run_lane
+from lame_tools.timing import bench_race, physical_floor, race, race_inputs, race_markdown, run_lane
 
 MAX_NEW = 5
 
@@ -112,6 +112,8 @@ def test_bench_race_report(lanes, micro_model):
     )
     assert report["lanes_info"]["cot"]["max_new_tokens"] == micro_model.config.cot_max_new_tokens
     assert physical_floor(0, 8) == 9.0
+    table = race_markdown(report)
+    assert "| 1 | latent |" in table and "| 2 | cot |" in table and "physical floor" in table
 
 
 def test_bench_race_cli(micro_model, tmp_path, capsys):
