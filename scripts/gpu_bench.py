@@ -116,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="CPU check: small n, the 2B path cut to 1 layer, fp32")
     parser.add_argument("--device", default=None)
     parser.add_argument("--cot-tokens", type=int, default=403)
-    parser.add_argument("--skip-2b", action="store_true")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds after start past which remaining parts are skipped (most important first)")
     args = parser.parse_args(argv)
 
+    began = time.perf_counter()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     smoke = args.smoke
     hw = hardware_info(device)
@@ -134,70 +136,70 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:  # after every part, so a run cut short keeps what it measured
         atomic_write_json(out_file, report)
 
-    # ---- tiny: the three shipped models, each in its own mode, fp32 as shipped --------------------
-    tiny = {lane: LameAdapter(LameModel_load(path, device), lane, lane) for lane, path in SHIPPED_MODELS.items()}
-    tiny = {lane: tiny[lane] for lane in ("latent", "discriminative", "cot")}
-    n_tiny = 8 if smoke else 64
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    cot_tokens = 4 if smoke else args.cot_tokens
+    state: dict[str, Any] = {}
+
+    def big_build() -> dict[str, Any]:
+        model = build_random_lame(device, dtype, cot_tokens=cot_tokens, layers=1 if smoke else None,
+                                  image_pixels=112 * 112 if smoke else 448 * 448)
+        state["model"] = model
+        state["lanes"] = {lane: LameAdapter(model, lane, f"2b-random-{lane}") for lane in ("latent", "discriminative", "cot")}
+        info = {"parameters": sum(p.numel() for p in model.parameters()), "dtype": str(dtype),
+                "attn_implementation": model.backbone.config._attn_implementation,
+                "layers": model.backbone.config.text_config.num_hidden_layers, "cot_tokens": cot_tokens}
+        if device.type == "cuda":
+            info["memory_allocated_gib"] = torch.cuda.memory_allocated(device) / 2**30
+        return info
+
+    def big_one_pass() -> dict[str, Any]:
+        one_pass = {k: state["lanes"][k] for k in ("latent", "discriminative")}
+        rep = bench_race(one_pass, n=8 if smoke else 128, batch_sizes=(1, 4) if smoke else (1, 32), warmup=2)
+        print(format_race_table(rep), flush=True)
+        return rep
+
+    def big_cot_batch1() -> dict[str, Any]:
+        rep = bench_race(state["lanes"], n=2, batch_sizes=(1,), warmup=1)
+        rep["generator_agreement"] = generator_agreement(state["lanes"], rep, items=1)
+        print(format_race_table(rep), flush=True)
+        return rep
+
+    def big_cot_batch32() -> dict[str, Any]:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        rep = bench_race(state["lanes"], n=4 if smoke else 32, batch_sizes=(4 if smoke else 32,), warmup=0)
+        if device.type == "cuda":
+            rep["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        print(format_race_table(rep), flush=True)
+        return rep
 
     def tiny_race() -> dict[str, Any]:
-        rep = bench_race(tiny, n=n_tiny, batch_sizes=(1, 4) if smoke else (1, 32), warmup=1)
+        tiny = {lane: LameAdapter(LameModel_load(SHIPPED_MODELS[lane], device), lane, lane)
+                for lane in ("latent", "discriminative", "cot")}
+        state["tiny"] = tiny
+        rep = bench_race(tiny, n=8 if smoke else 64, batch_sizes=(1, 4) if smoke else (1, 32), warmup=1)
         rep["generator_agreement"] = generator_agreement(tiny, rep, items=2 if smoke else 10)
         print(format_race_table(rep), flush=True)
         return rep
 
-    section("tiny_race", tiny_race, report, save)
-    section("tiny_encode", lambda: bench_encode(tiny["latent"].model, (1, 32), rounds=3 if smoke else 10), report, save)
-
-    # ---- 2B-sized random Qwen2-VL ----------------------------------------------------------------
-    if not args.skip_2b:
-        dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-        cot_tokens = 4 if smoke else args.cot_tokens
-        holder: dict[str, Any] = {}
-
-        def build() -> dict[str, Any]:
-            model = build_random_lame(device, dtype, cot_tokens=cot_tokens, layers=1 if smoke else None,
-                                      image_pixels=112 * 112 if smoke else 448 * 448)
-            holder["model"] = model
-            info = {"parameters": sum(p.numel() for p in model.parameters()), "dtype": str(dtype),
-                    "attn_implementation": model.backbone.config._attn_implementation,
-                    "layers": model.backbone.config.text_config.num_hidden_layers, "cot_tokens": cot_tokens}
-            if device.type == "cuda":
-                info["memory_allocated_gib"] = torch.cuda.memory_allocated(device) / 2**30
-            return info
-
-        section("big_build", build, report, save)
-        model = holder.get("model")
-        if model is not None:
-            lanes = {lane: LameAdapter(model, lane, f"2b-random-{lane}") for lane in ("latent", "discriminative", "cot")}
-            one_pass = {k: lanes[k] for k in ("latent", "discriminative")}
-
-            def big_one_pass() -> dict[str, Any]:
-                rep = bench_race(one_pass, n=8 if smoke else 128, batch_sizes=(1, 4) if smoke else (1, 32), warmup=2)
-                print(format_race_table(rep), flush=True)
-                return rep
-
-            def big_cot() -> dict[str, Any]:
-                rep = bench_race(lanes, n=2 if smoke else 3, batch_sizes=(1,), warmup=1)
-                print(format_race_table(rep), flush=True)
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                rep32 = bench_race(lanes, n=4 if smoke else 32, batch_sizes=(4 if smoke else 32,), warmup=0)
-                print(format_race_table(rep32), flush=True)
-                rep["results"] += rep32["results"]
-                for lane in rep["lanes"]:
-                    rep["lanes"][lane].update(rep32["lanes"][lane])
-                if device.type == "cuda":
-                    rep["peak_memory_gib_batch32"] = torch.cuda.max_memory_allocated(device) / 2**30
-                rep["generator_agreement"] = generator_agreement(lanes, rep, items=1)
-                return rep
-
-            section("big_one_pass", big_one_pass, report, save)
-            section("big_cot", big_cot, report, save)
-            section("big_encode", lambda: bench_encode(model, (1, 8) if smoke else (1, 8, 32), rounds=3 if smoke else 5), report, save)
-            section("big_ume_r1", lambda: _ume_r1_race(model, lanes["latent"], smoke), report, save)
-            del model, lanes, one_pass
-            holder.clear()
-
+    parts = [
+        ("big_build", big_build),
+        ("big_one_pass", big_one_pass),
+        ("big_cot_batch1", big_cot_batch1),
+        ("tiny_race", tiny_race),
+        ("big_cot_batch32", big_cot_batch32),
+        ("big_ume_r1", lambda: _ume_r1_race(state["model"], state["lanes"]["latent"], smoke)),
+        ("big_encode", lambda: bench_encode(state["model"], (1, 8) if smoke else (1, 8, 32), rounds=3 if smoke else 5)),
+        ("tiny_encode", lambda: bench_encode(state["tiny"]["latent"].model, (1, 32), rounds=3 if smoke else 10)),
+    ]
+    for name, fn in parts:
+        if args.deadline is not None and time.perf_counter() - began > args.deadline:
+            report[name] = {"skipped": f"past the {args.deadline:.0f} s deadline"}
+            continue
+        if name.startswith("big_") and name != "big_build" and "model" not in state:
+            report[name] = {"skipped": "the 2B model was not built"}
+            continue
+        section(name, fn, report, save)
     save()
     print(f"wrote {out_file}")
     return 0

@@ -25,11 +25,13 @@ fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
-# the probing issue's memory check first (short, bounded), then the latency benchmarks
-if [ -f scripts/gpu_probe_memory.py ]; then
-  timeout 150 "$PY" scripts/gpu_probe_memory.py --out "$OUT" "$@" || echo "scripts/gpu_probe_memory.py failed (rc $?)"
-fi
-"$PY" scripts/gpu_bench.py --out "$OUT" "$@"
+# the latency benchmarks (DEADLINE=seconds skips the less important parts once passed), then the
+# probing issue's memory check, bounded by PROBE_TIMEOUT seconds
+"$PY" scripts/gpu_bench.py --out "$OUT" ${DEADLINE:+--deadline "$DEADLINE"} "$@"
 rc=$?
+if [ -f scripts/gpu_probe_memory.py ]; then
+  timeout "${PROBE_TIMEOUT:-150}" "$PY" scripts/gpu_probe_memory.py --out "$OUT" "$@" \
+    || echo "scripts/gpu_probe_memory.py failed or timed out (rc $?)"
+fi
 ls -la "$OUT"
 exit $rc
