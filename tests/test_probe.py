@@ -246,3 +246,23 @@ def test_region_mass_counts_the_cells_a_box_overlaps():
     np.testing.assert_allclose(share, [1 / 16, 4 / 16])
     np.testing.assert_allclose(mass[0], [1.0, 0.0])
     np.testing.assert_allclose(mass[1] / share, [1.0, 1.0])  # uniform map: no preference
+
+
+def test_cli_ablate_and_project_write_files(micro_model, tmp_path):
+    from lame_tools.cli import main
+
+    folder = micro_model.save_pretrained(tmp_path / "micro")
+    model = ["--model", str(folder), "--device", "cpu"]
+    out = tmp_path / "abl"
+    assert main(["probe", "ablate", *model, "--n", "3", "--tokens", "0,1+2", "--how", "drop", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["condition"] for c in summary["conditions"]] == ["drop [REASON_0]", "drop [REASON_1,REASON_2]"]
+    assert (out / "ablation.csv").is_file() and (out / "ablation.html").is_file()
+    proj = tmp_path / "proj"
+    args = ["probe", "project", *model, "--method", "pca", "--n", "12", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--text", "a red circle", "--out", str(proj)]) == 0
+    data = np.load(proj / "projection.npz", allow_pickle=False)
+    assert data["coords"].shape == (12, 2) and data["new_coords"].shape == (1, 2)
+    assert json.loads((proj / "summary.json").read_text())["source"] == "fit"
+    assert main([*args, "--out", str(proj)]) == 0
+    assert json.loads((proj / "summary.json").read_text())["source"] in ("memory", "disk")
