@@ -141,6 +141,7 @@ def test_summarize_groups_and_meta_means():
 # ---- Shapes through the harness --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_evaluate_shapes_layout_and_determinism(micro_model):
     result = evaluate_shapes(micro_model, limit=16, batch_size=16)
     again = evaluate_shapes(micro_model, limit=16, batch_size=16)

@@ -225,7 +225,6 @@ def test_empty_frame_folder_and_missing_benchmark_parts(tmp_path):
 
 
 def test_mmeb_v1_image_placeholder_is_removed(tmp_path):
-    (tmp_path / "q.png").write_bytes(b"")
     Image.new("RGB", (8, 8)).save(tmp_path / "q.png")
     row = {
         **GOOD_ROW,
