@@ -323,9 +323,7 @@ def evaluate_shapes(
          "meta_tasks": {classification/vqa/retrieval/grounding: mean}, "tasks": {subtask: {"hit@1",
          "score", "n", "meta_task", ...}}}
     """
-    from lame_tools.data.formats import shapes_tasks
-
-    sources = _select(shapes_tasks(seed, split, limit), tasks)
+    sources = _select(benchmark_sources("shapes", None, split, seed, limit), tasks)
     results = {s.name: evaluate_task(model, s.load(), mode, batch_size, show_progress_bar) for s in sources}
     return {
         "benchmark": "shapes",
@@ -362,6 +360,8 @@ def benchmark_sources(
     """The tasks of a benchmark, by name, not yet read."""
     from lame_tools.data import formats
 
+    if limit is not None and limit < 1:
+        raise InputError("--limit must be at least 1.")
     if benchmark == "shapes":
         return formats.shapes_tasks(seed, split, limit)
     if data is None:
