@@ -80,3 +80,19 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
         EmbeddingIndex.load(tmp_path / "idx")
     with pytest.raises(InputError, match="no embeddings.npy"):
         EmbeddingIndex.load(tmp_path / "missing")
+
+
+def test_many_ties_match_a_full_sort():
+    # Few distinct directions, many copies, scrambled ids: every k must equal a full (score, id) sort.
+    rng = np.random.default_rng(2)
+    directions = _unit(rng.normal(size=(4, 6)))
+    gallery = directions[rng.integers(0, 4, size=60)]
+    ids = rng.permutation(1000)[:60]
+    index = EmbeddingIndex()
+    index.add(gallery, ids=ids)
+    queries = directions[:3]
+    full = queries @ gallery.T
+    for k in (1, 5, 17, 60):
+        _, got = index.search(queries, k)
+        expected = [ids[np.lexsort((ids, -row))][:k].tolist() for row in full]
+        assert got.tolist() == expected, k
