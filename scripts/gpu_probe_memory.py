@@ -59,8 +59,11 @@ QWEN2_VL_2B = {
 }
 
 
-def build_2b(device: torch.device, dtype: torch.dtype, image_pixels: int, k: int = 8):
-    """A LaME over a random Qwen2-VL-2B-sized backbone, built directly on `device` (Shapes tokenizer)."""
+def build_2b(device: torch.device, dtype: torch.dtype, image_pixels: int, k: int = 8, layers: int | None = None):
+    """A LaME over a random Qwen2-VL-2B-sized backbone, built directly on `device` (Shapes tokenizer).
+
+    `layers` cuts the language model and vision tower to that depth (to check the path on a CPU).
+    """
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     from lame_tools.backbone import build_image_processor, build_tokenizer
@@ -71,15 +74,18 @@ def build_2b(device: torch.device, dtype: torch.dtype, image_pixels: int, k: int
 
     tokenizer = build_tokenizer(VOCABULARY)
     ids = tokenizer.convert_tokens_to_ids
+    depth = {} if layers is None else {"num_hidden_layers": layers}
+    vision = dict(QWEN2_VL_2B["vision"], **({} if layers is None else {"depth": layers}))
     text = dict(
         QWEN2_VL_2B["text"],
+        **depth,
         bos_token_id=ids("<|im_start|>"),
         eos_token_id=ids("<|im_end|>"),
         pad_token_id=ids("<|endoftext|>"),
     )
     config = Qwen2VLConfig(
         text_config=text,
-        vision_config=dict(QWEN2_VL_2B["vision"]),
+        vision_config=vision,
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
@@ -200,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--smoke", action="store_true", help="CPU: the tiny preset in fp32")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--layers", type=int, default=None, help="the 2B config cut to this depth (CPU path check)")
     args, _ = parser.parse_known_args(argv)  # gpu_check.sh passes its own flags too
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -214,7 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     image_size = 112 if args.smoke else 448
     try:
         start = time.perf_counter()
-        if args.smoke or device.type != "cuda":
+        if args.layers is not None:
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+            model = build_2b(device, dtype, image_size * image_size, layers=args.layers)
+            report["model"] = (
+                f"Qwen2-VL-2B published config cut to {args.layers} layer(s), {dtype}, random weights, K=8"
+            )
+        elif args.smoke or device.type != "cuda":
             model, report["model"] = build_smoke().to(device), "tiny preset, fp32, random weights"
         else:
             model = build_2b(device, torch.bfloat16, image_size * image_size)
