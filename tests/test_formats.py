@@ -251,3 +251,15 @@ def test_parquet_rows(tmp_path):
     pq.write_table(table, tmp_path / "Task.parquet")
     task = candidate_task_from_file("Task", tmp_path / "Task.parquet", [tmp_path], "image", None, 8)
     assert task.candidates[0][1].text == "b"
+
+
+def test_query_ids_never_pick_up_page_images(data, tmp_path):
+    # ViDoRe numbers queries and pages from 0 alike: page image images/0.png must not attach to query 0.
+    folder = tmp_path / "doc"
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "images" / "0.png")
+    _write_rows(folder / "queries.jsonl", [{"query-id": 0, "query": "a chart"}])
+    _write_rows(folder / "corpus.jsonl", [{"corpus-id": 0}])
+    _write_rows(folder / "qrels.jsonl", [{"query-id": 0, "corpus-id": 0, "score": 1}])
+    task = corpus_task_from_folder(folder, "visdoc", "vidore_v1", "ndcg@5")
+    assert task.queries[0].images == () and task.corpus[0].images == (str(folder / "images" / "0.png"),)

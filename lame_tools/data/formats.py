@@ -481,8 +481,9 @@ def _first(row: dict, fields: tuple[str, ...]) -> object:
 
 
 def _beir_inputs(
-    files: list[Path], instruction: str, store: ImageStore, what: str, limit: int | None = None
+    files: list[Path], instruction: str, store: ImageStore, what: str, limit: int | None = None, id_images: bool = False
 ) -> tuple[list[str], list[EmbedInput]]:
+    """Ids and inputs of a queries or corpus part; `id_images`: fall back to `images/<id>.png` (corpus only)."""
     ids: list[str] = []
     inputs: list[EmbedInput] = []
     seen: set[str] = set()
@@ -499,7 +500,7 @@ def _beir_inputs(
             text = _first(row, _TEXT_FIELDS)
             text = "" if text is None else str(text)
             images = tuple(ref for f in _IMAGE_FIELDS if f in row for ref in store.resolve(row[f], f"{where}:"))
-            if not images and not row.get("image") and (store.roots[0] / f"{row_id}.png").is_file():
+            if id_images and not images and (store.roots[0] / f"{row_id}.png").is_file():
                 images = (str(store.roots[0] / f"{row_id}.png"),)  # VLM2Vec's <image_root>/<corpus-id>.png
             if not text.strip() and not images:
                 raise InputError(f"{where} has neither text nor an image.")
@@ -542,7 +543,7 @@ def corpus_task_from_folder(
                 f"The task folder {str(folder)!r} has no {part} file ({names[0]}.jsonl, {names[0]}/*.parquet...)."
             )
     query_ids, queries = _beir_inputs(parts["queries"], query_instruction, store, "query", limit)
-    doc_ids, corpus = _beir_inputs(parts["corpus"], doc_instruction, store, "document")
+    doc_ids, corpus = _beir_inputs(parts["corpus"], doc_instruction, store, "document", id_images=True)
     if not query_ids or not doc_ids:
         raise InputError(f"The task folder {str(folder)!r} has no {'queries' if not query_ids else 'documents'}.")
     known_docs = set(doc_ids)
