@@ -500,8 +500,11 @@ def _beir_inputs(
             text = _first(row, _TEXT_FIELDS)
             text = "" if text is None else str(text)
             images = tuple(ref for f in _IMAGE_FIELDS if f in row for ref in store.resolve(row[f], f"{where}:"))
-            if id_images and not images and (store.roots[0] / f"{row_id}.png").is_file():
-                images = (str(store.roots[0] / f"{row_id}.png"),)  # VLM2Vec's <image_root>/<corpus-id>.png
+            if id_images and not images:  # VLM2Vec's <image_root>/<corpus-id>.png
+                page = next(
+                    (root / f"{row_id}.png" for root in store.roots if (root / f"{row_id}.png").is_file()), None
+                )
+                images = (str(page),) if page else ()
             if not text.strip() and not images:
                 raise InputError(f"{where} has neither text nor an image.")
             ids.append(row_id)
