@@ -11,7 +11,8 @@ Prints four small tables and writes DIR/probe_example.json:
      reason states, against the shuffled-label control and the K = 0 model's [EMBED] states;
   3. decoder read-outs of a few queries beside their targets;
   4. ablation: zeroing each reason token (and all of them): cosine to the original embedding and
-     Hit@1 over the example's candidates.
+     Hit@1 over the example's candidates;
+  5. the UMAP map's timings: first call (embed + fit) against the second, and placing a new point.
 """
 
 from __future__ import annotations
@@ -92,6 +93,41 @@ def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -
     return {token: {k: round(float(np.mean(v)), 3) for k, v in row.items()} for token, row in per_token.items()}
 
 
+def projection_timing(model, n: int) -> dict[str, float]:
+    """Time the map: first call (embed the corpus + UMAP fit, numba compiling), second call, transforms."""
+    import tempfile
+
+    from lame_tools.project import clear_memory_cache, project_shapes
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        clear_memory_cache()
+        t0 = time.perf_counter()
+        projection = project_shapes(model, n=n, cache_dir=cache_dir)
+        t1 = time.perf_counter()
+        again = project_shapes(model, n=n, cache_dir=cache_dir)
+        t2 = time.perf_counter()
+        query = model.encode(
+            texts=["a red circle and a blue square"], instruction="find the image that matches the caption ."
+        )
+        t3 = time.perf_counter()
+        again.transform(query)
+        t4 = time.perf_counter()
+        again.transform(query)
+        t5 = time.perf_counter()
+        clear_memory_cache()
+        t6 = time.perf_counter()
+        loaded = project_shapes(model, n=n, cache_dir=cache_dir)
+        t7 = time.perf_counter()
+        assert projection.source == "fit" and again.source == "memory" and loaded.source == "disk"
+    return {
+        "first_call_s": round(t1 - t0, 3),
+        "second_call_ms": round((t2 - t1) * 1000, 3),
+        "first_transform_s": round(t4 - t3, 3),
+        "second_transform_ms": round((t5 - t4) * 1000, 2),
+        "disk_load_ms": round((t7 - t6) * 1000, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=SHIPPED_MODELS["latent"])
@@ -100,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-attention", type=int, default=96)
     parser.add_argument("--n-probe", type=int, default=300)
     parser.add_argument("--n-ablate", type=int, default=64)
+    parser.add_argument("--n-map", type=int, default=400)
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -173,6 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {row['condition']:<58} cosine {row['mean_cosine']:.4f}  hit@1 {row['hit1_before']:.3f} -> {row['hit1_after']:.3f}"
         )
+
+    report["projection_timing"] = projection_timing(model, args.n_map)
+    t = report["projection_timing"]
+    print(
+        f"\n5. UMAP map of {args.n_map} test queries (fresh cache dir): first call {t['first_call_s']:.1f} s "
+        f"(embed + fit), second call {t['second_call_ms']:.2f} ms; placing a new query: first "
+        f"{t['first_transform_s']:.2f} s, second {t['second_transform_ms']:.1f} ms; fresh reload from disk "
+        f"{t['disk_load_ms']:.1f} ms"
+    )
 
     report["seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_json(args.out / "probe_example.json", report)
