@@ -126,7 +126,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         if result.notes:
             summary += "\n\n" + "\n".join(f"- note: {n}" for n in result.notes)
         queries = list(session_queries or [])[-49:] + [service.session_query(result)]
-        return gr.update(value=images, visible=bool(images)), table, summary, queries, result
+        return images, table, summary, queries, result
 
     @user_errors
     def download_results(last_result):
@@ -148,13 +148,17 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         choice = service.attention_choice(attention, layer, head, token)
         where = f"{'mean of layers' if layer == 'mean' else layer}, {'mean of heads' if head == 'mean' else head}"
         if choice.image_grid is not None:
-            overlay = viz.attention_overlay(attention.image, choice.image_grid, title=f"{token} on the image ({where})")
+            figure = viz.attention_overlay(attention.image, choice.image_grid, title=f"{token} on the image ({where})")
+            overlay = figure
         else:
             overlay = None
         strip = viz.token_strip(attention.text_tokens, choice.text_rows, title=f"attention on the text ({where})",
                                 query_labels=attention.query_tokens)
         grid = viz.head_grid(choice.per_head, title=f"{token}: every layer and head")
-        facts = f"**{token}** puts {choice.image_mass:.0%} of its attention on the image ({where})."
+        if choice.image_grid is not None:
+            facts = f"**{token}** puts {choice.image_mass:.0%} of its attention on the image ({where})."
+        else:
+            facts = f"Text-only query: **{token}**'s attention on the text tokens is shown ({where})."
         if readout_text is not None:
             facts += f"\n\n**Latent decoder read-out** of the {len(attention.query_tokens) - 1} reason states: *{readout_text or '(empty)'}*"
         return overlay, strip, grid, facts
@@ -238,7 +242,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         rows = result.summary()
         fig = viz.ablation_bars([r["condition"] for r in rows], [r["mean_cosine"] for r in rows],
                                 [r["mean_rank_change"] for r in rows], title=f"{how} each reason token, {result.cosine.shape[1]} queries")
-        table = [[r["condition"], round(r["mean_cosine"], 4), round(r["mean_rank_change"], 3), r["hit1_before"], r["hit1_after"]] for r in rows]
+        table = [[r["condition"], round(r["mean_cosine"], 4), round(r["mean_rank_change"], 3), round(r["hit1_before"], 3), round(r["hit1_after"], 3)] for r in rows]
         csv_path = write_text_download(service, f"lame-ablation-{how}", result.to_csv())
         return fig, table, csv_path
 
@@ -273,6 +277,21 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         """Which checkpoint runs each mode, with K, sizes and how it was trained."""
         return service.model_facts()
 
+    def reveal():
+        """Show a component that stays hidden until it has something (a download)."""
+        return gr.update(visible=True)
+
+    def reveal_gallery(result):
+        """Show the image gallery only when the last search returned images."""
+        return gr.update(visible=bool(result is not None and result.query.target_kind == "image"))
+
+    def reveal_if_image(attention_state):
+        """Show the image overlay only for a query with an image; show the download."""
+        has_image = attention_state is not None and attention_state.image_attention is not None
+        return gr.update(visible=has_image), gr.update(visible=True)
+
+    quiet = {"api_name": False, "show_progress": "hidden", "queue": False}
+
     # ---- layout -------------------------------------------------------------------------------
 
     with gr.Blocks(title="LaME: latent reasoning embeddings") as demo:
@@ -301,12 +320,6 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                             q_mode = gr.Radio(mode_choices, value="latent", label="mode", elem_id="q-mode")
                             q_k = gr.Slider(1, MAX_K, value=8, step=1, label="top-k", elem_id="q-k")
                         search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
-                        gr.Examples(
-                            [[e["image"], e["text"], e["task"], e["target"]] for e in examples],
-                            [q_image, q_text, q_task, q_target],
-                            label="Example queries (their answers are in the corpus)",
-                            examples_per_page=10,
-                        )
                     with gr.Column(scale=3, min_width=300):
                         r_summary = gr.Markdown("Run a search to see results.", elem_id="r-summary")
                         r_gallery = gr.Gallery(label="image results", columns=4, height=300, elem_id="results-gallery", visible=True)
@@ -316,7 +329,13 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                         )
                         with gr.Row():
                             download_btn = gr.Button("Download results (CSV, NPZ)", size="sm", elem_id="download-btn")
-                        r_files = gr.File(label="downloads", file_count="multiple", elem_id="r-files", height=80)
+                        r_files = gr.File(label="downloads", file_count="multiple", elem_id="r-files", visible=False)
+                gr.Examples(
+                    [[e["image"], e["text"], e["task"], e["target"]] for e in examples],
+                    [q_image, q_text, q_task, q_target],
+                    label="Example queries: click one, then Search (their answers are in the corpus)",
+                    examples_per_page=10,
+                )
                 with gr.Accordion("Add your own images and texts to the corpus", open=False):
                     with gr.Row():
                         add_files = gr.File(label="images", file_count="multiple", file_types=["image"], elem_id="add-files")
@@ -351,16 +370,16 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                             a_head = gr.Dropdown(["mean", *[f"H{i}" for i in range(n_heads)]], value="mean", label="head", elem_id="a-head")
                             a_token = gr.Dropdown(probed_tokens, value=probed_tokens[0], label="token", elem_id="a-token")
                         attention_btn = gr.Button("Show attention", variant="primary", elem_id="attention-btn")
-                        gr.Examples(
-                            [[e["image"], e["text"], e["task"]] for e in examples if e["image"]],
-                            [a_image, a_text, a_task], label="Examples",
-                        )
                     with gr.Column(scale=3, min_width=300):
                         a_facts = gr.Markdown("Pick a query and press *Show attention*.", elem_id="a-facts")
                         a_overlay = gr.Plot(label="attention on the image", elem_id="a-overlay")
                         a_strip = gr.Plot(label="attention on the text", elem_id="a-strip")
+                gr.Examples(
+                    [[e["image"], e["text"], e["task"]] for e in examples if e["image"]],
+                    [a_image, a_text, a_task], label="Examples: click one, then Show attention",
+                )
                 a_grid = gr.Plot(label="every layer and head", elem_id="a-grid")
-                a_file = gr.File(label="download (NPZ: every layer, head and token)", elem_id="a-file", height=80)
+                a_file = gr.File(label="download (NPZ: every layer, head and token)", elem_id="a-file", visible=False)
 
             with gr.Tab("Embedding map", id="map", elem_id="tab-map"):
                 gr.Markdown(
@@ -373,7 +392,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                     map_btn = gr.Button("Draw map", variant="primary", elem_id="map-btn")
                 m_status = gr.Markdown(elem_id="m-status")
                 m_plot = gr.Plot(label="embedding map", elem_id="m-plot")
-                m_file = gr.File(label="download coordinates (CSV)", elem_id="m-file", height=80)
+                m_file = gr.File(label="download coordinates (CSV)", elem_id="m-file", visible=False)
 
             with gr.Tab("Race", id="race", elem_id="tab-race"):
                 gr.Markdown(
@@ -389,16 +408,16 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                         race_task = gr.Dropdown(task_choices, value=AUTO, label="task (instruction)")
                         race_disc = gr.Checkbox(value=True, label="also run the discriminative (K=0) lane")
                         race_btn = gr.Button("Start the race", variant="primary", elem_id="race-btn")
-                        gr.Examples(
-                            [[e["image"], e["text"], e["task"]] for e in examples],
-                            [race_image, race_text, race_task], label="Examples",
-                        )
                     with gr.Column(scale=3, min_width=300):
                         race_chart = gr.Plot(label="elapsed ms", elem_id="race-chart")
                         race_numbers = gr.Markdown(elem_id="race-numbers")
                         race_latent = gr.Markdown(elem_id="race-latent")
                         race_cot = gr.Textbox(label="CoT lane: the rationale as it is written", lines=3, elem_id="race-cot")
                         race_hw = gr.Markdown(elem_id="race-hw")
+                gr.Examples(
+                    [[e["image"], e["text"], e["task"]] for e in examples],
+                    [race_image, race_text, race_task], label="Examples: click one, then Start the race",
+                )
                 gr.Markdown(recorded_markdown(service.recorded_benchmarks()), elem_id="race-recorded")
 
             with gr.Tab("Probe", id="probe", elem_id="tab-probe"):
@@ -416,19 +435,20 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                         p_bars = gr.Plot(label="ablation", elem_id="p-bars")
                         p_table = gr.Dataframe(headers=["condition", "mean cosine", "mean rank change", "Hit@1 before", "Hit@1 after"],
                                                interactive=False, elem_id="p-table")
-                        p_file = gr.File(label="download (CSV)", height=80)
+                        p_file = gr.File(label="download (CSV)", elem_id="p-file", visible=False)
                     with gr.Column(min_width=300):
                         lp_attribute = gr.Dropdown(list(PROBE_ATTRIBUTES), value="answer_colour", label="attribute", elem_id="lp-attribute")
                         lp_n = gr.Slider(100, 400, value=200, step=50, label="examples", elem_id="lp-n")
                         probe_btn = gr.Button("Fit linear probes", variant="primary", elem_id="probe-btn")
                         lp_summary = gr.Markdown(elem_id="lp-summary")
                         lp_plot = gr.Plot(label="probe accuracy", elem_id="lp-plot")
-                        lp_file = gr.File(label="download (CSV)", height=80)
+                        lp_file = gr.File(label="download (CSV)", elem_id="lp-file", visible=False)
 
             with gr.Tab("About", id="about", elem_id="tab-about"):
                 gr.Markdown(service.about_markdown())
-                info_json = gr.JSON(label="loaded models", value=service.model_facts())
-                gr.Button("refresh", size="sm").click(model_info, None, info_json, api_name="model_info")
+                with gr.Accordion("the loaded models as JSON", open=False):
+                    info_json = gr.JSON(label="loaded models", value=service.model_facts())
+                    gr.Button("refresh", size="sm").click(model_info, None, info_json, api_name="model_info")
 
         search_btn.click(
             search,
@@ -436,14 +456,14 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             [r_gallery, r_table, r_summary, session_queries, last_result],
             api_name="search",
             **model_events,
-        )
+        ).success(reveal_gallery, last_result, r_gallery, **quiet)
         q_text.submit(
             search,
             [q_image, q_text, q_task, q_target, q_mode, q_k, user_gallery, session_queries],
             [r_gallery, r_table, r_summary, session_queries, last_result],
             api_name=False,
             **model_events,
-        )
+        ).success(reveal_gallery, last_result, r_gallery, **quiet)
         add_btn.click(add_to_corpus, [add_files, add_texts, user_gallery], [user_gallery, add_status, add_files, add_texts], api_name="add_to_corpus", **model_events)
         attention_btn.click(
             attention,
@@ -451,7 +471,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             [a_overlay, a_strip, a_grid, a_facts, a_file, attention_state, readout_state],
             api_name="attention",
             **model_events,
-        )
+        ).success(reveal_if_image, attention_state, [a_overlay, a_file], **quiet)
         for control in (a_layer, a_head, a_token):
             control.change(
                 attention_view,
@@ -464,7 +484,9 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             attention_view, [attention_state, readout_state, a_layer, a_head, a_token], [a_overlay, a_strip, a_grid, a_facts],
             api_name="attention_view",
         )
-        map_btn.click(embedding_map, [m_mode, m_colour, session_queries], [m_plot, m_status, m_file], api_name="embedding_map", **model_events)
+        map_btn.click(embedding_map, [m_mode, m_colour, session_queries], [m_plot, m_status, m_file], api_name="embedding_map", **model_events).success(
+            reveal, None, m_file, **quiet
+        )
         race_btn.click(
             race,
             [race_image, race_text, race_task, race_disc],
@@ -472,9 +494,13 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             api_name="race",
             **model_events,
         )
-        ablation_btn.click(ablation, [p_how, p_n], [p_bars, p_table, p_file], api_name="ablation", **model_events)
-        probe_btn.click(linear_probe, [lp_attribute, lp_n], [lp_plot, lp_summary, lp_file], api_name="linear_probe", **model_events)
-        download_btn.click(download_results, last_result, r_files, api_name="download_results")
+        ablation_btn.click(ablation, [p_how, p_n], [p_bars, p_table, p_file], api_name="ablation", **model_events).success(
+            reveal, None, p_file, **quiet
+        )
+        probe_btn.click(linear_probe, [lp_attribute, lp_n], [lp_plot, lp_summary, lp_file], api_name="linear_probe", **model_events).success(
+            reveal, None, lp_file, **quiet
+        )
+        download_btn.click(download_results, last_result, r_files, api_name="download_results").success(reveal, None, r_files, **quiet)
         reset_btn.click(reset_corpus, None, [user_gallery, add_status], api_name="reset_corpus")
     return demo
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import struct
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -30,17 +32,19 @@ def load_app(module_name: str = "lame_app") -> ModuleType:
 
 @contextmanager
 def running_app(workdir: Path, gallery_size: int = 40, max_queue: int = 64, fit_map: bool = True) -> Iterator[tuple[str, object]]:
-    """The real app (shipped models, a small corpus) on 127.0.0.1 and a free port; closed afterwards."""
+    """The real app (shipped models, a small corpus) on 127.0.0.1 and a free port; closed afterwards.
+    UMAP fits are cached inside `workdir`, not in the user's ~/.cache."""
     from lame_tools.demo.service import DemoService
 
     app = load_app()
-    service = DemoService.create(gallery_size=gallery_size, workdir=workdir, device="cpu", fit_map=fit_map)
-    demo = app.serve(service, concurrency=1, max_queue=max_queue, server_name="127.0.0.1", server_port=None,
-                     prevent_thread_lock=True, quiet=True)
-    try:
-        yield demo.local_url, service
-    finally:
-        demo.close()
+    with mock.patch.dict(os.environ, {"LAME_CACHE_DIR": str(workdir / "cache")}):
+        service = DemoService.create(gallery_size=gallery_size, workdir=workdir, device="cpu", fit_map=fit_map)
+        demo = app.serve(service, concurrency=1, max_queue=max_queue, server_name="127.0.0.1", server_port=None,
+                         prevent_thread_lock=True, quiet=True)
+        try:
+            yield demo.local_url, service
+        finally:
+            demo.close()
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

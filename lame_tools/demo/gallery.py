@@ -187,7 +187,9 @@ def shapes_gallery(folder: str | Path, n_images: int = 200, seed: int = 0, split
         path = folder / f"{split}_s{seed}_{i:05d}.png"
         image.save(path)
         images[len(entries)] = image
-        entries.append(GalleryEntry("image", example.scene.caption(), str(path), example.subtask, "shapes"))
+        n_objects = len(example.scene.objects)
+        group = f"scene, {n_objects} object{'s' if n_objects > 1 else ''}"
+        entries.append(GalleryEntry("image", example.scene.caption(), str(path), group, "shapes"))
         if i < 200:
             texts.setdefault(example.scene.caption(), "caption")
             if example.target_text:

@@ -414,7 +414,9 @@ class DemoService:
 
         try:
             embeddings, _ = self.map_labels(mode)
-            self._maps[mode] = fit_projection(embeddings, "umap", key=self.map_key(mode))
+            projection = fit_projection(embeddings, "umap", key=self.map_key(mode))
+            projection.transform(embeddings[:1])  # compile UMAP's transform here, not in the first request
+            self._maps[mode] = projection
         except Exception as exc:  # noqa: BLE001 - the map falls back to PCA and says why
             self._map_errors[mode] = f"UMAP failed ({type(exc).__name__}: {exc}); PCA is shown."
 
