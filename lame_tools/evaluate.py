@@ -356,6 +356,8 @@ def benchmark_sources(
     seed: int = 0,
     limit: int | None = None,
     num_frames: int = 8,
+    query_instruction: str | None = None,
+    doc_instruction: str | None = None,
 ) -> list[TaskSource]:
     """The tasks of a benchmark, by name, not yet read."""
     from lame_tools.data import formats
@@ -367,9 +369,9 @@ def benchmark_sources(
     if data is None:
         raise InputError(f"The {benchmark} benchmark needs --data DIR (see the README for where to download it).")
     if benchmark == "mmeb-v2":
-        return formats.mmeb_v2_tasks(data, limit=limit, num_frames=num_frames)
+        return formats.mmeb_v2_tasks(data, limit, num_frames, query_instruction, doc_instruction)
     if benchmark == "mrmr":
-        return formats.mrmr_tasks(data, limit=limit)
+        return formats.mrmr_tasks(data, limit, query_instruction, doc_instruction)
     raise InputError(f"Unknown benchmark {benchmark!r}; expected one of {', '.join(BENCHMARKS)}.")
 
 
@@ -404,6 +406,8 @@ def run_benchmark(
     show_progress_bar: bool = True,
     log: Any = print,
     num_frames: int = 8,
+    query_instruction: str | None = None,
+    doc_instruction: str | None = None,
 ) -> dict:
     """Evaluate a model folder on a benchmark, one task at a time, resumably; write `out` atomically.
 
@@ -415,7 +419,9 @@ def run_benchmark(
     from lame_tools.config import LameConfig
     from lame_tools.model import LameModel
 
-    sources = _select(benchmark_sources(benchmark, data, split, seed, limit, num_frames), tasks)
+    sources = _select(
+        benchmark_sources(benchmark, data, split, seed, limit, num_frames, query_instruction, doc_instruction), tasks
+    )
     fingerprint = {
         "model": _model_fingerprint(Path(model_dir)),
         "benchmark": benchmark,
@@ -426,6 +432,7 @@ def run_benchmark(
         "mode": mode,
         "batch_size": batch_size,
         "num_frames": num_frames if benchmark == "mmeb-v2" else None,
+        "instructions": [query_instruction, doc_instruction],
     }
     model = None
     results: dict[str, dict] = {}
@@ -573,6 +580,8 @@ def _eval_command(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         show_progress_bar=not args.no_progress,
         num_frames=args.num_frames,
+        query_instruction=args.query_instruction,
+        doc_instruction=args.doc_instruction,
     )
     print(format_table(summary))
     print(f"wrote {args.out}")
@@ -597,6 +606,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=MODES, default=None, help="default: the mode the model was trained for")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-frames", type=int, default=8, help="frames sampled per video (MMEB-v2 video tasks)")
+    parser.add_argument(
+        "--query-instruction",
+        default=None,
+        help="BEIR-form tasks: instruction for queries (visdoc default: VLM2Vec-V2's)",
+    )
+    parser.add_argument("--doc-instruction", default=None, help="BEIR-form tasks: instruction for corpus documents")
     parser.add_argument("--out", type=Path, required=True, help="summary JSON (per-task files go to <out>.tasks/)")
     parser.add_argument("--no-resume", action="store_true", help="recompute tasks finished by an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

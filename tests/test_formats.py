@@ -100,6 +100,9 @@ def test_mmeb_v2_layout_is_discovered(data):
     assert isinstance(doc, CorpusTask) and doc.metric == "ndcg@5" and doc.doc_ids == ["d0", "d1", "d2", "d3"]
     assert doc.corpus[0].images[0].endswith("images/d0.png") and doc.corpus[3].images[0].endswith("pages/page3.png")
     assert doc.qrels == {"q0": {"d1": 1, "d3": 2}, "q1": {"d2": 1, "d0": 0}}
+    assert doc.queries[0].instruction.startswith("Find a document image") and doc.corpus[0].instruction.startswith(
+        "Understand"
+    )
     assert mmeb_v2_tasks(data / "mmeb-v2", limit=1)[1].load().queries.__len__() == 1
 
 
@@ -135,6 +138,9 @@ def test_mrmr_metrics_per_task(data):
     assert [(s.name, s.info["metric"]) for s in sources] == [("knowledge", "ndcg@10"), ("negation", "hit@1")]
     tasks = _tasks(sources)
     assert len(tasks["knowledge"].corpus[1].images) == 2  # "image 1" and "image 2" of an interleaved document
+    assert tasks["knowledge"].queries[0].instruction == ""
+    instructed = mrmr_tasks(data / "mrmr", query_instruction="find the proof", doc_instruction="a proof")[0].load()
+    assert instructed.queries[0].instruction == "find the proof" and instructed.corpus[0].instruction == "a proof"
     model = ColourModel()
     assert evaluate_task(model, tasks["knowledge"])["ndcg@10"] == pytest.approx(1.0)
     # Negation: "not red but green" is the positive for "a red sign"; a colour-counting model ranks

@@ -407,7 +407,13 @@ def candidate_task_from_file(
     )
 
 
-def mmeb_v2_tasks(data: Path, limit: int | None = None, num_frames: int = DEFAULT_NUM_FRAMES) -> list[TaskSource]:
+def mmeb_v2_tasks(
+    data: Path,
+    limit: int | None = None,
+    num_frames: int = DEFAULT_NUM_FRAMES,
+    query_instruction: str | None = None,
+    doc_instruction: str | None = None,
+) -> list[TaskSource]:
     """The MMEB-v2 tasks found under `data` (the layout the README documents):
 
     - `image-tasks/<Task>.jsonl|.parquet`, `image-tasks/<Task>/*.parquet` or the same under
@@ -415,7 +421,8 @@ def mmeb_v2_tasks(data: Path, limit: int | None = None, num_frames: int = DEFAUL
       `image-tasks/MMEB/`, `image-tasks/` or `data`.
     - `video-tasks/<Task>.jsonl|...`: MMEB rows whose image fields name frame folders (or
       `qry_video_path` / `tgt_video_path`), relative to `video-tasks/frames/`, `video-tasks/` or `data`.
-    - `visdoc-tasks/<Task>/`: BEIR form (see `corpus_task_from_folder`), nDCG@5.
+    - `visdoc-tasks/<Task>/`: BEIR form (see `corpus_task_from_folder`), nDCG@5; queries and pages
+      get VLM2Vec-V2's ViDoRe instructions unless `query_instruction` / `doc_instruction` are given.
 
     Raises:
         InputError: `data` is not a folder, or holds none of these.
@@ -446,8 +453,8 @@ def mmeb_v2_tasks(data: Path, limit: int | None = None, num_frames: int = DEFAUL
                     mmeb_meta_task("visdoc", folder.name),
                     "ndcg@5",
                     limit,
-                    VISDOC_QUERY_INSTRUCTION,
-                    VISDOC_DOC_INSTRUCTION,
+                    VISDOC_QUERY_INSTRUCTION if query_instruction is None else query_instruction,
+                    VISDOC_DOC_INSTRUCTION if doc_instruction is None else doc_instruction,
                 )
 
             sources.append(TaskSource(folder.name, load_doc, {"group": "visdoc"}))
@@ -591,7 +598,9 @@ def mrmr_meta_task(name: str) -> str:
     )
 
 
-def mrmr_tasks(data: Path, limit: int | None = None) -> list[TaskSource]:
+def mrmr_tasks(
+    data: Path, limit: int | None = None, query_instruction: str | None = None, doc_instruction: str | None = None
+) -> list[TaskSource]:
     """MRMR tasks: every sub-folder of `data` in BEIR form (`corpus`, `query`, `qrels`, as its
     Hugging Face repositories publish them, parquet or JSONL). nDCG@10, Hit@1 for Negation."""
     data = Path(data)
@@ -602,7 +611,15 @@ def mrmr_tasks(data: Path, limit: int | None = None) -> list[TaskSource]:
         metric = "hit@1" if any(k in folder.name.lower() for k in MRMR_HIT_TASKS) else "ndcg@10"
 
         def load(folder: Path = folder, metric: str = metric) -> Task:
-            return corpus_task_from_folder(folder, "mrmr", mrmr_meta_task(folder.name), metric, limit)
+            return corpus_task_from_folder(
+                folder,
+                "mrmr",
+                mrmr_meta_task(folder.name),
+                metric,
+                limit,
+                query_instruction or "",
+                doc_instruction or "",
+            )
 
         sources.append(TaskSource(folder.name, load, {"group": "mrmr", "metric": metric}))
     if not sources:
