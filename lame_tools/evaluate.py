@@ -49,6 +49,8 @@ from lame_tools.errors import InputError
 from lame_tools.index import EmbeddingIndex
 
 BENCHMARKS = ("shapes", "mmeb-v2", "mrmr")
+MODEL_KINDS = ("lame", "qwen2-vl-base", "ume-r1", "vlm2vec")
+BASELINE_LANES = {"qwen2-vl-base": "latent", "ume-r1": "discriminative", "vlm2vec": "discriminative"}
 META_ABBREVIATIONS = {
     "classification": "CLS",
     "vqa": "QA",
@@ -156,7 +158,11 @@ def embed_inputs(
     desc: str = "embed",
 ) -> np.ndarray:
     """Embed `inputs` in order; an input with several images (video frames) gets the normalised mean
-    of its per-frame embeddings. Images are decoded a chunk at a time, so memory stays bounded."""
+    of its per-frame embeddings. Images are decoded a chunk at a time, so memory stays bounded.
+
+    `model` is a `LameModel` (anything with its `encode`), or an `EmbeddingAdapter` of
+    `lame_tools.adapters` (UME-R1, VLM2Vec-V2 ...: anything with `embed`), which runs in its own mode.
+    """
     items: list[tuple[int, str | None, str, str]] = []  # (input position, image ref, text, instruction)
     for position, item in enumerate(inputs):
         for ref in item.images or (None,):
@@ -164,8 +170,7 @@ def embed_inputs(
     # Text-only inputs first, then image inputs, each by text length: batches of similar length waste
     # little on padding (a stable sort, so the order, and the numbers, are the same on every run).
     items.sort(key=lambda item: (item[1] is not None, len(item[2]) + len(item[3])))
-    dim = model.config.embed_dim
-    sums = np.zeros((len(inputs), dim), dtype=np.float64)
+    sums: np.ndarray | None = None
     chunk = max(batch_size * 4, 64)
     with tqdm(total=len(items), disable=not show_progress_bar, desc=desc, unit="input", leave=False) as bar:
         for start in range(0, len(items), chunk):
@@ -173,13 +178,27 @@ def embed_inputs(
             images = [load_image(ref) if ref is not None else None for _, ref, _, _ in part]
             texts = [text or None for _, _, text, _ in part]
             instructions = [inst or None for _, _, _, inst in part]
-            embeddings = model.encode(
-                images=images, texts=texts, instruction=instructions, batch_size=batch_size, mode=mode
-            )
+            embeddings = _encode(model, images, texts, instructions, batch_size, mode)
+            if sums is None:
+                sums = np.zeros((len(inputs), embeddings.shape[1]), dtype=np.float64)
             np.add.at(sums, [position for position, _, _, _ in part], embeddings.astype(np.float64))
             bar.update(len(part))
+    if sums is None:
+        return np.zeros((0, 0), np.float32)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _encode(model: Any, images: list, texts: list, instructions: list, batch_size: int, mode: str | None) -> np.ndarray:
+    if hasattr(model, "encode"):
+        return model.encode(images=images, texts=texts, instruction=instructions, batch_size=batch_size, mode=mode)
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1.")
+    chunks = [
+        model.embed(images[i : i + batch_size], texts[i : i + batch_size], instructions[i : i + batch_size]).numpy()
+        for i in range(0, len(texts), batch_size)
+    ]
+    return np.concatenate(chunks).astype(np.float32)
 
 
 # ---- one task -------------------------------------------------------------------------------------
@@ -330,10 +349,17 @@ def evaluate_shapes(
         "split": split,
         "seed": seed,
         "limit": limit,
-        "mode": mode or model.config.default_mode,
+        "mode": _model_mode(model, mode),
         **summarize(results),
         "tasks": results,
     }
+
+
+def _model_mode(model: Any, mode: str | None) -> str:
+    """The mode a run used: the one asked for, an adapter's own, or the LaME model's default."""
+    if isinstance(getattr(model, "mode", None), str):  # an EmbeddingAdapter runs in its own mode
+        return model.mode
+    return mode or model.config.default_mode
 
 
 def _select(sources: list[TaskSource], names: Sequence[str] | None) -> list[TaskSource]:
@@ -408,8 +434,15 @@ def run_benchmark(
     num_frames: int = 8,
     query_instruction: str | None = None,
     doc_instruction: str | None = None,
+    kind: str = "lame",
+    allow_hub: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Evaluate a model folder on a benchmark, one task at a time, resumably; write `out` atomically.
+
+    `kind` "lame" reads a LaME folder; "qwen2-vl-base", "ume-r1" and "vlm2vec" load a baseline
+    through `lame_tools.adapters.load_lane` (`mode` then picks its lane: "cot" = UME-R1's generative
+    embedding); a hub id is used only with `allow_hub`.
 
     Each finished task is written to `<out>.tasks/<task>.json` with a fingerprint of the run (model
     files, benchmark, data, split, seed, limit, mode, batch size); a rerun skips tasks whose file
@@ -417,13 +450,14 @@ def run_benchmark(
     same bytes as an uninterrupted one; throughput is printed and kept in the per-task files.
     """
     from lame_tools.config import LameConfig
-    from lame_tools.model import LameModel
+    from lame_tools.model import CONFIG_FILE, LameModel
 
     sources = _select(
         benchmark_sources(benchmark, data, split, seed, limit, num_frames, query_instruction, doc_instruction), tasks
     )
     fingerprint = {
-        "model": _model_fingerprint(Path(model_dir)),
+        "model": _model_fingerprint(Path(model_dir)) if Path(model_dir).is_dir() else str(model_dir),
+        "kind": kind,
         "benchmark": benchmark,
         "data": str(Path(data).resolve()) if data else None,
         "split": split,
@@ -447,8 +481,15 @@ def run_benchmark(
                 results[source.name] = stored["result"]
                 log(f"{source.name}: finished earlier, skipped")
                 continue
-        if model is None:
+        if model is None and kind == "lame":
             model = LameModel.from_pretrained(model_dir, device=device)
+        elif model is None:
+            from lame_tools.adapters import load_lane
+
+            lane = mode or BASELINE_LANES.get(kind, "discriminative")
+            model = load_lane(
+                lane, model_dir, kind, device=device, allow_hub=allow_hub, trust_remote_code=trust_remote_code
+            )
         task = source.load()
         start = time.perf_counter()
         result = evaluate_task(model, task, mode, batch_size, show_progress_bar)
@@ -467,11 +508,11 @@ def run_benchmark(
             f"{source.name}: {result['metric']} {100 * (result['score'] or 0):.1f} ({queries} queries, {queries / max(elapsed, 1e-9):.1f} queries/s)"
         )
     if model is not None:
-        resolved_mode = mode or model.config.default_mode
-    else:  # every task was finished earlier: read the default mode without loading the weights
-        from lame_tools.model import CONFIG_FILE
-
+        resolved_mode = _model_mode(model, mode)
+    elif kind == "lame":  # every task was finished earlier: read the default mode without loading the weights
         resolved_mode = mode or LameConfig.load(Path(model_dir) / CONFIG_FILE).default_mode
+    else:
+        resolved_mode = mode or BASELINE_LANES.get(kind, "discriminative")
     summary = {
         "benchmark": benchmark,
         "model": str(model_dir),
@@ -582,6 +623,9 @@ def _eval_command(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         query_instruction=args.query_instruction,
         doc_instruction=args.doc_instruction,
+        kind=args.kind,
+        allow_hub=args.allow_hub,
+        trust_remote_code=args.trust_remote_code,
     )
     print(format_table(summary))
     print(f"wrote {args.out}")
@@ -596,6 +640,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate a model on Shapes, MMEB-v2 or MRMR (resumable)")
     add_model_argument(parser)
     parser.add_argument("--benchmark", choices=BENCHMARKS, default="shapes")
+    parser.add_argument(
+        "--kind",
+        choices=MODEL_KINDS,
+        default="lame",
+        help="lame: a LaME folder; qwen2-vl-base / ume-r1 / vlm2vec: a baseline checkpoint (see lame_tools.adapters)",
+    )
+    parser.add_argument("--allow-hub", action="store_true", help="let --model be a Hugging Face hub id (downloads)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="passed to transformers for baselines")
     parser.add_argument("--data", type=Path, default=None, help="benchmark folder (MMEB-v2, MRMR; see README)")
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: all found)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="Shapes split")
