@@ -325,7 +325,8 @@ def bench_race(
     Returns:
         JSON-ready dict: hardware, lane descriptions, per batch size the per-lane summaries
         (median / p90 ms per item, stages, CoT tokens) and the comparisons, plus `lanes`:
-        {lane: {batch_size: {median, p90}}}.
+        {lane: {median, p90 (ms per item at the first batch size), batch_size,
+        by_batch_size: {size: {median, p90}}}}.
     """
     images, texts, instructions = race_inputs(n, seed)
     device = next(iter(lanes.values())).device
@@ -358,13 +359,19 @@ def bench_race(
                    "seed": seed, "inputs": "Shapes test split, query side, all four meta-tasks"},
         "lanes_info": {name: a.describe() for name, a in lanes.items()},
         "results": results,
-        "lanes": {
-            name: {str(r["batch_size"]): {"median": r["lanes"][name]["median"], "p90": r["lanes"][name]["p90"]}
-                   for r in results}
-            for name in lanes
-        },
+        "lanes": {name: _lane_headline(name, results) for name in lanes},
+        "dtype": ", ".join(sorted({a.describe()["dtype"] for a in lanes.values()})),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "unit": "ms per item (batch time / batch size)",
     }
+
+
+def _lane_headline(name: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """{median, p90} ms per item at the first batch size, and the same per batch size."""
+    by_size = {str(r["batch_size"]): {"median": r["lanes"][name]["median"], "p90": r["lanes"][name]["p90"]}
+               for r in results}
+    first = str(results[0]["batch_size"])
+    return {**by_size[first], "batch_size": int(first), "by_batch_size": by_size}
 
 
 def format_race_table(report: dict[str, Any]) -> str:

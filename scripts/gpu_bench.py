@@ -232,7 +232,7 @@ def _ume_r1_race(model, latent: LameAdapter, smoke: bool) -> dict[str, Any]:
     rep32 = bench_race(lanes, n=4 if smoke else 32, batch_sizes=(4 if smoke else 32,), warmup=0)
     rep["results"] += rep32["results"]
     for lane in rep["lanes"]:
-        rep["lanes"][lane].update(rep32["lanes"][lane])
+        rep["lanes"][lane]["by_batch_size"].update(rep32["lanes"][lane]["by_batch_size"])
     print(format_race_table(rep), flush=True)
     return rep
 

@@ -98,8 +98,9 @@ def test_bench_race_report(lanes, micro_model):
     report = bench_race(lanes, n=4, batch_sizes=(1, 2), warmup=0, max_new_tokens=MAX_NEW)
     assert set(report["lanes"]) == {"latent", "discriminative", "cot"}
     for lane in report["lanes"].values():
-        assert set(lane) == {"1", "2"}
-        assert all(v["p90"] >= v["median"] > 0 for v in lane.values())
+        assert set(lane["by_batch_size"]) == {"1", "2"} and lane["batch_size"] == 1
+        assert lane["median"] == lane["by_batch_size"]["1"]["median"]
+        assert all(v["p90"] >= v["median"] > 0 for v in lane["by_batch_size"].values())
     one, two = report["results"]
     assert one["batch_size"] == 1 and one["lanes"]["latent"]["batches"] == 4
     assert two["batch_size"] == 2 and two["lanes"]["cot"]["batches"] == 2
