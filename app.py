@@ -527,7 +527,7 @@ def serve(service: DemoService, concurrency: int = 1, max_queue: int = 64, **lau
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
     demo.launch(
         max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(service.workdir)],
+        allowed_paths=service.served_folders(),
         css=CSS,
         theme=gr.themes.Soft(),
         **launch_kwargs,

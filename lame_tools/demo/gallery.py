@@ -11,6 +11,7 @@ Every entry is embedded as a retrieval target, with the target instruction of th
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lame_tools.atomic import atomic_write
 from lame_tools.data.shapes import (
     ALL_OBJECT_NAMES,
     COLOURS,
@@ -70,11 +72,27 @@ class Gallery:
     Thread-safe: the first search in a mode embeds the corpus once while later callers wait.
     """
 
-    def __init__(self, entries: list[GalleryEntry] | None = None, images: dict[int, Image.Image] | None = None) -> None:
+    def __init__(
+        self,
+        entries: list[GalleryEntry] | None = None,
+        images: dict[int, Image.Image] | None = None,
+        cache_dir: str | Path | None = None,
+        spec: object = None,
+    ) -> None:
+        """Args:
+        entries: the items; images: decoded images by entry id (else read from `image_path` when needed).
+        cache_dir: where embeddings of the initial entries are cached (per model weights, mode, kind);
+            None: no disk cache (a user's per-session gallery).
+        spec: what identifies the entries in the cache key (e.g. ("shapes", "test", seed, n)).
+        """
         self.entries: list[GalleryEntry] = list(entries or [])
         self._images: dict[int, Image.Image] = dict(images or {})
         self._indexes: dict[tuple[int, str, str], EmbeddingIndex] = {}
         self._lock = threading.Lock()
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._spec = spec
+        self._initial = len(self.entries)
+        self._fingerprints: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -122,12 +140,52 @@ class Gallery:
         with self._lock:
             index = self._indexes.get(key)
             if index is None:
-                index = self._indexes[key] = EmbeddingIndex(dim=model.config.embed_dim)
+                index = self._indexes[key] = self._cached(model, mode, kind) or EmbeddingIndex(dim=model.config.embed_dim)
+                fresh = len(index) == 0
+            else:
+                fresh = False
             have = set(index.ids.tolist())
             missing = [i for i in self.ids(kind) if i not in have]
             if missing:
                 index.add(self._embed(model, mode, missing), ids=np.asarray(missing, dtype=np.int64))
+                if fresh:
+                    self._save(index, model, mode, kind)
             return index
+
+    # ---- the disk cache of the initial entries' embeddings ---------------------------------------
+
+    def _cache_folder(self, model: LameModel, mode: str, kind: str) -> Path | None:
+        if self._cache_dir is None or self._spec is None:
+            return None
+        from lame_tools.project import array_key, model_fingerprint
+
+        if id(model) not in self._fingerprints:
+            self._fingerprints[id(model)] = model_fingerprint(model)
+        initial = [i for i in range(self._initial) if self.entries[i].kind == kind]
+        return self._cache_dir / f"emb-{array_key(self._fingerprints[id(model)], self._spec, mode, kind, len(initial))}"
+
+    def _cached(self, model: LameModel, mode: str, kind: str) -> EmbeddingIndex | None:
+        """The cached index of the initial entries, if present and matching; else None."""
+        folder = self._cache_folder(model, mode, kind)
+        if folder is None or not folder.is_dir():
+            return None
+        try:
+            index = EmbeddingIndex.load(folder)
+        except InputError:
+            return None
+        expected = [i for i in range(self._initial) if self.entries[i].kind == kind]
+        if index.ids.tolist() != expected or index.dim != model.config.embed_dim:
+            return None
+        return index
+
+    def _save(self, index: EmbeddingIndex, model: LameModel, mode: str, kind: str) -> None:
+        folder = self._cache_folder(model, mode, kind)
+        expected = [i for i in range(self._initial) if self.entries[i].kind == kind]
+        if folder is not None and index.ids.tolist() == expected:
+            try:
+                index.save(folder)
+            except OSError:
+                pass  # a read-only cache only costs the next start its embedding time
 
     def embeddings(self, model: LameModel, mode: str) -> tuple[np.ndarray, list[int]]:
         """[N, D] embeddings of every entry (images then texts) and their entry ids."""
@@ -168,11 +226,24 @@ def search_many(
     ]
 
 
-def shapes_gallery(folder: str | Path, n_images: int = 200, seed: int = 0, split: str = "test") -> Gallery:
-    """The default corpus: `n_images` scenes of `split` (PNG files written to `folder`) and target texts.
+def render_version() -> str:
+    """A hash of the Shapes world's source: cached renders and embeddings are dropped when it changes."""
+    import inspect
+
+    from lame_tools.data import shapes
+
+    return hashlib.sha256(inspect.getsource(shapes).encode()).hexdigest()[:12]
+
+
+def shapes_gallery(
+    folder: str | Path, n_images: int = 200, seed: int = 0, split: str = "test", cache_dir: str | Path | None = None
+) -> Gallery:
+    """The default corpus: `n_images` scenes of `split` (PNG files in `folder`) and target texts.
 
     Texts: the captions and target texts of those examples plus every object name, colour, shape
-    and count word, without duplicates (about 300 texts for 200 scenes).
+    and count word, without duplicates (about 300 texts for 200 scenes). A PNG already in `folder`
+    is reused (write `folder` under a cache directory keyed by `render_version()` to reuse renders
+    across runs); `cache_dir` caches the corpus embeddings per model and mode.
     """
     if n_images < 1:
         raise InputError("The gallery needs at least one image.")
@@ -183,10 +254,11 @@ def shapes_gallery(folder: str | Path, n_images: int = 200, seed: int = 0, split
     texts: dict[str, str] = {}
     for i in range(n_images):
         example = make_example(seed, split, i)
-        image = render(example.scene)
         path = folder / f"{split}_s{seed}_{i:05d}.png"
-        image.save(path)
-        images[len(entries)] = image
+        if not path.is_file():
+            image = render(example.scene)
+            atomic_write(path, lambda f, image=image: image.save(f, format="PNG"))
+            images[len(entries)] = image
         n_objects = len(example.scene.objects)
         group = f"scene, {n_objects} object{'s' if n_objects > 1 else ''}"
         entries.append(GalleryEntry("image", example.scene.caption(), str(path), group, "shapes"))
@@ -198,4 +270,4 @@ def shapes_gallery(folder: str | Path, n_images: int = 200, seed: int = 0, split
         for text in word_list:
             texts.setdefault(text, group)
     entries.extend(GalleryEntry("text", text, "", group, "shapes") for text, group in texts.items())
-    return Gallery(entries, images)
+    return Gallery(entries, images, cache_dir=cache_dir, spec=("shapes", split, seed, n_images, render_version()))

@@ -8,6 +8,7 @@ shows that sentence with `gr.Error`. Anything else is a bug and is not swallowed
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import threading
@@ -23,7 +24,7 @@ from PIL import Image
 from lame_tools.config import MODES
 from lame_tools.data.shapes import INSTRUCTIONS, make_example
 from lame_tools.demo.exports import write_csv, write_npz
-from lame_tools.demo.gallery import Gallery, GalleryEntry, SearchHit, search_many, shapes_gallery
+from lame_tools.demo.gallery import Gallery, GalleryEntry, SearchHit, render_version, search_many, shapes_gallery
 from lame_tools.demo.models import ModeModels, load_demo_models
 from lame_tools.errors import InputError
 from lame_tools.inputs import MAX_TEXT_CHARS, clean_text, load_image
@@ -120,6 +121,12 @@ class SearchResult:
         ]
 
 
+def demo_cache_dir() -> Path:
+    """`$LAME_CACHE_DIR/demo`, else `~/.cache/lame_tools/demo`: the app's renders and embeddings."""
+    root = os.environ.get("LAME_CACHE_DIR")
+    return (Path(root) if root else Path.home() / ".cache" / "lame_tools") / "demo"
+
+
 def parse_mode(mode: str | None) -> str:
     """Accept a mode name or its label ("explicit CoT" -> "cot")."""
     if not mode:
@@ -155,6 +162,7 @@ class DemoService:
         self._maps: dict[str, Any] = {}
         self._map_errors: dict[str, str] = {}
         self._probes: dict[tuple[str, int], list[Any]] = {}
+        self.ready = threading.Event()  # set once the corpus is embedded in latent mode
 
     @classmethod
     def create(
@@ -169,18 +177,44 @@ class DemoService:
         precompute: bool = True,
         fit_map: bool = True,
     ) -> DemoService:
-        """Load the models, build the corpus and (unless `precompute` is False) embed it in latent mode;
-        with `fit_map`, start fitting the latent-mode UMAP map in the background."""
+        """Load the models and build the corpus; with `precompute`, embed the corpus in latent mode in a
+        background thread (searches wait for it), then, with `fit_map`, fit the latent-mode UMAP map.
+
+        Renders and corpus embeddings are cached under `demo_cache_dir()` (per Shapes version, model
+        weights and mode), so a second start skips both.
+        """
         workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="lame-demo-"))
         models = load_demo_models(model, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
-        gallery = shapes_gallery(workdir / "gallery", n_images=gallery_size)
+        cache = demo_cache_dir()
+        gallery = shapes_gallery(
+            cache / f"shapes-test-{render_version()}", n_images=gallery_size, cache_dir=cache / "embeddings"
+        )
         service = cls(models, gallery, workdir)
         if precompute:
-            for kind in ("image", "text"):
-                gallery.index(models.default, "latent", kind)
-            if fit_map:
-                service.start_map("latent")
+            service.prepare_in_background(fit_map)
+        else:
+            service.ready.set()
         return service
+
+    def prepare_in_background(self, fit_map: bool = True) -> None:
+        """Embed the corpus in latent mode (or load it from the cache), then start the UMAP fit."""
+
+        def prepare() -> None:
+            try:
+                for kind in ("image", "text"):
+                    self.gallery.index(self.models.default, "latent", kind)
+                if fit_map:
+                    self.start_map("latent")
+            finally:
+                self.ready.set()
+
+        threading.Thread(target=prepare, name="prepare-corpus", daemon=True).start()
+
+    def served_folders(self) -> list[str]:
+        """The only folders the app serves files from: its own work folder and the corpus renders."""
+        folders = {str(self.workdir)}
+        folders.update(str(Path(e.image_path).parent) for e in self.gallery.entries if e.image_path)
+        return sorted(folders)
 
     # ---- facts shown in the page -------------------------------------------------------------
 
