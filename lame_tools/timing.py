@@ -1,4 +1,13 @@
-"""Timing: the measurement harness (warm-up, alternating rounds, median / p90, hardware) and benchmarks.
+"""Timing: the latency harness, the race benchmark and the live race generator.
+
+- `run_lane(adapter, ...)`: one batch through one lane (an `EmbeddingAdapter`: a LaME mode, UME-R1,
+  a last-token embedder), timed per stage (pre-processing, prefill, decode steps, pooling / re-read)
+  with the device synchronised at each boundary; no hooks, attention as loaded (sdpa).
+- `bench_race(lanes, n, batch_sizes)`: the lanes on the same inputs, warm-up, rotating alternation,
+  per-item and per-batch median / p90, CoT tokens, the latent/discriminative ratio beside its
+  physical floor (L+K+1)/(L+1); `python -m lame_tools bench race` prints it and writes JSON.
+- `race(...)`: a generator for the app that yields events while the lanes really run.
+- `bench_encode`: `encode()` against a bare backbone forward (`python -m lame_tools bench encode`).
 
 Benchmarks print a table and write JSON; tests never assert on their timings.
 """
