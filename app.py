@@ -506,10 +506,16 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="LaME folder or Qwen2-VL-family folder / hub id (default: the shipped models)")
-    parser.add_argument("--allow-hub", action="store_true", help="allow --model to be a Hugging Face hub id (downloads it)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own Python code (off by default)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="On a Space (no command line), LAME_MODEL, LAME_ALLOW_HUB=1 and LAME_TRUST_REMOTE_CODE=1 set the same options.",
+    )
+    parser.add_argument("--model", default=os.environ.get("LAME_MODEL") or None,
+                        help="LaME folder, or Qwen2-VL-family folder / hub id (default: the shipped models)")
+    parser.add_argument("--allow-hub", action="store_true", default=os.environ.get("LAME_ALLOW_HUB") == "1",
+                        help="allow --model to be a Hugging Face hub id (downloads it)")
+    parser.add_argument("--trust-remote-code", action="store_true", default=os.environ.get("LAME_TRUST_REMOTE_CODE") == "1",
+                        help="allow the checkpoint's own Python code (off unless asked for)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
     parser.add_argument("--gallery-size", type=int, default=int(os.environ.get("LAME_GALLERY_SIZE", "200")), help="Shapes scenes in the corpus")
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("LAME_CONCURRENCY", "1")), help="model events run at once")
