@@ -171,8 +171,11 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         service.warm_up(device)
         _query, result, readout_text = service.attention(image, text, task)
         figures = attention_figures(result, readout_text, layer, head, token)
-        npz = service.export_attention_npz(result, readout_text)
-        return (*figures, str(npz), result, readout_text)
+        files = [str(service.export_attention_npz(result, readout_text))]
+        png = service.export_attention_png(result, service.attention_choice(result, layer, head, token))
+        if png is not None:
+            files.append(str(png))
+        return (*figures, files, result, readout_text)
 
     @user_errors
     def attention_view(attention_state, readout_text, layer, head, token):
@@ -203,9 +206,10 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         is measured on this machine by `lame_tools.timing.race`, nothing is simulated.
         """
         service.warm_up(device)
-        elapsed, done, tokens = {}, {}, {}
-        cot_text, latent_md, numbers, hardware = "", "", "", ""
+        elapsed, done, tokens, events = {}, {}, {}, []
+        cot_text, latent_md, numbers, hardware, record = "", "", "", "", None
         for event in service.race(image, text, task, bool(with_discriminative)):
+            events.append(event)
             kind = event["event"]
             if kind == "start":
                 hw = event["hardware"]
@@ -231,7 +235,9 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                            f"{event['cot_tokens']:.0f} rationale tokens.")
                 if event.get("latent_vs_discriminative"):
                     numbers += f" Latent / discriminative (K=0): {event['latent_vs_discriminative']:.2f}x."
-            yield viz.race_chart(elapsed, done, tokens, title="elapsed ms (measured)"), cot_text, latent_md, numbers, hardware
+                record = str(service.export_race_json(events))
+            chart = viz.race_chart(elapsed, done, tokens, title="elapsed ms (measured)")
+            yield chart, cot_text, latent_md, numbers, hardware, record
 
     @user_errors
     @on_gpu
@@ -379,7 +385,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                     [a_image, a_text, a_task], label="Examples: click one, then Show attention",
                 )
                 a_grid = gr.Plot(label="every layer and head", elem_id="a-grid")
-                a_file = gr.File(label="download (NPZ: every layer, head and token)", elem_id="a-file", visible=False)
+                a_file = gr.File(label="download (NPZ: every layer, head and token; PNG: the overlay shown)", file_count="multiple",
+                                 elem_id="a-file", visible=False)
 
             with gr.Tab("Embedding map", id="map", elem_id="tab-map"):
                 gr.Markdown(
@@ -414,6 +421,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                         race_latent = gr.Markdown(elem_id="race-latent")
                         race_cot = gr.Textbox(label="CoT lane: the rationale as it is written", lines=3, elem_id="race-cot")
                         race_hw = gr.Markdown(elem_id="race-hw")
+                        race_file = gr.File(label="download the measured events (JSON)", elem_id="race-file", visible=False)
                 gr.Examples(
                     [[e["image"], e["text"], e["task"]] for e in examples],
                     [race_image, race_text, race_task], label="Examples: click one, then Start the race",
@@ -490,10 +498,10 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         race_btn.click(
             race,
             [race_image, race_text, race_task, race_disc],
-            [race_chart, race_cot, race_latent, race_numbers, race_hw],
+            [race_chart, race_cot, race_latent, race_numbers, race_hw, race_file],
             api_name="race",
             **model_events,
-        )
+        ).success(reveal, None, race_file, **quiet)
         ablation_btn.click(ablation, [p_how, p_n], [p_bars, p_table, p_file], api_name="ablation", **model_events).success(
             reveal, None, p_file, **quiet
         )

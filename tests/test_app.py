@@ -5,6 +5,7 @@ One app per module (shipped models, a 40-scene corpus) on 127.0.0.1 and a free p
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import types
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from _app_server import bad_files, load_app, odd_images, running_app
 from gradio_client import Client, handle_file
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +115,7 @@ def test_known_words_and_model_info(client):
 
 
 def test_attention_tab(client):
-    _, _, _, facts, npz_path = client.predict(
+    _, _, _, facts, (npz_path,) = client.predict(
         None, "what is left of the red circle ?", "auto", "mean", "mean", "[REASON_0]", api_name="/attention"
     )
     assert "[REASON_0]" in facts and "read-out" in facts and "Text-only" in facts
@@ -127,10 +129,13 @@ def test_attention_tab(client):
 
 def test_attention_on_an_image(client, server):
     example = next(e for e in server[1].example_queries() if e["image"])
-    overlay, _, grid, facts, _ = client.predict(
+    overlay, _, grid, facts, (npz_path, png_path) = client.predict(
         handle_file(example["image"]), example["text"], "auto", "L1", "mean", "[EMBED]", api_name="/attention"
     )
     assert overlay is not None and "of its attention on the image" in facts
+    (png_w, png_h), (w, h) = Image.open(png_path).size, Image.open(example["image"]).size
+    assert png_w % w == 0 and png_w // w == png_h // h  # the overlay is the query image, maybe enlarged
+    assert np.load(npz_path, allow_pickle=False)["image_attention"].ndim == 5
 
 
 def test_embedding_map_places_session_queries(client, server):
@@ -149,8 +154,11 @@ def test_race_streams_measured_events(client):
     job = client.submit(None, "what is left of the red circle ?", "auto", True, api_name="/race")
     updates = list(job)
     assert len(updates) >= 3  # start, lanes, tokens, done: streamed, not one final answer
-    chart, cot_text, latent, numbers, hardware = job.outputs()[-1]
+    chart, cot_text, latent, numbers, hardware, record = job.outputs()[-1]
     assert "latent lane done" in latent and "Measured live" in hardware
+    events = json.load(open(record))["events"]
+    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
+    assert {e["lane"] for e in events if e["event"] == "lane_done"} == {"latent", "discriminative", "cot"}
     assert "slower" in numbers and "Latent / discriminative" in numbers
     search_ok(client)
 

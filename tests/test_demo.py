@@ -171,3 +171,21 @@ def test_gallery_grows_lazily(micro_model):
     assert len(gallery.index(micro_model, "latent", "image")) == 2
     with pytest.raises(InputError):
         gallery.index(micro_model, "latent", "video")
+
+
+def test_recorded_gpu_races_are_found_and_labelled(service, monkeypatch, tmp_path):
+    import json
+
+    import lame_tools
+
+    (tmp_path / "benchmarks").mkdir()
+    race = {"benchmark": "race", "hardware": {"gpu": "NVIDIA H100", "device": "cuda:0"}, "dtype": "bfloat16",
+            "date": "2026-11-26", "lanes": {"latent": {"median": 2.5}, "cot": {"median": 90.0}}}
+    (tmp_path / "benchmarks" / "gpu.json").write_text(json.dumps({"tiny": race, "2b": dict(race, dtype="bf16")}))
+    (tmp_path / "benchmarks" / "cpu.json").write_text(json.dumps(dict(race, hardware={"cpu": "x"})))
+    (tmp_path / "benchmarks" / "eval.json").write_text(json.dumps({"hardware": {"gpu": "H100"}, "models": {}}))
+    (tmp_path / "benchmarks" / "broken.json").write_text("{")
+    monkeypatch.setattr(lame_tools, "ASSETS_DIR", tmp_path)
+    records = service.recorded_benchmarks()
+    assert len(records) == 2 and {r["card"] for r in records} == {"NVIDIA H100"}
+    assert records[0]["date"] == "2026-11-26" and records[0]["ms_per_item"] == {"latent": 2.5, "cot": 90.0}

@@ -23,7 +23,7 @@ from PIL import Image
 
 from lame_tools.config import MODES
 from lame_tools.data.shapes import INSTRUCTIONS, make_example
-from lame_tools.demo.exports import write_csv, write_npz
+from lame_tools.demo.exports import write_csv, write_json, write_npz
 from lame_tools.demo.gallery import Gallery, GalleryEntry, SearchHit, render_version, search_many, shapes_gallery
 from lame_tools.demo.models import ModeModels, load_demo_models
 from lame_tools.errors import InputError
@@ -414,6 +414,22 @@ class DemoService:
         per_head = attention.image_attention[:, :, q] if attention.image_attention is not None else attention.text_attention[:, :, q]
         return AttentionChoice(q, image_grid, text_rows, per_head, float(pick(attention.image_mass)[q]))
 
+    def export_attention_png(self, attention: Any, choice: AttentionChoice) -> Path | None:
+        """The chosen attention map laid over the query image, as a PNG (None for a text-only query)."""
+        from lame_tools.demo.exports import _unique
+        from lame_tools.viz import overlay_png
+
+        if choice.image_grid is None or attention.image is None:
+            return None
+        return overlay_png(attention.image, choice.image_grid, _unique(self.downloads, "lame-attention", ".png"))
+
+    def export_race_json(self, events: list[dict[str, Any]]) -> Path:
+        """A race's measured events (start, lane results, the final summary; token events summarised)."""
+        kept = [e for e in events if e.get("event") != "token"]
+        tokens = [e for e in events if e.get("event") == "token"]
+        record = {"events": kept, "token_events": len(tokens), "last_token_event": tokens[-1] if tokens else None}
+        return write_json(self.downloads, "lame-race", record)
+
     def export_attention_npz(self, attention: Any, readout_text: str | None) -> Path:
         """Every layer's and head's attention of the probed tokens (see `ReasonAttention`) as NPZ."""
         arrays = attention.to_npz_dict()
@@ -518,10 +534,7 @@ class DemoService:
                 report = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            for record in report if isinstance(report, list) else [report]:
-                summary = _recorded_summary(record, path.name)
-                if summary is not None:
-                    found.append(summary)
+            found.extend(_recorded_races(report, path.name))
         return found
 
     # ---- probes ------------------------------------------------------------------------------
@@ -692,9 +705,20 @@ def _index(choice: str, prefix: str, size: int) -> int:
     return value
 
 
+def _recorded_races(report: Any, source: str, depth: int = 0) -> list[dict[str, Any]]:
+    """Every GPU race record in a JSON document: the document itself, or lists / dicts of records."""
+    summary = _recorded_summary(report, source)
+    if summary is not None:
+        return [summary]
+    if depth >= 2:
+        return []
+    children = report if isinstance(report, list) else list(report.values()) if isinstance(report, dict) else []
+    return [s for child in children if isinstance(child, (dict, list)) for s in _recorded_races(child, source, depth + 1)]
+
+
 def _recorded_summary(record: Any, source: str) -> dict[str, Any] | None:
     """Card, dtype, date and per-lane median ms of a recorded race benchmark, or None if it is not one."""
-    if not isinstance(record, dict):
+    if not isinstance(record, dict) or record.get("benchmark", "race") != "race":
         return None
     hardware = record.get("hardware") or {}
     lanes = record.get("lanes") or {}
