@@ -39,7 +39,15 @@ from tqdm.auto import tqdm
 
 from lame_tools.atomic import atomic_write_json, atomic_write_text
 from lame_tools.checkpoint import load_latest, save_checkpoint
-from lame_tools.data.shapes import INSTRUCTIONS, SPLIT_SIZES, TARGET_INSTRUCTION, Example, make_example, render
+from lame_tools.data.shapes import (
+    INSTRUCTIONS,
+    SPLIT_SIZES,
+    TARGET_INSTRUCTION,
+    TASK_KINDS,
+    Example,
+    make_example,
+    render,
+)
 from lame_tools.errors import LameError
 from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss, text_keys
 from lame_tools.processor import Item
@@ -73,12 +81,13 @@ class TrainConfig:
             latent embeddings, head, temperature) and the decoder.
         learnable_temperature: train `logit_scale`; else it stays at its initial value.
         hard_negatives: add one hard negative (a wrong candidate of the example) per text target.
+        homogeneous_batches: draw each step's batch from one task kind (see `batch_indices`).
         init_from: a model folder whose backbone initialises this run (the stage-0 output).
         base: a Qwen2-VL-family folder to wrap instead of the tiny backbone (`LameModel.from_backbone`).
         world_seed: the Shapes world seed (splits); seed: this run's seed (init and data order).
         save_every: steps between resume checkpoints; eval_every: steps between quick validations.
         render_cache: a folder of pre-rendered train scenes (`prerender`); the images are the same
-            as `render`'s (PNG is lossless), only cheaper to get. Missing files are rendered.
+            as `render`'s (PNG is lossless), only cheaper to get. Missing files are rendered and added.
     """
 
     kind: str = "contrastive"
@@ -90,10 +99,10 @@ class TrainConfig:
     cot_lm_weight: float = 1.0
     decoder_target: str = "target"
     stage0_steps: int = 0
-    stage1_steps: int = 300
-    stage2_steps: int = 900
-    batch_size: int = 64
-    lr_backbone: float = 3e-4
+    stage1_steps: int = 100
+    stage2_steps: int = 700
+    batch_size: int = 32
+    lr_backbone: float = 1e-3
     lr_latent: float = 1e-3
     lr_decoder: float = 1e-3
     weight_decay: float = 0.01
@@ -103,7 +112,8 @@ class TrainConfig:
     clip_decoder: float = 1.0
     learnable_temperature: bool = True
     temperature: float = 0.05
-    hard_negatives: bool = True
+    hard_negatives: bool = False
+    homogeneous_batches: bool = True
     init_from: str | None = str(DEFAULT_STAGE0_DIR)
     base: str | None = None
     bf16: bool = False
@@ -160,8 +170,9 @@ def _micro(**overrides: Any) -> TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "stage0": _preset(kind="stage0", num_reason_tokens=0, with_decoder=False, stage0_steps=800,
-                      stage1_steps=0, stage2_steps=0, lr_backbone=2e-3, init_from=None, save_every=200),
+    "stage0": _preset(kind="stage0", num_reason_tokens=0, with_decoder=False, stage0_steps=600, batch_size=64,
+                      homogeneous_batches=False, stage1_steps=0, stage2_steps=0, lr_backbone=2e-3, init_from=None,
+                      save_every=200),
     "lame": _preset(num_reason_tokens=8),
     "discriminative": _preset(num_reason_tokens=0, with_decoder=False),
     "cot": _preset(kind="cot", num_reason_tokens=0, with_decoder=False),
@@ -204,9 +215,20 @@ class TrainBatch:
     hard_negative_valid: torch.Tensor
 
 
-def batch_indices(seed: int, step: int, batch_size: int, pool: int = SPLIT_SIZES["train"]) -> list[int]:
-    """The train-split indices of the global batch of `step`: a pure function of (seed, step)."""
+def batch_indices(
+    seed: int, step: int, batch_size: int, pool: int = SPLIT_SIZES["train"], homogeneous: bool = False
+) -> list[int]:
+    """The train-split indices of the global batch of `step`: a pure function of (seed, step).
+
+    With `homogeneous`, the whole batch comes from one task kind (drawn per step): example `i` of the
+    world has kind TASK_KINDS[i % 4], so the in-batch negatives are answers of the same kind (other
+    colours, other counts, other captions), as the candidates at evaluation are. Mixed batches let
+    the loss fall by telling task kinds apart without looking at the image.
+    """
     rng = random.Random(f"train/{seed}/{step}")
+    if homogeneous:
+        kind = rng.randrange(len(TASK_KINDS))
+        return rng.sample(range(kind, pool, len(TASK_KINDS)), batch_size)
     return rng.sample(range(pool), batch_size)
 
 
@@ -216,14 +238,22 @@ def _cache_path(cache: str | os.PathLike, world_seed: int, index: int) -> Path:
 
 def scene_image(config: TrainConfig, example: Example, index: int):
     """The rendered train scene `index` (from `render_cache` when it holds it)."""
-    if config.render_cache:
-        path = _cache_path(config.render_cache, config.world_seed, index)
-        if path.is_file():
-            from PIL import Image
+    if not config.render_cache:
+        return render(example.scene)
+    path = _cache_path(config.render_cache, config.world_seed, index)
+    if path.is_file():
+        from PIL import Image
 
+        try:
             with Image.open(path) as image:
                 return image.convert("RGB")
-    return render(example.scene)
+        except OSError:
+            pass  # a damaged cache file: draw the scene again
+    image = render(example.scene)
+    from lame_tools.atomic import atomic_write
+
+    atomic_write(path, lambda f: image.save(f, format="PNG", compress_level=1))
+    return image
 
 
 def _prerender_one(args: tuple[str, int, int]) -> None:
@@ -259,7 +289,7 @@ def _target_key(example: Example, index: int) -> str:
 
 def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> TrainBatch:
     """This process's slice of the global batch of `step` (queries, targets, keys, decoder texts)."""
-    indices = batch_indices(config.seed, step, config.batch_size)[rank::world]
+    indices = batch_indices(config.seed, step, config.batch_size, homogeneous=config.homogeneous_batches)[rank::world]
     rng = random.Random(f"hard/{config.seed}/{step}/{rank}")
     examples, queries, targets, keys, dec, hard, hard_keys, hard_valid = [], [], [], [], [], [], [], []
     for index in indices:
@@ -292,7 +322,7 @@ def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) ->
 def stage0_rows(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> tuple[list[Item], list[str]]:
     """Stage-0 LM rows: (prompt item, text to generate). Half the rows answer through the rationale,
     half answer directly; text->image examples become image->caption rows."""
-    indices = batch_indices(config.seed, step, config.batch_size)[rank::world]
+    indices = batch_indices(config.seed, step, config.batch_size, homogeneous=config.homogeneous_batches)[rank::world]
     items, continuations = [], []
     for index in indices:
         ex = make_example(config.world_seed, "train", index)

@@ -226,7 +226,7 @@ class Runner:
                 if stop_after:
                     cmd += ["--stop-after", str(stop_after)]
                 logs[(preset, seed)] = open(folder / "stdout.log", "a")
-                running[(preset, seed)] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=logs[(preset, seed)],
+                running[(preset, seed)] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=logs[(preset, seed)], start_new_session=True,
                                                            stderr=subprocess.STDOUT)
                 self.say(f"start {run_name(preset, seed)}")
             time.sleep(1.0)

@@ -1,0 +1,224 @@
+"""The trainer: presets, stage freezing, smoke runs, exact resumption after SIGKILL, corrupt-checkpoint
+fallback, and one process vs two gloo processes. Everything on the `micro` backbone."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lame_tools.checkpoint import CorruptCheckpointWarning, list_checkpoints, load_latest, verify_checkpoint
+from lame_tools.errors import LameError
+from lame_tools.model import LameModel
+from lame_tools.train import (
+    PRESETS,
+    batch_indices,
+    build_model,
+    embedding_loss,
+    get_train_preset,
+    lr_factor,
+    make_batch,
+    make_optimizer,
+    set_stage,
+    stage0_loss,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lame_tools", "train", *args, "--quiet", "--threads", "1"]
+
+
+def test_presets_describe_the_three_models_and_the_ablations():
+    assert PRESETS["lame"].num_reason_tokens == 8 and PRESETS["lame"].with_decoder
+    assert PRESETS["discriminative"].num_reason_tokens == 0 and not PRESETS["discriminative"].with_decoder
+    assert PRESETS["cot"].kind == "cot" and PRESETS["cot"].default_mode == "cot"
+    assert PRESETS["lame-nodecoder"].num_reason_tokens == 8 and not PRESETS["lame-nodecoder"].with_decoder
+    for k in (0, 1, 2, 4, 16):
+        assert PRESETS[f"lame-k{k}"].num_reason_tokens == k
+    assert PRESETS["lame"].warmup_steps >= 100
+    with pytest.raises(LameError):
+        get_train_preset("nope")
+
+
+def test_lr_schedule_warms_up_per_stage_then_decays():
+    config = get_train_preset("lame")
+    config.stage1_steps, config.stage2_steps = 100, 800
+    warm1 = min(config.warmup_steps, config.stage1_steps // 4)  # a short stage warms up over its first quarter
+    assert lr_factor(config, 0) == pytest.approx(1 / warm1)
+    assert lr_factor(config, warm1 - 1) == pytest.approx(1.0)
+    assert lr_factor(config, config.stage1_steps - 1) < 0.2
+    # stage 2 warms up again from its own start, over the full warm-up
+    assert lr_factor(config, config.stage1_steps) == pytest.approx(1 / config.warmup_steps)
+    assert lr_factor(config, config.stage1_steps + config.warmup_steps - 1) == pytest.approx(1.0)
+    assert lr_factor(config, config.total_steps - 1) == pytest.approx(config.min_lr_ratio, abs=0.02)
+
+
+def test_batches_are_a_function_of_step_and_ranks_partition_them():
+    config = get_train_preset("micro-lame")
+    assert batch_indices(0, 5, 8) == batch_indices(0, 5, 8)
+    assert batch_indices(0, 5, 8) != batch_indices(0, 6, 8)
+    whole = make_batch(config, 3)
+    halves = [make_batch(config, 3, rank, 2) for rank in range(2)]
+    texts = sorted(q.text or "" for q in whole.queries)
+    assert sorted((q.text or "") for h in halves for q in h.queries) == texts
+    assert len(halves[0].queries) == len(halves[1].queries) == config.batch_size // 2
+
+
+def _grads(params):
+    return [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params]
+
+
+@pytest.mark.parametrize("preset", ["micro-lame", "micro-cot"])
+def test_stage_freezing_which_parameters_get_gradients(preset):
+    config = get_train_preset(preset)
+    model = build_model(config)
+    model.train()
+    for stage, step in ((1, 0), (2, config.stage1_steps)):
+        set_stage(model, config, stage)
+        model.zero_grad(set_to_none=True)
+        embedding_loss(model, config, step, 0, 1)["loss"].backward()
+        backbone = list(model.backbone.model.language_model.parameters())
+        if stage == 1:
+            assert all(p.grad is None for p in model.backbone.parameters()), "backbone must be frozen in stage 1"
+        else:
+            assert any(_grads(backbone)), "stage 2 trains the backbone"
+        assert model.latent_embeddings.grad is not None and model.embed_head.weight.grad is not None
+        assert model.logit_scale.grad is not None
+        if model.decoder is not None:
+            assert all(p.grad is not None for p in model.decoder.parameters() if p.requires_grad)
+    if preset == "micro-cot":
+        # the rationale LM loss reaches the LM head in stage 2
+        assert model.backbone.lm_head.weight.grad is not None and model.backbone.lm_head.weight.grad.abs().sum() > 0
+    else:
+        # the reason-token rows receive gradient (through the decoder and the contrastive loss)
+        assert model.latent_embeddings.grad[:-1].abs().sum() > 0
+
+
+def test_stage0_trains_only_the_backbone_lm():
+    config = get_train_preset("micro-stage0")
+    model = build_model(config)
+    set_stage(model, config, 0)
+    stage0_loss(model, config, 0, 0, 1)["loss"].backward()
+    assert model.backbone.lm_head.weight.grad is not None
+    assert model.latent_embeddings.grad is None and model.embed_head.weight.grad is None
+
+
+def test_optimizer_groups_and_temperature_switch():
+    config = get_train_preset("micro-lame")
+    config.learnable_temperature = False
+    model = build_model(config)
+    names = [g["name"] for g in make_optimizer(model, config).param_groups]
+    assert names == ["backbone", "latent", "decoder"]
+    set_stage(model, config, 2)
+    assert not model.logit_scale.requires_grad
+    assert float(model.logit_scale.exp()) == pytest.approx(1 / config.temperature)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["micro-lame", "micro-discriminative", "micro-cot", "micro-stage0"])
+def test_smoke_run_each_preset_writes_a_loadable_model(tmp_path, preset):
+    config = get_train_preset(preset)
+    summary = train(config, tmp_path, show_progress=False)
+    assert summary["complete"] and summary["steps"] == config.total_steps
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == config.total_steps and all(r["loss"] == r["loss"] for r in rows)  # no NaN
+    model = LameModel.from_pretrained(tmp_path / "model", device="cpu")
+    assert model.config.default_mode == config.default_mode
+    assert model.training_info["trained"] and model.training_info["steps"] == config.total_steps
+    emb = model.encode(texts=["a red circle"], instruction="represent the text .")
+    assert emb.shape == (1, config.embed_dim)
+
+
+def test_corrupt_checkpoint_is_named_and_the_previous_one_used(tmp_path):
+    config = get_train_preset("micro-lame")
+    train(config, tmp_path, show_progress=False, stop_after=4)  # saves at 2, 3 (end of stage 1), 4; keeps 2
+    ckpts = list_checkpoints(tmp_path / "ckpt")
+    assert [p.name for p in ckpts] == ["step-00000003", "step-00000004"]
+    assert verify_checkpoint(ckpts[-1]) is None
+    weights = ckpts[-1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated
+    problem = verify_checkpoint(ckpts[-1])
+    assert "step-00000004" in problem and "truncated" in problem
+    model = build_model(config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = load_latest(tmp_path / "ckpt", model, make_optimizer(model, config))
+    assert resumed is not None and resumed.state["step"] == 3
+    assert any(issubclass(w.category, CorruptCheckpointWarning) and "step-00000004" in str(w.message) for w in caught)
+    # a flipped byte (same size) is caught by the checksum
+    state = ckpts[0] / "optimizer.safetensors"
+    data = bytearray(state.read_bytes())
+    data[-1] ^= 0xFF
+    state.write_bytes(bytes(data))
+    assert "checksum" in verify_checkpoint(ckpts[0])
+    # a checkpoint folder without its manifest (killed mid-write) is never used
+    (ckpts[0] / "MANIFEST.json").unlink()
+    assert "MANIFEST" in verify_checkpoint(ckpts[0])
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_resume_gives_bit_identical_weights(tmp_path):
+    args = ["--preset", "micro-lame", "--set", "stage2_steps=11", "--set", "save_every=1", "--set", "log_every=1"]
+    total = 14
+    reference = tmp_path / "reference"
+    subprocess.run(_cli(*args, "--out", str(reference)), check=True, cwd=ROOT, env=_env(), capture_output=True)
+
+    killed = tmp_path / "killed"
+    kill_after = random.Random().randint(3, total - 3)
+    proc = subprocess.Popen(_cli(*args, "--out", str(killed)), cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = killed / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and log.read_text().count("\n") >= kill_after:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed (kill at {kill_after})"
+    assert not (killed / "model").exists()
+    subprocess.run(_cli(*args, "--out", str(killed), "--resume"), check=True, cwd=ROOT, env=_env(), capture_output=True)
+
+    a = load_file(str(reference / "model" / "model.safetensors"))
+    b = load_file(str(killed / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resuming from a kill at step {kill_after}"
+    steps = [json.loads(line)["step"] for line in (killed / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == total  # the log has each step once
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_follow_the_one_process_loss_curve(tmp_path):
+    args = ["--preset", "micro-lame", "--set", "log_every=1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(_cli(*args, "--out", str(one)), check=True, cwd=ROOT, env=_env(), capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "lame_tools", "train", *args, "--out", str(two), "--quiet", "--threads", "1"]
+    done = subprocess.run(torchrun, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["processes"] == 2  # accelerator.num_processes inside the run
+    curve1 = [json.loads(line) for line in (one / "log.jsonl").read_text().splitlines()]
+    curve2 = [json.loads(line) for line in (two / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve1] == [r["step"] for r in curve2]
+    for r1, r2 in zip(curve1, curve2):
+        for key in ("loss", "contrastive", "decoder"):
+            assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-5), (r1["step"], key)
