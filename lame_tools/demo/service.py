@@ -616,8 +616,12 @@ class DemoService:
             f"The corpus: {self.gallery.count('image')} scenes and {self.gallery.count('text')} texts of the Shapes "
             "world's held-out test split (colour-shape pairs never seen in training)."
         )
+        training = "\n".join(f"- {fact['mode']}: {fact['training']}" for fact in self.model_facts())
         notes = "".join(f"\n- {n}" for n in self.models.notes)
-        return ABOUT + "\n## Loaded now\n\n" + "\n".join(lines) + "\n\n" + corpus + notes + "\n"
+        return (
+            ABOUT + "\n## Loaded now\n\n" + "\n".join(lines) + "\n\nHow each was trained:\n\n" + training
+            + "\n\n" + corpus + notes + "\n"
+        )
 
     # ---- device ------------------------------------------------------------------------------
 
@@ -742,16 +746,22 @@ def _recorded_summary(record: Any, source: str) -> dict[str, Any] | None:
 
 
 def _short(info: dict[str, Any]) -> str:
-    """A one-line summary of a training.json (its note, preset and headline score where present)."""
+    """A one-line summary of a training.json: note, steps, time, held-out score, the command."""
     if not info:
         return "no training record"
     parts = []
     for key in ("note", "preset", "stage", "steps", "seed"):
         if key in info and not isinstance(info[key], (dict, list)):
             parts.append(f"{key}: {info[key]}")
-    scores = info.get("scores") or info.get("eval") or {}
-    if isinstance(scores, dict) and "overall" in scores and isinstance(scores["overall"], (int, float)):
-        parts.append(f"overall: {scores['overall']:.3f}")
+    if isinstance(info.get("wall_s"), (int, float)):
+        parts.append(f"trained for {info['wall_s'] / 60:.1f} min")
+    for key in ("test_scores", "scores", "eval"):
+        scores = info.get(key)
+        if isinstance(scores, dict) and isinstance(scores.get("overall"), (int, float)):
+            parts.append(f"held-out overall {scores['overall']:.3f} ({scores.get('split', 'test')})")
+            break
+    if isinstance(info.get("command"), str):
+        parts.append(f"`{info['command']}`")
     return "; ".join(parts) or "see training.json"
 
 
