@@ -95,7 +95,7 @@ def test_race_closed_early_stops_the_worker(lanes):
 
 
 def test_bench_race_report(lanes, micro_model):
-    report = bench_race(lanes, n=4, batch_sizes=(1, 2), warmup=0, max_new_tokens=MAX_NEW)
+    report = bench_race(lanes, n=4, batch_sizes=(1, 2), warmup=0, max_new_tokens=MAX_NEW, min_rounds=3)
     assert set(report["lanes"]) == {"latent", "discriminative", "cot"}
     for lane in report["lanes"].values():
         assert set(lane["by_batch_size"]) == {"1", "2"} and lane["batch_size"] == 1
@@ -103,8 +103,8 @@ def test_bench_race_report(lanes, micro_model):
         assert all(v["p90"] >= v["median"] > 0 for v in lane["by_batch_size"].values())
     one, two = report["results"]
     assert one["batch_size"] == 1 and one["lanes"]["latent"]["batches"] == 4
-    assert two["batch_size"] == 2 and two["lanes"]["cot"]["batches"] == 2
-    assert two["lanes"]["cot"]["generated_tokens"]["n"] == 4
+    assert two["batch_size"] == 2 and two["lanes"]["cot"]["batches"] == 4  # 2 batches cycled to >= 3 rounds
+    assert two["lanes"]["cot"]["generated_tokens"]["n"] == 8
     k = micro_model.num_reason_tokens
     prompt = one["lanes"]["discriminative"]["prompt_tokens_mean"]
     assert one["physical_floor"] == pytest.approx((prompt + k + 1) / (prompt + 1))
@@ -130,6 +130,10 @@ def test_bench_race_cli(micro_model, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert set(report["lanes"]) == {"latent", "cot"}
     assert report["lanes_info"]["cot"]["mode"] == "cot" and report["lanes_info"]["latent"]["mode"] == "latent"
-    assert set(report["generator_agreement"]["lanes"]) == {"latent", "cot"}
+    agreement = report["generator_agreement"]["lanes"]
+    assert set(agreement) == {"latent", "cot"}
+    for entry in agreement.values():
+        assert entry["ratio"] == pytest.approx(entry["race_median_ms"] / entry["offline_median_ms"])
+        assert entry["bench_median_ms_same_inputs"] > 0
     assert "cot/latent" in capsys.readouterr().out
     assert main(["bench", "race", "--lame", str(tmp_path / "missing"), "--n", "1"]) == 2
