@@ -446,7 +446,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                         p_file = gr.File(label="download (CSV)", elem_id="p-file", visible=False)
                     with gr.Column(min_width=300):
                         lp_attribute = gr.Dropdown(list(PROBE_ATTRIBUTES), value="answer_colour", label="attribute", elem_id="lp-attribute")
-                        lp_n = gr.Slider(100, 400, value=200, step=50, label="examples", elem_id="lp-n")
+                        lp_n = gr.Slider(40, 400, value=200, step=20, label="examples", elem_id="lp-n")
                         probe_btn = gr.Button("Fit linear probes", variant="primary", elem_id="probe-btn")
                         lp_summary = gr.Markdown(elem_id="lp-summary")
                         lp_plot = gr.Plot(label="probe accuracy", elem_id="lp-plot")

@@ -173,7 +173,7 @@ def test_probe_tab(client):
 
 @pytest.mark.slow
 def test_linear_probe(client):
-    _, summary, csv_path = client.predict("n_objects", 100, api_name="/linear_probe")
+    _, summary, csv_path = client.predict("n_objects", 40, api_name="/linear_probe")
     assert "held-out accuracy" in summary and "K=0 model" in summary
     assert open(csv_path).readline().startswith("attribute,layer,token")
 
