@@ -38,7 +38,11 @@ CSS = """
 
 
 def on_gpu(fn: Callable) -> Callable:
-    """`spaces.GPU` where the `spaces` package exists (ZeroGPU), else the function unchanged."""
+    """`spaces.GPU` where the `spaces` package exists (ZeroGPU), else the function unchanged.
+
+    Applied outside `user_errors`, so a user's mistake leaves the GPU worker as a `gr.Error`, which
+    ZeroGPU hands back to Gradio as it is.
+    """
     if spaces is None:
         return fn
     return spaces.GPU(duration=GPU_DURATION_S)(fn)
@@ -106,8 +110,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
 
     # ---- handlers (each: docstring, stable api_name, user errors as gr.Error) -------------------
 
-    @user_errors
     @on_gpu
+    @user_errors
     def search(image, text, task, target, mode, k, user_gallery, session_queries):
         """Search the corpus (and your additions) with an image, a text or both; top-k with cosine scores.
 
@@ -135,8 +139,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             raise gr.Error("Run a search first; then its results can be downloaded.")
         return [str(service.export_results_csv(last_result)), str(service.export_results_npz(last_result))]
 
-    @user_errors
     @on_gpu
+    @user_errors
     def add_to_corpus(files, texts, user_gallery):
         """Add uploaded images and texts (one per line) to your own corpus for this session."""
         service.warm_up(device)
@@ -163,8 +167,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             facts += f"\n\n**Latent decoder read-out** of the {len(attention.query_tokens) - 1} reason states: *{readout_text or '(empty)'}*"
         return overlay, strip, grid, facts
 
-    @user_errors
     @on_gpu
+    @user_errors
     def attention(image, text, task, layer, head, token):
         """Attention of each reason token (and [EMBED]) over the image and the text, every layer and head
         (latent mode), plus the decoder read-out of the reason states; figures for the chosen layer/head/token."""
@@ -184,8 +188,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             raise gr.Error("Compute the attention of a query first.")
         return attention_figures(attention_state, readout_text, layer, head, token)
 
-    @user_errors
     @on_gpu
+    @user_errors
     def embedding_map(mode, colour_by, session_queries):
         """The corpus in 2-D (UMAP fitted once, PCA while it fits) with your queries of this mode as stars."""
         service.warm_up(device)
@@ -197,8 +201,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         status = f"Map: **{view.status}**. {len(view.query_labels)} of your queries in {view.mode} mode are drawn as stars."
         return fig, status, str(service.export_map_csv(view))
 
-    @user_errors
     @on_gpu
+    @user_errors
     def race(image, text, task, with_discriminative):
         """Race explicit CoT against latent (and K=0) inference on the same query, streamed live.
 
@@ -239,8 +243,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
             chart = viz.race_chart(elapsed, done, tokens, title="elapsed ms (measured)")
             yield chart, cot_text, latent_md, numbers, hardware, record
 
-    @user_errors
     @on_gpu
+    @user_errors
     def ablation(how, n):
         """Ablate each reason token (zero / drop / swap) on Shapes test queries: embedding change and rank change."""
         service.warm_up(device)
@@ -252,8 +256,8 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         csv_path = write_text_download(service, f"lame-ablation-{how}", result.to_csv())
         return fig, table, csv_path
 
-    @user_errors
     @on_gpu
+    @user_errors
     def linear_probe(attribute, n):
         """Linear probes from reason states to a scene attribute, per layer and token, with a shuffled-label
         control and the K=0 model's [EMBED] as baseline."""
