@@ -180,6 +180,8 @@ class LameAdapter(EmbeddingAdapter):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["parameters"] = sum(p.numel() for n, p in self.model.named_parameters() if not n.startswith("decoder."))
+        trained = self.model.training_info or {}
+        info["training"] = {k: trained[k] for k in ("trained", "note", "command", "steps", "wall_s") if k in trained}
         return info
 
 
