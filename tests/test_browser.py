@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from _app_server import ROOT, bad_files, running_app
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
@@ -25,10 +23,12 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 60_000
 
 
-def _chromium() -> str:
+def _chromium(candidates: tuple[str, ...] | None = None) -> str:
     """The system Chromium's path, or skip (fail when LAME_REQUIRE_BROWSER=1)."""
     required = os.environ.get("LAME_REQUIRE_BROWSER") == "1"
-    path = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "") if p and Path(p).exists()), None)
+    if candidates is None:
+        candidates = ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
+    path = next((p for p in candidates if p and Path(p).exists()), None)
     problem = None
     if path is None:
         problem = "no Chromium found (install Debian's: apt-get install -y chromium)"
@@ -42,6 +42,14 @@ def _chromium() -> str:
             pytest.fail(f"LAME_REQUIRE_BROWSER=1 but {problem}")
         pytest.skip(problem)
     return path  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("required", ["0", "1"])
+def test_missing_chromium_skips_or_fails_as_ci_asks(monkeypatch, required):
+    monkeypatch.setenv("LAME_REQUIRE_BROWSER", required)
+    expected = pytest.fail.Exception if required == "1" else pytest.skip.Exception
+    with pytest.raises(expected, match="Chromium"):
+        _chromium(("/nonexistent/chromium",))
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +86,8 @@ def open_tab(page, label: str) -> None:
     page.locator(".overflow-dropdown button", has_text=label).click()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_desktop_click_through_every_tab(browser, app_url, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
@@ -97,11 +107,25 @@ def test_desktop_click_through_every_tab(browser, app_url, tmp_path):
     page.get_by_text("is not an image file").first.wait_for()
     shot(page, "desktop-bad-upload")
 
+    # a clickable example (image + question) fills the inputs; the answers are texts
+    example = page.locator("#tab-retrieve").get_by_text("what is left of the red triangle ?").first
+    example.click()
+    assert page.locator("#q-text textarea").input_value() == "what is left of the red triangle ?"
+    page.locator("#search-btn").click()
+    page.locator("#r-summary").get_by_text("texts for").wait_for()
+    shot(page, "desktop-retrieve-example")
+
     open_tab(page, "Attention")
     page.locator("#a-text textarea").fill("what is left of the red circle ?")
     page.locator("#attention-btn").click()
     page.locator("#a-facts").get_by_text("Text-only query").wait_for()
     page.locator("#a-strip .js-plotly-plot").wait_for()
+    shot(page, "desktop-attention-text")
+    page.locator("#tab-attention").get_by_text("what is left of the red triangle ?").first.click()
+    page.locator("#attention-btn").click()
+    page.locator("#a-facts").get_by_text("of its attention on the image").wait_for()
+    page.locator("#a-overlay .js-plotly-plot").wait_for()
+    page.locator("#a-grid .js-plotly-plot").wait_for()
     shot(page, "desktop-attention")
 
     open_tab(page, "Embedding map")
@@ -129,6 +153,8 @@ def test_desktop_click_through_every_tab(browser, app_url, tmp_path):
     page.close()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_phone_search_and_race(browser, app_url):
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
     page.set_default_timeout(TIMEOUT_MS)
