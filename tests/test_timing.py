@@ -125,7 +125,8 @@ def test_bench_race_cli(micro_model, tmp_path, capsys):
     folder = micro_model.save_pretrained(tmp_path / "micro")
     out = tmp_path / "race.json"
     args = ["bench", "race", "--lame", str(folder), "--discriminative", "none", "--cot", str(folder), "--n", "2",
-            "--batch-sizes", "1", "--max-new-tokens", "3", "--agreement-items", "1", "--warmup", "0", "--out", str(out)]
+            "--batch-sizes", "1", "--max-new-tokens", "3", "--agreement-items", "1", "--warmup", "0", "--min-rounds", "1",
+            "--out", str(out)]
     assert main(args) == 0
     report = json.loads(out.read_text())
     assert set(report["lanes"]) == {"latent", "cot"}
