@@ -327,7 +327,10 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                             q_task = gr.Dropdown(task_choices, value=AUTO, label="task (instruction)", elem_id="q-task")
                             q_target = gr.Radio(["auto", "images", "texts"], value="auto", label="search for", elem_id="q-target")
                         with gr.Row():
-                            q_mode = gr.Radio(mode_choices, value="latent", label="mode", elem_id="q-mode")
+                            q_mode = gr.Radio(
+                                mode_choices, value="latent", label="mode", elem_id="q-mode",
+                                info="CoT writes a rationale for every corpus item too: its corpus is embedded in the background after start-up",
+                            )
                             q_k = gr.Slider(1, MAX_K, value=8, step=1, label="top-k", elem_id="q-k")
                         search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
                     with gr.Column(scale=3, min_width=300):

@@ -38,7 +38,8 @@ def running_app(workdir: Path, gallery_size: int = 40, max_queue: int = 64, fit_
 
     app = load_app()
     with mock.patch.dict(os.environ, {"LAME_CACHE_DIR": str(workdir / "cache")}):
-        service = DemoService.create(gallery_size=gallery_size, workdir=workdir, device="cpu", fit_map=fit_map)
+        service = DemoService.create(gallery_size=gallery_size, workdir=workdir, device="cpu", fit_map=fit_map,
+                                     background_modes=())
         demo = app.serve(service, concurrency=1, max_queue=max_queue, server_name="127.0.0.1", server_port=None,
                          prevent_thread_lock=True, quiet=True)
         try:

@@ -55,7 +55,10 @@ def test_missing_chromium_skips_or_fails_as_ci_asks(monkeypatch, required):
 @pytest.fixture(scope="module")
 def browser():
     executable = _chromium()
+    from playwright.sync_api import expect as playwright_expect
     from playwright.sync_api import sync_playwright
+
+    playwright_expect.set_options(timeout=TIMEOUT_MS)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
@@ -67,6 +70,13 @@ def browser():
 def app_url(tmp_path_factory):
     with running_app(tmp_path_factory.mktemp("browser-app"), gallery_size=24, fit_map=False) as (url, service):
         yield url
+
+
+def expect(locator):
+    """Playwright's auto-waiting assertions (imported lazily: the module must load without playwright)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
 
 
 def shot(page, name: str) -> Path:
@@ -98,7 +108,7 @@ def test_desktop_click_through_every_tab(browser, app_url, tmp_path):
     page.locator("#q-text textarea").fill("a red circle and a blue square")
     page.locator("#search-btn").click()
     page.locator("#r-summary").get_by_text("images for").wait_for()
-    assert page.locator("#results-table").get_by_text("image").count() > 0
+    expect(page.locator("#results-table")).to_contain_text("image")
     shot(page, "desktop-retrieve")
 
     # a bad upload gets a plain message and the page keeps working
@@ -110,7 +120,7 @@ def test_desktop_click_through_every_tab(browser, app_url, tmp_path):
     # a clickable example (image + question) fills the inputs; the answers are texts
     example = page.locator("#tab-retrieve").get_by_text("what is left of the red triangle ?").first
     example.click()
-    assert page.locator("#q-text textarea").input_value() == "what is left of the red triangle ?"
+    expect(page.locator("#q-text textarea")).to_have_value("what is left of the red triangle ?")
     page.locator("#search-btn").click()
     page.locator("#r-summary").get_by_text("texts for").wait_for()
     shot(page, "desktop-retrieve-example")
@@ -139,7 +149,7 @@ def test_desktop_click_through_every_tab(browser, app_url, tmp_path):
     page.locator("#race-btn").click()
     page.locator("#race-numbers").get_by_text("slower").wait_for()
     page.locator("#race-chart .js-plotly-plot").wait_for()
-    assert page.locator("#race-cot textarea").input_value() != ""
+    expect(page.locator("#race-numbers")).to_contain_text("rationale tokens")
     shot(page, "desktop-race")
 
     open_tab(page, "Probe")

@@ -89,6 +89,7 @@ class Gallery:
         self._images: dict[int, Image.Image] = dict(images or {})
         self._indexes: dict[tuple[int, str, str], EmbeddingIndex] = {}
         self._lock = threading.Lock()
+        self._key_locks: dict[tuple[int, str, str], threading.Lock] = {}
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._spec = spec
         self._initial = len(self.entries)
@@ -114,11 +115,10 @@ class Gallery:
     def add(self, entry: GalleryEntry, image: Image.Image | None = None) -> int:
         """Append an entry (and its decoded image); embeddings already built are extended lazily."""
         with self._lock:
-            self.entries.append(entry)
-            entry_id = len(self.entries) - 1
             if image is not None:
-                self._images[entry_id] = image
-            return entry_id
+                self._images[len(self.entries)] = image
+            self.entries.append(entry)
+            return len(self.entries) - 1
 
     # ---- embedding and search ------------------------------------------------------------------
 
@@ -138,6 +138,10 @@ class Gallery:
             raise InputError(f"Search for images or texts, not {kind!r}.")
         key = (id(model), mode, kind)
         with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        # One lock per (model, mode, kind): embedding the corpus in CoT mode (a minute on a CPU) never
+        # holds up a search in another mode.
+        with key_lock:
             index = self._indexes.get(key)
             if index is None:
                 index = self._indexes[key] = self._cached(model, mode, kind) or EmbeddingIndex(dim=model.config.embed_dim)

@@ -176,6 +176,7 @@ class DemoService:
         workdir: str | Path | None = None,
         precompute: bool = True,
         fit_map: bool = True,
+        background_modes: tuple[str, ...] = ("discriminative", "cot"),
     ) -> DemoService:
         """Load the models and build the corpus; with `precompute`, embed the corpus in latent mode in a
         background thread (searches wait for it), then, with `fit_map`, fit the latent-mode UMAP map.
@@ -191,22 +192,28 @@ class DemoService:
         )
         service = cls(models, gallery, workdir)
         if precompute:
-            service.prepare_in_background(fit_map)
+            service.prepare_in_background(fit_map, background_modes)
         else:
             service.ready.set()
         return service
 
-    def prepare_in_background(self, fit_map: bool = True) -> None:
-        """Embed the corpus in latent mode (or load it from the cache), then start the UMAP fit."""
+    def prepare_in_background(self, fit_map: bool = True, other_modes: tuple[str, ...] = ("discriminative", "cot")) -> None:
+        """Warm the models up and embed the corpus in latent mode (or load it from the cache), start the
+        UMAP fit, then embed the corpus in the other modes (all cached on disk for the next start)."""
 
         def prepare() -> None:
             try:
+                self.warm_up()
                 for kind in ("image", "text"):
                     self.gallery.index(self.models.default, "latent", kind)
-                if fit_map:
-                    self.start_map("latent")
             finally:
                 self.ready.set()
+            if fit_map:
+                self.start_map("latent")
+            # then the other modes, so that choosing one later does not wait (CoT: a minute here)
+            for mode in other_modes:
+                for kind in ("image", "text"):
+                    self.gallery.index(self.models.model_for(mode), mode, kind)
 
         threading.Thread(target=prepare, name="prepare-corpus", daemon=True).start()
 
