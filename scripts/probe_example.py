@@ -3,7 +3,8 @@ and what they say, on two-step relational questions ("what is left of the red sq
 
     .venv/bin/python scripts/probe_example.py --out probe-example      # about 5 minutes on 2 CPU cores
 
-Prints four small tables and writes DIR/probe_example.json:
+Prints small tables and writes DIR/probe_example.json:
+  0. embedding spread: within each subtask, the mean cosine between query embeddings (a collapse check);
   1. attention on objects: for each probed token (last layer, mean of heads), the attention on the
      anchor object's cells, the answer object's cells and the other objects' cells, each divided by
      what a uniform map would give those cells (1.0 = no preference), plus the total on the image;
@@ -93,6 +94,22 @@ def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -
     return {token: {k: round(float(np.mean(v)), 3) for k, v in row.items()} for token, row in per_token.items()}
 
 
+def embedding_spread(model, n: int = 200) -> dict[str, float]:
+    """Mean off-diagonal cosine of the query embeddings of each subtask among the first `n` test examples:
+    a collapsed subtask (every query on one point) shows 1.0, whatever the probes say."""
+    from lame_tools.project import embed_examples, shapes_corpus
+
+    examples, labels = shapes_corpus("test", n)
+    embeddings = embed_examples(model, examples)
+    spread = {}
+    for subtask in sorted(set(labels["subtask"].tolist())):
+        e = embeddings[labels["subtask"] == subtask]
+        if len(e) > 1:
+            sims = e @ e.T
+            spread[subtask] = round(float((sims.sum() - np.trace(sims)) / (len(e) * (len(e) - 1))), 4)
+    return spread
+
+
 def projection_timing(model, n: int) -> dict[str, float]:
     """Time the map: first call (embed the corpus + UMAP fit, numba compiling), second call, transforms."""
     import tempfile
@@ -148,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         "model_training": model.training_info,
         "baseline_training": baseline.training_info,
     }
+
+    report["embedding_spread"] = embedding_spread(model)
+    print("\n0. embedding spread: mean pairwise cosine of query embeddings within a subtask (1.0 = all the same point)")
+    print("   " + "  ".join(f"{k} {v:.3f}" for k, v in report["embedding_spread"].items()))
 
     test = relational("test", max(args.n_attention, args.n_ablate))
     report["attention_on_objects"] = attention_on_objects(model, test[: args.n_attention])
