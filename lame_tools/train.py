@@ -82,6 +82,11 @@ class TrainConfig:
         learnable_temperature: train `logit_scale`; else it stays at its initial value.
         hard_negatives: add one hard negative (a wrong candidate of the example) per text target.
         homogeneous_batches: draw each step's batch from one task kind (see `batch_indices`).
+        task_kinds: comma list of task kinds to train on ("" = all four).
+        stage1_trainable: parameter groups trained in stage 1 (see `parameter_groups`): the paper's
+            bottleneck warm-up is "latent,decoder" on a frozen backbone; "vision" alone is a locked-text
+            warm-up (the language model, head and latent rows stay fixed, the vision tower learns to
+            meet the text embeddings), for a backbone that has not learned to see yet.
         init_from: a model folder whose backbone initialises this run (the stage-0 output).
         base: a Qwen2-VL-family folder to wrap instead of the tiny backbone (`LameModel.from_backbone`).
         world_seed: the Shapes world seed (splits); seed: this run's seed (init and data order).
@@ -100,9 +105,9 @@ class TrainConfig:
     decoder_target: str = "target"
     stage0_steps: int = 0
     stage1_steps: int = 100
-    stage2_steps: int = 700
+    stage2_steps: int = 500
     batch_size: int = 32
-    lr_backbone: float = 1e-3
+    lr_backbone: float = 3e-4
     lr_latent: float = 1e-3
     lr_decoder: float = 1e-3
     weight_decay: float = 0.01
@@ -114,6 +119,8 @@ class TrainConfig:
     temperature: float = 0.05
     hard_negatives: bool = False
     homogeneous_batches: bool = True
+    task_kinds: str = ""
+    stage1_trainable: str = "latent,decoder"
     init_from: str | None = str(DEFAULT_STAGE0_DIR)
     base: str | None = None
     bf16: bool = False
@@ -170,9 +177,13 @@ def _micro(**overrides: Any) -> TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "stage0": _preset(kind="stage0", num_reason_tokens=0, with_decoder=False, stage0_steps=600, batch_size=64,
-                      homogeneous_batches=False, stage1_steps=0, stage2_steps=0, lr_backbone=2e-3, init_from=None,
-                      save_every=200),
+    # the shared backbone: a locked-text warm-up of the vision tower on captions (see module docstring)
+    "stage0": _preset(num_reason_tokens=0, with_decoder=False, stage1_trainable="vision", task_kinds="retrieval",
+                      stage1_steps=600, stage2_steps=0, lr_backbone=1e-3, init_from=None),
+    # next-token pretraining of the backbone on captions / answers / rationales (tried; see README)
+    "stage0-lm": _preset(kind="stage0", num_reason_tokens=0, with_decoder=False, stage0_steps=600, batch_size=64,
+                         homogeneous_batches=False, stage1_steps=0, stage2_steps=0, lr_backbone=2e-3, init_from=None,
+                         save_every=200),
     "lame": _preset(num_reason_tokens=8),
     "discriminative": _preset(num_reason_tokens=0, with_decoder=False),
     "cot": _preset(kind="cot", num_reason_tokens=0, with_decoder=False),
@@ -216,20 +227,33 @@ class TrainBatch:
 
 
 def batch_indices(
-    seed: int, step: int, batch_size: int, pool: int = SPLIT_SIZES["train"], homogeneous: bool = False
+    seed: int,
+    step: int,
+    batch_size: int,
+    pool: int = SPLIT_SIZES["train"],
+    homogeneous: bool = False,
+    kinds: list[str] | None = None,
 ) -> list[int]:
     """The train-split indices of the global batch of `step`: a pure function of (seed, step).
 
     With `homogeneous`, the whole batch comes from one task kind (drawn per step): example `i` of the
     world has kind TASK_KINDS[i % 4], so the in-batch negatives are answers of the same kind (other
     colours, other counts, other captions), as the candidates at evaluation are. Mixed batches let
-    the loss fall by telling task kinds apart without looking at the image.
+    the loss fall by telling task kinds apart without looking at the image. `kinds` restricts the
+    draw to some task kinds (e.g. ["retrieval"]: captions only).
     """
     rng = random.Random(f"train/{seed}/{step}")
-    if homogeneous:
-        kind = rng.randrange(len(TASK_KINDS))
+    allowed = [TASK_KINDS.index(k) for k in kinds] if kinds else list(range(len(TASK_KINDS)))
+    if homogeneous or len(allowed) == 1:
+        kind = allowed[rng.randrange(len(allowed))]
         return rng.sample(range(kind, pool, len(TASK_KINDS)), batch_size)
+    if len(allowed) < len(TASK_KINDS):
+        return rng.sample([i for i in range(pool) if i % len(TASK_KINDS) in allowed], batch_size)
     return rng.sample(range(pool), batch_size)
+
+
+def _kinds(config: TrainConfig) -> list[str] | None:
+    return [k for k in config.task_kinds.split(",") if k] or None
 
 
 def _cache_path(cache: str | os.PathLike, world_seed: int, index: int) -> Path:
@@ -289,7 +313,8 @@ def _target_key(example: Example, index: int) -> str:
 
 def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> TrainBatch:
     """This process's slice of the global batch of `step` (queries, targets, keys, decoder texts)."""
-    indices = batch_indices(config.seed, step, config.batch_size, homogeneous=config.homogeneous_batches)[rank::world]
+    indices = batch_indices(config.seed, step, config.batch_size, homogeneous=config.homogeneous_batches,
+                            kinds=_kinds(config))[rank::world]
     rng = random.Random(f"hard/{config.seed}/{step}/{rank}")
     examples, queries, targets, keys, dec, hard, hard_keys, hard_valid = [], [], [], [], [], [], [], []
     for index in indices:
@@ -322,7 +347,8 @@ def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) ->
 def stage0_rows(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> tuple[list[Item], list[str]]:
     """Stage-0 LM rows: (prompt item, text to generate). Half the rows answer through the rationale,
     half answer directly; text->image examples become image->caption rows."""
-    indices = batch_indices(config.seed, step, config.batch_size, homogeneous=config.homogeneous_batches)[rank::world]
+    indices = batch_indices(config.seed, step, config.batch_size, homogeneous=config.homogeneous_batches,
+                            kinds=_kinds(config))[rank::world]
     items, continuations = [], []
     for index in indices:
         ex = make_example(config.world_seed, "train", index)
@@ -388,22 +414,27 @@ def build_model(config: TrainConfig):
 
 
 def parameter_groups(model) -> dict[str, list[torch.nn.Parameter]]:
-    """Named groups: "backbone" (frozen in stage 1), "latent" (reason/[EMBED] embeddings, head,
-    temperature) and "decoder"."""
+    """Named groups: "backbone" (the language model and LM head), "vision" (the vision tower), "latent"
+    (reason/[EMBED] embeddings, head, temperature) and "decoder"."""
     latent = [model.latent_embeddings, *model.embed_head.parameters(), model.logit_scale]
     decoder = list(model.decoder.parameters()) if model.decoder is not None else []
-    return {"backbone": list(model.backbone.parameters()), "latent": latent, "decoder": decoder}
+    vision_ids = {id(p) for p in model.backbone.model.visual.parameters()}
+    backbone = [p for p in model.backbone.parameters() if id(p) not in vision_ids]
+    return {"backbone": backbone, "vision": list(model.backbone.model.visual.parameters()), "latent": latent,
+            "decoder": decoder}
 
 
 def trainable_in_stage(config: TrainConfig, stage: int) -> set[str]:
-    """Which parameter groups train in `stage`."""
+    """Which parameter groups train in `stage`: stage 0 the whole backbone; stage 1 the groups named
+    in `stage1_trainable` (the decoder only when the model has reason tokens); stage 2 everything."""
     if stage == 0:
-        return {"backbone"}
-    groups = {"latent"}
-    if config.with_decoder and config.num_reason_tokens > 0:
-        groups.add("decoder")
+        return {"backbone", "vision"}
     if stage == 2:
-        groups.add("backbone")
+        groups = {"backbone", "vision", "latent", "decoder"}
+    else:
+        groups = {g for g in config.stage1_trainable.split(",") if g}
+    if not (config.with_decoder and config.num_reason_tokens > 0):
+        groups.discard("decoder")
     return groups
 
 
@@ -419,8 +450,10 @@ def set_stage(model, config: TrainConfig, stage: int) -> None:
 
 def make_optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
     groups = parameter_groups(model)
-    lrs = {"backbone": config.lr_backbone, "latent": config.lr_latent, "decoder": config.lr_decoder}
-    decay = {"backbone": config.weight_decay, "latent": 0.0, "decoder": config.weight_decay}
+    lrs = {"backbone": config.lr_backbone, "vision": config.lr_backbone, "latent": config.lr_latent,
+           "decoder": config.lr_decoder}
+    decay = {"backbone": config.weight_decay, "vision": config.weight_decay, "latent": 0.0,
+             "decoder": config.weight_decay}
     return torch.optim.AdamW(
         [{"params": groups[n], "lr": lrs[n], "weight_decay": decay[n], "name": n, "peak_lr": lrs[n]} for n in groups if groups[n]],
         betas=(0.9, 0.98),
@@ -684,9 +717,9 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         groups = parameter_groups(model)
-        trainable = [p for name in ("backbone", "latent", "decoder") for p in groups[name] if p.requires_grad]
+        trainable = [p for name in ("backbone", "vision", "latent", "decoder") for p in groups[name] if p.requires_grad]
         _average_gradients(trainable, world)
-        encoder_params = [p for name in ("backbone", "latent") for p in groups[name] if p.requires_grad]
+        encoder_params = [p for name in ("backbone", "vision", "latent") for p in groups[name] if p.requires_grad]
         decoder_params = [p for p in groups["decoder"] if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(encoder_params, config.clip_encoder) if encoder_params else torch.zeros(())
         if decoder_params:

@@ -111,10 +111,25 @@ def test_stage_freezing_which_parameters_get_gradients(preset):
         assert model.latent_embeddings.grad[:-1].abs().sum() > 0
 
 
-def test_stage0_trains_only_the_backbone_lm():
+def test_locked_text_stage1_trains_only_the_vision_tower():
+    config = get_train_preset("micro-discriminative")
+    config.stage1_trainable = "vision"
+    config.task_kinds = "retrieval"
+    model = build_model(config)
+    set_stage(model, config, 1)
+    embedding_loss(model, config, 0, 0, 1)["loss"].backward()
+    assert any(_grads(list(model.backbone.model.visual.parameters())))
+    assert all(p.grad is None for p in model.backbone.model.language_model.parameters())
+    assert model.embed_head.weight.grad is None and model.latent_embeddings.grad is None
+    batch = make_batch(config, 0)
+    assert {e.task for e in batch.examples} == {"retrieval"}
+
+
+def test_stage0_lm_trains_only_the_backbone():
     config = get_train_preset("micro-stage0")
     model = build_model(config)
     set_stage(model, config, 0)
+    assert get_train_preset("stage0-lm").kind == "stage0" and get_train_preset("stage0").stage1_trainable == "vision"
     stage0_loss(model, config, 0, 0, 1)["loss"].backward()
     assert model.backbone.lm_head.weight.grad is not None
     assert model.latent_embeddings.grad is None and model.embed_head.weight.grad is None
@@ -125,7 +140,7 @@ def test_optimizer_groups_and_temperature_switch():
     config.learnable_temperature = False
     model = build_model(config)
     names = [g["name"] for g in make_optimizer(model, config).param_groups]
-    assert names == ["backbone", "latent", "decoder"]
+    assert names == ["backbone", "vision", "latent", "decoder"]
     set_stage(model, config, 2)
     assert not model.logit_scale.requires_grad
     assert float(model.logit_scale.exp()) == pytest.approx(1 / config.temperature)
