@@ -538,26 +538,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def serve(service: DemoService, concurrency: int = 1, max_queue: int = 64, **launch_kwargs: Any) -> gr.Blocks:
+def serve(
+    service: DemoService, concurrency: int = 1, max_queue: int = 64, prepare: bool = False, **launch_kwargs: Any
+) -> gr.Blocks:
     """Build the app, bound its queue and launch it with the app's limits (uploads, served folders, theme).
 
-    `launch_kwargs` go to `Blocks.launch` (tests pass prevent_thread_lock=True, quiet=True); host and
-    port default to Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+    Args:
+        prepare: once the server is up, embed the corpus (every mode) and fit the map in the
+            background (`DemoService.prepare_in_background`), so that start-up does not wait for it.
+        launch_kwargs: passed to `Blocks.launch` (tests pass prevent_thread_lock=True, quiet=True);
+            host and port default to Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
     """
     demo = build_app(service, concurrency=concurrency)
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
+    block = not launch_kwargs.pop("prevent_thread_lock", False)
     demo.launch(
         max_file_size=MAX_UPLOAD,
         allowed_paths=service.served_folders(),
         css=CSS,
         theme=gr.themes.Soft(),
+        prevent_thread_lock=True,
         **launch_kwargs,
     )
+    if prepare:
+        service.prepare_in_background()
+    if block:
+        demo.block_thread()
     return demo
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Load the models and corpus, then serve until interrupted."""
+    """Load the models and list the corpus, serve, then embed the corpus in the background (not on ZeroGPU,
+    where there is no GPU outside a call: the first search embeds it there)."""
     args = parse_args(argv)
     try:
         service = DemoService.create(
@@ -566,11 +578,11 @@ def main(argv: list[str] | None = None) -> None:
             trust_remote_code=args.trust_remote_code,
             device=args.device,
             gallery_size=args.gallery_size,
-            precompute=spaces is None,
+            precompute=False,
         )
     except LameError as exc:
         raise SystemExit(f"error: {exc}") from None
-    serve(service, concurrency=args.concurrency, max_queue=args.max_queue)
+    serve(service, concurrency=args.concurrency, max_queue=args.max_queue, prepare=spaces is None)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,16 @@ def stop_app(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def wait_for_corpus(url: str) -> float:
+    """Block until the app has embedded its corpus in every mode (one search per mode and target kind
+    waits for the background embedding), so that timings are not taken beside it. Returns seconds."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False, download_files=False)
+    started = time.perf_counter()
+    for mode in ("latent", "discriminative", "cot"):
+        for target in ("images", "texts"):
+            client.predict(None, "a red circle", "auto", target, mode, 1, api_name="/search")
+    return time.perf_counter() - started

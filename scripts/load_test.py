@@ -29,7 +29,7 @@ from gradio_client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app_process import start_app, stop_app  # noqa: E402
+from app_process import start_app, stop_app, wait_for_corpus  # noqa: E402
 
 CAPTIONS = [
     "a red circle", "a blue square and a green triangle", "a yellow diamond", "a purple circle and a red square",
@@ -117,7 +117,7 @@ def main() -> None:
             url = args.url
         else:
             process, url, _ = start_app()
-        Client(url, verbose=False, download_files=False).predict(None, "a red circle", "auto", "auto", "latent", 8, api_name="/search")
+        report["corpus_ready_s"] = wait_for_corpus(url)
         report["burst"] = burst(url, args.clients, args.requests)
         show("burst against the default queue", report["burst"])
     finally:
@@ -127,7 +127,7 @@ def main() -> None:
     if not args.skip_queue_full:
         process, url, _ = start_app(extra_args=["--max-queue", str(args.small_queue)])
         try:
-            Client(url, verbose=False, download_files=False).predict(None, "a red circle", "auto", "auto", "latent", 8, api_name="/search")
+            wait_for_corpus(url)
             report["queue_full"] = burst(url, args.clients, args.requests)
             report["queue_full"]["max_queue"] = args.small_queue
             show(f"the same burst against a queue of {args.small_queue} places", report["queue_full"])

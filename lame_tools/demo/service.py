@@ -162,7 +162,7 @@ class DemoService:
         self._maps: dict[str, Any] = {}
         self._map_errors: dict[str, str] = {}
         self._probes: dict[tuple[str, int], list[Any]] = {}
-        self.ready = threading.Event()  # set once the corpus is embedded in latent mode
+        self.ready = threading.Event()  # set once `prepare_in_background` has the latent-mode corpus
 
     @classmethod
     def create(
@@ -176,7 +176,7 @@ class DemoService:
         workdir: str | Path | None = None,
         precompute: bool = True,
         fit_map: bool = True,
-        background_modes: tuple[str, ...] = ("discriminative", "cot"),
+        background_modes: tuple[str, ...] | None = None,
     ) -> DemoService:
         """Load the models and build the corpus; with `precompute`, embed the corpus in latent mode in a
         background thread (searches wait for it), then, with `fit_map`, fit the latent-mode UMAP map.
@@ -193,13 +193,17 @@ class DemoService:
         service = cls(models, gallery, workdir)
         if precompute:
             service.prepare_in_background(fit_map, background_modes)
-        else:
-            service.ready.set()
         return service
 
-    def prepare_in_background(self, fit_map: bool = True, other_modes: tuple[str, ...] = ("discriminative", "cot")) -> None:
+    def prepare_in_background(self, fit_map: bool = True, other_modes: tuple[str, ...] | None = None) -> None:
         """Warm the models up and embed the corpus in latent mode (or load it from the cache), start the
-        UMAP fit, then embed the corpus in the other modes (all cached on disk for the next start)."""
+        UMAP fit, then embed the corpus in the other modes (all cached on disk for the next start).
+
+        `other_modes` default: `LAME_BACKGROUND_MODES` (comma-separated), else discriminative and cot.
+        """
+        if other_modes is None:
+            names = os.environ.get("LAME_BACKGROUND_MODES", "discriminative,cot")
+            other_modes = tuple(parse_mode(m) for m in names.split(",") if m.strip())
 
         def prepare() -> None:
             try:
