@@ -15,6 +15,8 @@ except ImportError:
     spaces = None
 
 import argparse
+import functools
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +24,8 @@ from typing import Any
 import gradio as gr
 
 from lame_tools import viz
-from lame_tools.demo.exports import write_text
 from lame_tools.demo.gradio_parts import safe_image
+from lame_tools.demo.race_board import RaceBoard, recorded_markdown
 from lame_tools.demo.service import AUTO, MAX_K, MODE_LABELS, TASK_INSTRUCTIONS, DemoService, words_markdown
 from lame_tools.errors import LameError
 from lame_tools.probe.linear import ATTRIBUTES as PROBE_ATTRIBUTES
@@ -31,10 +33,7 @@ from lame_tools.probe.linear import ATTRIBUTES as PROBE_ATTRIBUTES
 GPU_DURATION_S = 60
 GPU_CONCURRENCY_ID = "gpu"  # one id for every event that runs a model: they share the device
 MAX_UPLOAD = "10mb"
-CSS = """
-#results-gallery {min-height: 260px}
-.lame-note {font-size: 0.9em; opacity: 0.85}
-"""
+CSS = "#results-gallery {min-height: 260px}"
 
 
 def on_gpu(fn: Callable) -> Callable:
@@ -50,9 +49,6 @@ def on_gpu(fn: Callable) -> Callable:
 
 def user_errors(fn: Callable) -> Callable:
     """Turn `LameError` (a user's mistake, one sentence) into `gr.Error`; anything else is a bug and propagates."""
-    import functools
-    import inspect
-
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
@@ -74,23 +70,6 @@ def user_errors(fn: Callable) -> Callable:
     return wrapped
 
 
-def write_text_download(service: DemoService, stem: str, text: str) -> str:
-    """A text download (CSV) in the app's own folder."""
-    return str(write_text(service.downloads, stem, ".csv", text))
-
-
-def recorded_markdown(records: list[dict[str, Any]]) -> str:
-    """Recorded GPU race benchmarks, labelled as recorded (card, dtype, date), or a note that there are none."""
-    if not records:
-        return ("*No recorded GPU benchmark is shipped in `assets/benchmarks/`; the numbers above are this machine's only. "
-                "`scripts/gpu_check.sh` records one on a CUDA machine.*")
-    lines = ["**Recorded (not live) GPU benchmarks:**", "", "| card | dtype | date | model | ms per item |", "|---|---|---|---|---|"]
-    for r in records:
-        lanes = ", ".join(f"{lane} {ms:.1f}" for lane, ms in r["ms_per_item"].items())
-        lines.append(f"| {r['card']} | {r['dtype']} | {r['date']} | {r['model']} | {lanes} |")
-    return "\n".join(lines)
-
-
 def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
     """Lay out the six tabs and wire their events to `service`.
 
@@ -101,10 +80,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
     device = "cuda" if spaces is not None else None
     model_events = {"concurrency_id": GPU_CONCURRENCY_ID, "concurrency_limit": concurrency}
     examples = service.example_queries()
-    latent_model = service.models.model_for("latent")
-    n_layers = latent_model.backbone.config.text_config.num_hidden_layers
-    n_heads = latent_model.backbone.config.text_config.num_attention_heads
-    probed_tokens = [f"[REASON_{i}]" for i in range(latent_model.num_reason_tokens)] + ["[EMBED]"]
+    n_layers, n_heads, probed_tokens = service.attention_axes()
     task_choices = [AUTO, *TASK_INSTRUCTIONS]
     mode_choices = [(label, mode) for mode, label in MODE_LABELS.items()]
 
@@ -210,38 +186,13 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         is measured on this machine by `lame_tools.timing.race`, nothing is simulated.
         """
         service.warm_up(device)
-        elapsed, done, tokens, events = {}, {}, {}, []
-        cot_text, latent_md, numbers, hardware, record = "", "", "", "", None
+        board, record = RaceBoard(), None
         for event in service.race(image, text, task, bool(with_discriminative)):
-            events.append(event)
-            kind = event["event"]
-            if kind == "start":
-                hw = event["hardware"]
-                where = hw.get("gpu") or hw.get("cpu", "CPU")
-                hardware = (f"Measured live on **{where}** ({hw.get('device')}, torch {hw.get('torch')}, "
-                            f"{hw.get('torch_threads')} threads); prompt {event['prompt_tokens'][0]} tokens, "
-                            f"CoT cap {event['max_new_tokens']} tokens. Lanes run one after another.")
-                for lane in event["lanes"]:
-                    elapsed[lane], done[lane] = 0.0, False
-            elif kind == "lane_done":
-                elapsed[event["lane"]], done[event["lane"]] = event["elapsed_ms"], True
-                if event["lane"] == "latent":
-                    latent_md = f"**latent lane done**: one pass, {event['elapsed_ms']:.1f} ms, {event['embedding_dim']}-d embedding."
-                if event["lane"] == "cot":
-                    cot_text, tokens["cot"] = event["text"] or "", event["tokens"]
-            elif kind == "token":
-                elapsed["cot"], tokens["cot"], cot_text = event["elapsed_ms"], event["tokens"], event["text"]
-                numbers = (f"CoT: {event['tokens']} tokens in {event['elapsed_ms']:.1f} ms "
-                           f"({event['tokens_per_s']:.0f} tokens/s): {event['speedup']:.1f}x the latent lane so far.")
-            elif kind == "done":
-                ms = event["ms_per_item"]
-                numbers = (f"**CoT {ms['cot']:.1f} ms vs latent {ms['latent']:.1f} ms: {event['speedup']:.1f}x slower**, "
-                           f"{event['cot_tokens']:.0f} rationale tokens.")
-                if event.get("latent_vs_discriminative"):
-                    numbers += f" Latent / discriminative (K=0): {event['latent_vs_discriminative']:.2f}x."
-                record = str(service.export_race_json(events))
-            chart = viz.race_chart(elapsed, done, tokens, title="elapsed ms (measured)")
-            yield chart, cot_text, latent_md, numbers, hardware, record
+            board.update(event)
+            if board.finished:
+                record = str(service.export_race_json(board.events))
+            chart = viz.race_chart(board.elapsed_ms, board.done, board.tokens, title="elapsed ms (measured)")
+            yield chart, board.cot_text, board.latent, board.numbers, board.hardware, record
 
     @on_gpu
     @user_errors
@@ -253,7 +204,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         fig = viz.ablation_bars([r["condition"] for r in rows], [r["mean_cosine"] for r in rows],
                                 [r["mean_rank_change"] for r in rows], title=f"{how} each reason token, {result.cosine.shape[1]} queries")
         table = [[r["condition"], round(r["mean_cosine"], 4), round(r["mean_rank_change"], 3), round(r["hit1_before"], 3), round(r["hit1_after"], 3)] for r in rows]
-        csv_path = write_text_download(service, f"lame-ablation-{how}", result.to_csv())
+        csv_path = str(service.export_text(f"lame-ablation-{how}", result.to_csv()))
         return fig, table, csv_path
 
     @on_gpu
@@ -272,7 +223,7 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                    f"{float(main.control.max()):.2f}; majority class {main.majority:.2f}.")
         if baseline is not None:
             summary += f" K=0 model's [EMBED], best layer: {float(baseline.max()):.2f}."
-        csv_path = write_text_download(service, f"lame-probe-{attribute}", "".join(r.to_csv() for r in results))
+        csv_path = str(service.export_text(f"lame-probe-{attribute}", "".join(r.to_csv() for r in results)))
         return fig, summary, csv_path
 
     def reset_corpus():

@@ -20,7 +20,7 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 120_000  # generous: the machine is shared; a hang still fails
 
 
 def _chromium(candidates: tuple[str, ...] | None = None) -> str:

@@ -189,3 +189,28 @@ def test_recorded_gpu_races_are_found_and_labelled(service, monkeypatch, tmp_pat
     records = service.recorded_benchmarks()
     assert len(records) == 2 and {r["card"] for r in records} == {"NVIDIA H100"}
     assert records[0]["date"] == "2026-11-26" and records[0]["ms_per_item"] == {"latent": 2.5, "cot": 90.0}
+
+
+def test_race_board_follows_the_event_schema(service, micro_model):
+    """Drive the board with the real race generator on the micro model (measured events, not made up)."""
+    from lame_tools.demo.race_board import RaceBoard, recorded_markdown
+
+    board = RaceBoard()
+    for event in service.race(None, "a red circle", with_discriminative=True):
+        board.update(event)
+    assert board.finished and set(board.done) == {"latent", "discriminative", "cot"} and all(board.done.values())
+    assert board.elapsed_ms["cot"] > 0 and "slower" in board.numbers and "Measured live" in board.hardware
+    assert board.events[0]["event"] == "start" and board.events[-1]["event"] == "done"
+    assert "No recorded GPU benchmark" in recorded_markdown([])
+    assert "H100" in recorded_markdown([{"card": "H100", "dtype": "bf16", "date": "d", "model": "m", "ms_per_item": {"latent": 1.0}}])
+
+
+def test_attention_axes_and_choice(service):
+    layers, heads, tokens = service.attention_axes()
+    assert tokens[-1] == "[EMBED]" and len(tokens) == service.models.default.num_reason_tokens + 1
+    _query, attention, readout_text = service.attention(None, "what is left of the red circle ?")
+    choice = service.attention_choice(attention, "L0", "mean", tokens[0])
+    assert choice.image_grid is None and choice.text_rows.shape[0] == len(tokens)
+    assert choice.per_head.shape[:2] == (layers, heads)
+    with pytest.raises(InputError):
+        service.attention_choice(attention, f"L{layers}", "mean", tokens[0])

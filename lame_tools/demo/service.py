@@ -23,7 +23,7 @@ from PIL import Image
 
 from lame_tools.config import MODES
 from lame_tools.data.shapes import INSTRUCTIONS, make_example
-from lame_tools.demo.exports import write_csv, write_json, write_npz
+from lame_tools.demo.exports import write_csv, write_json, write_npz, write_text
 from lame_tools.demo.gallery import Gallery, GalleryEntry, SearchHit, render_version, search_many, shapes_gallery
 from lame_tools.demo.models import ModeModels, load_demo_models
 from lame_tools.errors import InputError
@@ -403,6 +403,17 @@ class DemoService:
         if model.decoder is not None and model.num_reason_tokens > 0:
             text_out = readout(model, query.image, query.text, query.instruction).texts[0]
         return query, attention, text_out
+
+    def attention_axes(self) -> tuple[int, int, list[str]]:
+        """(layers, heads, probed token names) of the latent model, for the Attention tab's pickers."""
+        model = self.models.model_for("latent")
+        text_config = model.backbone.config.text_config
+        tokens = [f"[REASON_{i}]" for i in range(model.num_reason_tokens)] + ["[EMBED]"]
+        return int(text_config.num_hidden_layers), int(text_config.num_attention_heads), tokens
+
+    def export_text(self, stem: str, text: str, suffix: str = ".csv") -> Path:
+        """Ready-made text (a probe's own CSV) as a download in the app's folder."""
+        return write_text(self.downloads, stem, suffix, text)
 
     @staticmethod
     def attention_choice(attention: Any, layer: str, head: str, token: str) -> AttentionChoice:
