@@ -237,3 +237,18 @@ def test_two_gloo_processes_follow_the_one_process_loss_curve(tmp_path):
     for r1, r2 in zip(curve1, curve2):
         for key in ("loss", "contrastive", "decoder"):
             assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-5), (r1["step"], key)
+
+
+def test_base_qwen2vl_folder_with_gradient_checkpointing(tmp_path):
+    """`--base DIR`: any Qwen2-VL-family folder is wrapped by `LameModel.from_backbone` and trained."""
+    tiny = LameModel.build_tiny("micro", num_reason_tokens=0, with_decoder=False)
+    base = tmp_path / "qwen2vl"
+    tiny.backbone.save_pretrained(base)
+    tiny.processor.tokenizer.save_pretrained(base)
+    tiny.processor.image_processor.save_pretrained(base)
+    config = get_train_preset("micro-lame")
+    config.base, config.gradient_checkpointing, config.stage2_steps = str(base), True, 1
+    summary = train(config, tmp_path / "run", show_progress=False)
+    assert summary["complete"] and summary["model"].config.prompt_format == "qwen2-vl-chat"
+    assert summary["model"].decoder is not None and summary["last_metrics"]["decoder"] > 0
+    assert LameModel.from_pretrained(tmp_path / "run" / "model", device="cpu").config.num_reason_tokens == 4
