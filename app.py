@@ -26,7 +26,7 @@ import gradio as gr
 from lame_tools import viz
 from lame_tools.demo.gradio_parts import safe_image
 from lame_tools.demo.race_board import RaceBoard, recorded_markdown
-from lame_tools.demo.service import AUTO, MAX_K, MODE_LABELS, TASK_INSTRUCTIONS, DemoService, words_markdown
+from lame_tools.demo.service import ALL_MODES, AUTO, MAX_K, MODE_LABELS, TASK_INSTRUCTIONS, DemoService, words_markdown
 from lame_tools.errors import LameError
 from lame_tools.probe.linear import ATTRIBUTES as PROBE_ATTRIBUTES
 
@@ -170,7 +170,10 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
         """The corpus in 2-D (UMAP fitted once, PCA while it fits) with your queries of this mode as stars."""
         service.warm_up(device)
         view = service.embedding_map(mode, session_queries)
-        labels = [getattr(e, colour_by) if colour_by in ("kind", "group", "source") else e.kind for e in view.entries]
+        if colour_by == "mode":
+            labels = view.point_modes
+        else:
+            labels = [getattr(e, colour_by) if colour_by in ("kind", "group", "source") else e.kind for e in view.entries]
         hover = [f"{e.kind}: {e.text}" for e in view.entries]
         fig = viz.projection_scatter(view.coords, labels, hover, view.query_coords, view.query_labels,
                                      title=f"{len(view.entries)} corpus items, {view.mode} mode, {view.method.upper()}")
@@ -352,8 +355,9 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
                     "Your searches in the Retrieve tab are placed on the map with UMAP's `transform` (stars)."
                 )
                 with gr.Row():
-                    m_mode = gr.Radio(mode_choices, value="latent", label="mode", elem_id="m-mode")
-                    m_colour = gr.Radio(["group", "kind", "source"], value="group", label="colour by", elem_id="m-colour")
+                    map_modes = mode_choices + ([("all modes, one map", ALL_MODES)] if service.models.single else [])
+                    m_mode = gr.Radio(map_modes, value="latent", label="mode", elem_id="m-mode")
+                    m_colour = gr.Radio(["group", "kind", "mode", "source"], value="group", label="colour by", elem_id="m-colour")
                     map_btn = gr.Button("Draw map", variant="primary", elem_id="map-btn")
                 m_status = gr.Markdown(elem_id="m-status")
                 m_plot = gr.Plot(label="embedding map", elem_id="m-plot")

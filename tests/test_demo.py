@@ -22,7 +22,7 @@ def service(micro_model, tmp_path_factory):
     """A service over the random micro model (all modes) and a 12-scene corpus."""
     workdir = tmp_path_factory.mktemp("demo")
     models = ModeModels({m: micro_model for m in MODES}, {m: f"micro in {m} mode" for m in MODES}, single=True)
-    return DemoService(models, shapes_gallery(workdir / "gallery", n_images=12), workdir)
+    return DemoService(models, shapes_gallery(workdir / "gallery", n_images=12), workdir, umap=False)
 
 
 def test_shapes_gallery_has_scenes_and_target_texts(service):
@@ -214,3 +214,23 @@ def test_attention_axes_and_choice(service):
     assert choice.per_head.shape[:2] == (layers, heads)
     with pytest.raises(InputError):
         service.attention_choice(attention, f"L{layers}", "mean", tokens[0])
+
+
+def test_embedding_map_of_one_mode_and_of_all_modes(service):
+    result = service.search(None, "a red circle", k=2)
+    view = service.embedding_map("latent", [service.session_query(result)])
+    assert view.coords.shape == (len(service.gallery), 2) and view.query_coords.shape == (1, 2)
+    assert view.method in ("pca", "umap") and set(view.point_modes) == {"latent"}
+    both = service.embedding_map("all", [service.session_query(result)])  # one model runs every mode here
+    assert both.coords.shape == (3 * len(service.gallery), 2) and set(both.point_modes) == set(MODES)
+    rows = service.export_map_csv(both).read_text().splitlines()
+    assert rows[0].startswith("x,y,mode,kind") and len(rows) == 1 + 3 * len(service.gallery) + 1
+
+
+def test_one_map_of_all_modes_needs_one_model(service):
+    from lame_tools.demo.service import DemoService
+
+    trio = ModeModels(dict(service.models.models), dict(service.models.sources), single=False)
+    other = DemoService(trio, service.gallery, service.workdir)
+    with pytest.raises(InputError, match="one model"):
+        other.embedding_map("all")

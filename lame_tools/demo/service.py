@@ -31,6 +31,7 @@ from lame_tools.inputs import MAX_TEXT_CHARS, clean_text, load_image
 from lame_tools.model import LameModel
 
 AUTO = "auto"
+ALL_MODES = "all"  # the embedding map of every mode at once (one model only)
 # The instructions of the Shapes tasks, by the name the app shows.
 TASK_INSTRUCTIONS = {
     "find the image for a caption": INSTRUCTIONS["t2i"],
@@ -91,6 +92,7 @@ class MapView:
     entries: list[GalleryEntry]
     query_coords: np.ndarray
     query_labels: list[str]
+    point_modes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -149,7 +151,7 @@ class DemoService:
         workdir: the app's own folder (gallery PNGs, downloads); the only folder the app serves.
     """
 
-    def __init__(self, models: ModeModels, gallery: Gallery, workdir: Path) -> None:
+    def __init__(self, models: ModeModels, gallery: Gallery, workdir: Path, umap: bool = True) -> None:
         self.models = models
         self.gallery = gallery
         self.workdir = Path(workdir)
@@ -157,6 +159,7 @@ class DemoService:
         self.downloads.mkdir(parents=True, exist_ok=True)
         self._warm = False
         self._warm_lock = threading.Lock()
+        self._umap = umap  # False: maps are PCA only (no background fit; for tests)
         self._map_lock = threading.Lock()
         self._map_threads: dict[str, threading.Thread] = {}
         self._maps: dict[str, Any] = {}
@@ -460,22 +463,39 @@ class DemoService:
 
     # ---- embedding map -----------------------------------------------------------------------
 
+    def map_modes(self, mode: str) -> list[str]:
+        """The modes a map holds: one, or all three when `mode` is "all" (one model must run them all:
+        the shipped checkpoints are three models whose embeddings live in different spaces)."""
+        if mode != ALL_MODES:
+            return [parse_mode(mode)]
+        if not self.models.single:
+            raise InputError(
+                "One map of all modes needs one model running them (start with --model); the shipped modes are "
+                "three different models, whose embeddings cannot share a map."
+            )
+        return list(MODES)
+
     def map_key(self, mode: str) -> str:
-        """Cache key of the corpus map: (model weights, corpus, mode)."""
+        """Cache key of the corpus map: (model weights, corpus, mode or "all")."""
         from lame_tools.project import corpus_key
 
         spec = ("demo-gallery", self.gallery.count("image"), self.gallery.count("text"))
-        return corpus_key(self.models.model_for(mode), spec, mode)
+        return corpus_key(self.models.model_for(self.map_modes(mode)[0]), spec, mode)
 
-    def map_labels(self, mode: str) -> tuple[np.ndarray, list[GalleryEntry]]:
-        """The corpus embeddings in `mode` (images then texts) and their entries."""
-        embeddings, ids = self.gallery.embeddings(self.models.model_for(mode), mode)
-        return embeddings, [self.gallery.entries[i] for i in ids]
+    def map_labels(self, mode: str) -> tuple[np.ndarray, list[GalleryEntry], list[str]]:
+        """The corpus embeddings of the map (images then texts, per mode), their entries and modes."""
+        arrays, entries, modes = [], [], []
+        for name in self.map_modes(mode):
+            embeddings, ids = self.gallery.embeddings(self.models.model_for(name), name)
+            arrays.append(embeddings)
+            entries += [self.gallery.entries[i] for i in ids]
+            modes += [name] * len(ids)
+        return np.concatenate(arrays), entries, modes
 
     def start_map(self, mode: str = "latent") -> None:
         """Fit the UMAP map of the corpus for `mode` in a background thread (or load it from the cache)."""
         with self._map_lock:
-            if mode in self._map_threads:
+            if mode in self._map_threads or not self._umap:
                 return
             thread = threading.Thread(target=self._fit_umap, args=(mode,), name=f"umap-{mode}", daemon=True)
             self._map_threads[mode] = thread
@@ -485,7 +505,7 @@ class DemoService:
         from lame_tools.project import fit_projection
 
         try:
-            embeddings, _ = self.map_labels(mode)
+            embeddings, _, _ = self.map_labels(mode)
             projection = fit_projection(embeddings, "umap", key=self.map_key(mode))
             projection.transform(embeddings[:1])  # compile UMAP's transform here, not in the first request
             self._maps[mode] = projection
@@ -504,28 +524,34 @@ class DemoService:
         of that mode placed on it with `transform`."""
         from lame_tools.project import fit_projection
 
-        mode = parse_mode(mode)
+        mode = ALL_MODES if mode == ALL_MODES else parse_mode(mode)
+        modes = self.map_modes(mode)
         self.start_map(mode)
-        embeddings, entries = self.map_labels(mode)
+        embeddings, entries, point_modes = self.map_labels(mode)
         projection = self._maps.get(mode)
         if projection is not None:
             status = f"UMAP ({'fitted at start-up' if projection.source == 'fit' else 'loaded from the ' + projection.source + ' cache'})"
         else:
             projection = fit_projection(embeddings, "pca", key=self.map_key(mode))
-            status = self._map_errors.get(mode) or "PCA (UMAP is still fitting in the background; draw again in a few seconds)"
-        queries = [q for q in (session_queries or []) if q.get("mode") == mode]
+            status = self._map_errors.get(mode) or (
+                "PCA (UMAP is still fitting in the background; draw again in a few seconds)" if self._umap else "PCA"
+            )
+        queries = [q for q in (session_queries or []) if q.get("mode") in modes]
         query_coords = np.zeros((0, 2), np.float32)
         if queries:
             query_coords = projection.transform(np.asarray([q["embedding"] for q in queries], dtype=np.float32))
-        return MapView(mode, projection.method, status, projection.coords, entries, query_coords, [q["label"] for q in queries])
+        labels = [q["label"] + (f" ({q['mode']})" if len(modes) > 1 else "") for q in queries]
+        return MapView(mode, projection.method, status, projection.coords, entries, query_coords, labels, point_modes)
 
     def export_map_csv(self, view: MapView) -> Path:
         rows = [
-            {"x": float(x), "y": float(y), "kind": e.kind, "group": e.group, "text": e.text, "source": e.source, "point": "corpus"}
-            for (x, y), e in zip(view.coords, view.entries)
+            {"x": float(x), "y": float(y), "mode": m, "kind": e.kind, "group": e.group, "text": e.text, "source": e.source,
+             "point": "corpus"}
+            for (x, y), e, m in zip(view.coords, view.entries, view.point_modes)
         ]
         rows += [
-            {"x": float(x), "y": float(y), "kind": "query", "group": "your queries", "text": label, "source": "session", "point": "query"}
+            {"x": float(x), "y": float(y), "mode": "", "kind": "query", "group": "your queries", "text": label, "source": "session",
+             "point": "query"}
             for (x, y), label in zip(view.query_coords, view.query_labels)
         ]
         return write_csv(self.downloads, f"lame-map-{view.mode}-{view.method}", rows)
