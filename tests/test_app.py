@@ -144,7 +144,7 @@ def test_embedding_map_places_session_queries(client, server):
     assert "UMAP" in status or "PCA" in status
     drawn = int(re.search(r"(\d+) of your queries", status).group(1))
     rows = open(csv_path).read().splitlines()
-    assert drawn >= 1 and rows[0].startswith("x,y,kind") and sum(1 for r in rows if r.endswith(",query")) == drawn
+    assert drawn >= 1 and rows[0].startswith("x,y,mode,kind") and sum(1 for r in rows if r.endswith(",query")) == drawn
     assert len(rows) - 1 - drawn == len(server[1].gallery)
     figure, status, _ = client.predict("discriminative", "kind", api_name="/embedding_map")
     assert "in discriminative mode" in status and re.search(r"\d+ of your queries", status)
