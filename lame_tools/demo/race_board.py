@@ -62,14 +62,23 @@ class RaceBoard:
 
 
 def recorded_markdown(records: list[dict[str, Any]]) -> str:
-    """Recorded GPU race benchmarks, labelled as recorded (card, dtype, date), or a note that there are none."""
-    if not records:
-        return (
-            "*No recorded GPU benchmark is shipped in `assets/benchmarks/`; the numbers above are this machine's only. "
+    """Recorded race benchmarks, labelled as recorded (card or CPU, dtype, date), and whether a GPU one exists."""
+    lines = []
+    if records:
+        lines += [
+            "**Recorded (not live) race benchmarks** (`python -m lame_tools bench race`, many inputs, median per item):",
+            "",
+            "| hardware | dtype | date | batch | ms per item |",
+            "|---|---|---|---|---|",
+        ]
+        for r in records:
+            lanes = ", ".join(f"{lane} {ms:.1f}" for lane, ms in r["ms_per_item"].items())
+            where = r["card"] + (f" ({r['threads']} threads)" if r.get("threads") else "")
+            lines.append(f"| {where} | {r['dtype']} | {r['date']} | {r.get('batch_size') or ''} | {lanes} |")
+        lines.append("")
+    if not any(not r["card"].startswith("CPU") for r in records):
+        lines.append(
+            "*No recorded GPU benchmark is shipped in `assets/benchmarks/`, so no GPU number is shown. "
             "`scripts/gpu_check.sh` records one on a CUDA machine.*"
         )
-    lines = ["**Recorded (not live) GPU benchmarks:**", "", "| card | dtype | date | model | ms per item |", "|---|---|---|---|---|"]
-    for r in records:
-        lanes = ", ".join(f"{lane} {ms:.1f}" for lane, ms in r["ms_per_item"].items())
-        lines.append(f"| {r['card']} | {r['dtype']} | {r['date']} | {r['model']} | {lanes} |")
     return "\n".join(lines)

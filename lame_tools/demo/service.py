@@ -573,7 +573,7 @@ class DemoService:
         )
 
     def recorded_benchmarks(self) -> list[dict[str, Any]]:
-        """GPU race benchmarks recorded in `assets/benchmarks/*.json` (card, dtype, date, per-lane ms)."""
+        """Race benchmarks recorded in `assets/benchmarks/*.json` (GPU card or CPU, dtype, date, per-lane ms)."""
         from lame_tools import ASSETS_DIR
 
         found = []
@@ -763,7 +763,7 @@ def _index(choice: str, prefix: str, size: int) -> int:
 
 
 def _recorded_races(report: Any, source: str, depth: int = 0) -> list[dict[str, Any]]:
-    """Every GPU race record in a JSON document: the document itself, or lists / dicts of records."""
+    """Every race record in a JSON document: the document itself, or lists / dicts of records."""
     summary = _recorded_summary(report, source)
     if summary is not None:
         return [summary]
@@ -774,18 +774,21 @@ def _recorded_races(report: Any, source: str, depth: int = 0) -> list[dict[str, 
 
 
 def _recorded_summary(record: Any, source: str) -> dict[str, Any] | None:
-    """Card, dtype, date and per-lane median ms of a recorded race benchmark, or None if it is not one."""
+    """Card (or CPU), dtype, date and per-lane median ms of a recorded race benchmark, or None if it is not one."""
     if not isinstance(record, dict) or record.get("benchmark", "race") != "race":
         return None
     hardware = record.get("hardware") or {}
     lanes = record.get("lanes") or {}
-    card = hardware.get("gpu") if isinstance(hardware, dict) else None
-    if not card or not isinstance(lanes, dict):
+    if not isinstance(hardware, dict) or not isinstance(lanes, dict):
         return None
-    per_lane = {}
+    card = hardware.get("gpu") or (f"CPU: {hardware['cpu']}" if hardware.get("cpu") else None)
+    if not card:
+        return None
+    per_lane, batch = {}, None
     for name, lane in lanes.items():
         if isinstance(lane, dict) and isinstance(lane.get("median"), (int, float)):
             per_lane[name] = float(lane["median"])
+            batch = lane.get("batch_size", batch)
     if not per_lane:
         return None
     return {
@@ -795,6 +798,8 @@ def _recorded_summary(record: Any, source: str) -> dict[str, Any] | None:
         "date": record.get("date") or record.get("recorded_at") or hardware.get("date") or "",
         "model": record.get("model") or record.get("name") or "",
         "ms_per_item": per_lane,
+        "batch_size": batch,
+        "threads": hardware.get("torch_threads"),
     }
 
 
