@@ -11,8 +11,8 @@ Prints small tables and writes DIR/probe_example.json:
   2. linear probes (held-out accuracy) of the answer's colour and shape and of the object count from
      reason states, against the shuffled-label control and the K = 0 model's [EMBED] states;
   3. decoder read-outs of a few queries beside their targets;
-  4. ablation: zeroing each reason token (and all of them): cosine to the original embedding and
-     Hit@1 over the example's candidates;
+  4. ablation: zeroing each reason token (and all of them), swapping all 8 streams with another
+     query's, dropping all 8: cosine to the original embedding and Hit@1 over the candidates;
   5. the UMAP map's timings: first call (embed + fit) against the second, and placing a new point.
 """
 
@@ -71,7 +71,10 @@ def roles(example: Example) -> tuple[int, int]:
 
 
 def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -> dict[str, Any]:
+    """Per token (last layer, mean of heads) and per (layer, head) (mean of tokens): attention on the
+    anchor / answer / other objects' cells relative to uniform (within the image)."""
     per_token: dict[str, dict[str, list[float]]] = {}
+    per_head: dict[str, list[np.ndarray]] = {"anchor": [], "answer": [], "other": []}
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         items = model.make_items(
@@ -84,6 +87,12 @@ def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -
             mass, share = region_mass(last, boxes)  # [Q, n_objects], [n_objects]
             anchor, answer = roles(example)
             others = [i for i in range(len(boxes)) if i not in (anchor, answer)]
+            heads = att.image_attention / att.image_attention.sum((-1, -2), keepdims=True)  # [L, H, Q, gh, gw]
+            head_mass, _ = region_mass(heads.mean(2), boxes)  # [L, H, n_objects], mean of tokens
+            per_head["anchor"].append(head_mass[..., anchor] / share[anchor])
+            per_head["answer"].append(head_mass[..., answer] / share[answer])
+            if others:
+                per_head["other"].append(np.mean([head_mass[..., i] / share[i] for i in others], 0))
             for q, token in enumerate(att.query_tokens):
                 row = per_token.setdefault(token, {"anchor": [], "answer": [], "other": [], "image": []})
                 row["anchor"].append(mass[q, anchor] / share[anchor])
@@ -91,7 +100,13 @@ def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -
                 if others:
                     row["other"].append(float(np.mean([mass[q, i] / share[i] for i in others])))
                 row["image"].append(float(att.image_mass[-1, :, q].mean()))
-    return {token: {k: round(float(np.mean(v)), 3) for k, v in row.items()} for token, row in per_token.items()}
+    heads = {role: np.mean(v, 0) for role, v in per_head.items() if v}  # [L, H]
+    return {
+        "by_token_last_layer": {
+            token: {k: round(float(np.mean(v)), 3) for k, v in row.items()} for token, row in per_token.items()
+        },
+        "by_layer_head": {role: v.round(3).tolist() for role, v in heads.items()},
+    }
 
 
 def embedding_spread(model, n: int = 200) -> dict[str, float]:
@@ -177,10 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         "x uniform; image = share of all attention)"
     )
     print(f"{'token':<12} {'anchor':>7} {'answer':>7} {'other':>7} {'image':>7}")
-    for token, row in report["attention_on_objects"].items():
+    for token, row in report["attention_on_objects"]["by_token_last_layer"].items():
         print(
             f"{token:<12} {row['anchor']:>7.2f} {row['answer']:>7.2f} {row.get('other', float('nan')):>7.2f} {row['image']:>7.2f}"
         )
+
+    by_head = report["attention_on_objects"]["by_layer_head"]
+    print("   per layer and head (mean of the K+1 tokens), anchor / answer / other:")
+    for layer, row in enumerate(by_head["anchor"]):
+        cells = [
+            f"H{h} {a:.2f}/{by_head['answer'][layer][h]:.2f}/{by_head['other'][layer][h]:.2f}"
+            for h, a in enumerate(row)
+        ]
+        print(f"   layer {layer}: " + "  ".join(cells))
 
     probes = {}
     print(f"\n2. linear probes ({args.n_probe} train-split queries, 30% held out)")
@@ -225,9 +249,11 @@ def main(argv: list[str] | None = None) -> int:
 
     each = ablate(model, test[: args.n_ablate], tokens="each", how="zero")
     every = ablate(model, test[: args.n_ablate], tokens="all", how="zero")
-    report["ablation_zero"] = each.summary() + every.summary()
-    print(f"\n4. ablation: zero reason tokens ({each.cosine.shape[1]} relational test queries, 16 candidates)")
-    for row in report["ablation_zero"]:
+    swapped = ablate(model, test[: args.n_ablate], tokens="all", how="swap")  # donor: the next query
+    dropped = ablate(model, test[: args.n_ablate], tokens="all", how="drop")
+    report["ablation"] = each.summary() + every.summary() + swapped.summary() + dropped.summary()
+    print(f"\n4. ablation of reason tokens ({each.cosine.shape[1]} relational test queries, 16 candidates)")
+    for row in report["ablation"]:
         print(
             f"  {row['condition']:<58} cosine {row['mean_cosine']:.4f}  hit@1 {row['hit1_before']:.3f} -> {row['hit1_after']:.3f}"
         )
