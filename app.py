@@ -18,6 +18,8 @@ import argparse
 import functools
 import inspect
 import os
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -526,6 +528,8 @@ def main(argv: list[str] | None = None) -> None:
     """Load the models and list the corpus, serve, then embed the corpus in the background (not on ZeroGPU,
     where there is no GPU outside a call: the first search embeds it there)."""
     args = parse_args(argv)
+    # SIGTERM (a process manager stopping the app) exits normally, so the work folder is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         service = DemoService.create(
             args.model,

@@ -7,9 +7,11 @@ shows that sentence with `gr.Error`. Anything else is a bug and is not swallowed
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -187,7 +189,10 @@ class DemoService:
         Renders and corpus embeddings are cached under `demo_cache_dir()` (per Shapes version, model
         weights and mode), so a second start skips both.
         """
-        workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="lame-demo-"))
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="lame-demo-"))
+            atexit.register(shutil.rmtree, workdir, True)  # downloads and uploads live as long as the process
+        workdir = Path(workdir)
         models = load_demo_models(model, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
         cache = demo_cache_dir()
         gallery = shapes_gallery(
