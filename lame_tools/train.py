@@ -1,9 +1,13 @@
 """Two-stage information-bottleneck training of LaME (and its baselines) on accelerate, resumable.
 
 Stages (one run goes through the stages its preset lists; the global step counts across them):
-    stage 0  "instruct VLM" stand-in: next-token loss of the tiny backbone on the Shapes world's
-             captions, answers and rationales given the image. Run once; every other preset starts
-             from its backbone (`init_from`).
+    stage 0  the shared backbone, run once; every other preset starts from it (`init_from`). Our
+             stand-in for Qwen2-VL-Instruct. The default (`--preset stage0`) is a locked-text
+             warm-up: a stage-1 run on captions in which only the vision tower trains, against the
+             fixed (random) language model and head, so the tiny model learns to see without the
+             text side collapsing. `--preset stage0-lm` is next-token pretraining on captions,
+             answers and rationales given the image (the `kind="stage0"` loop); on this budget it
+             learned the format but not to see (see README).
     stage 1  bottleneck warm-up: backbone frozen; the reason / [EMBED] input embeddings, the
              projection head, the temperature and the latent decoder train.
     stage 2  joint: everything trains; InfoNCE + lambda * decoder reconstruction (LaME),
@@ -63,7 +67,7 @@ class TrainConfig:
     """One training run. Presets (`PRESETS`) fill these; the CLI can override any field.
 
     Attributes:
-        kind: "stage0" (LM pretraining of the backbone), "contrastive" (LaME / discriminative) or
+        kind: "stage0" (next-token pretraining of the backbone), "contrastive" (LaME / discriminative) or
             "cot" (explicit rationale then [EMBED]).
         size: tiny backbone preset ("tiny", "micro"); ignored with `base`.
         num_reason_tokens: K (0 = discriminative).

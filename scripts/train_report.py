@@ -15,30 +15,51 @@ META = ("classification", "vqa", "retrieval", "grounding")
 TASKS = ("count", "colour_of", "shape_of", "relation_two_step", "i2t", "t2i", "refer")
 
 
-def cell(stats: dict | None) -> str:
-    if not stats:
+def stats(values: list[float]) -> dict | None:
+    import numpy as np
+
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    arr = np.array(values, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
+
+
+def cell(entry: dict | None) -> str:
+    if not entry:
         return "-"
-    text = f"{100 * stats['mean']:.1f}"
-    if stats.get("n", 1) > 1:
-        text += f" ± {100 * stats['std']:.1f}"
+    text = f"{100 * entry['mean']:.1f}"
+    if entry["n"] > 1:
+        text += f" ± {100 * entry['std']:.1f}"
     return text
 
 
-def table(data: dict, rows: list[tuple[str, str]], columns: str = "meta") -> str:
-    presets = data["presets"]
+def runs_of(data: dict, preset: str, seeds: set[int] | None = None) -> dict[int, dict]:
+    out = {}
+    for name, run in data["runs"].items():
+        base, _, seed = name.rpartition("-s")
+        if base == preset and (seeds is None or int(seed) in seeds):
+            out[int(seed)] = run
+    return dict(sorted(out.items()))
+
+
+def table(data: dict, rows: list[tuple[str, str]], columns: str = "meta", seeds: set[int] | None = None) -> str:
     keys = META if columns == "meta" else TASKS
-    head = "| model | seeds | " + " | ".join(keys) + " | overall |"
-    lines = [head, "|" + "---|" * (len(keys) + 3)]
+    lines = ["| model | seeds | " + " | ".join(keys) + " | overall |", "|" + "---|" * (len(keys) + 3)]
     for label, preset in rows:
-        entry = presets.get(preset)
-        if entry is None:
-            lines.append(f"| {label} | 0 | " + " | ".join("-" for _ in keys) + " | - |")
-            continue
-        source = entry["meta_tasks"] if columns == "meta" else entry["tasks"]
-        seeds = ",".join(r.rsplit("-s", 1)[1] for r in entry["runs"])
-        lines.append(f"| {label} | {seeds} | " + " | ".join(cell(source.get(k)) for k in keys)
-                     + f" | {cell(entry['overall'])} |")
+        runs = runs_of(data, preset, seeds)
+        field = "meta_tasks" if columns == "meta" else "tasks"
+        values = [cell(stats([r[field].get(k) for r in runs.values()])) for k in keys]
+        overall = cell(stats([r["overall"] for r in runs.values()]))
+        label_seeds = ",".join(str(s) for s in runs) or "-"
+        lines.append(f"| {label} | {label_seeds} | " + " | ".join(values) + f" | {overall} |")
     return "\n".join(lines)
+
+
+def ablation_seeds(data: dict, presets: list[str]) -> set[int]:
+    """Seeds for which every ablation preset finished (so all rows compare the same seeds)."""
+    sets = [set(runs_of(data, p)) for p in presets]
+    return set.intersection(*sets) if sets else set()
 
 
 def main() -> int:
@@ -50,10 +71,11 @@ def main() -> int:
     print("\nPer subtask:\n")
     print(table(data, main_rows, columns="tasks"))
     k_rows = [(f"K={k}", "discriminative" if k == 0 else ("lame" if k == 8 else f"lame-k{k}")) for k in (0, 1, 2, 4, 8, 16)]
-    print("\nK ablation (decoder on, lambda as in `lame`; K=0 is the discriminative run):\n")
-    print(table(data, k_rows))
-    print("\nDecoder (lambda) ablation at K=8:\n")
-    print(table(data, [("decoder off (lambda=0)", "lame-nodecoder"), ("decoder on", "lame")]))
+    seeds = ablation_seeds(data, ["lame-k1", "lame-k2", "lame-k4", "lame-k16", "lame-nodecoder"]) or None
+    print(f"\nK ablation (decoder on; K=0 is the discriminative run), seeds {sorted(seeds) if seeds else 'all'}:\n")
+    print(table(data, k_rows, seeds=seeds))
+    print("\nDecoder (lambda) ablation at K=8, same seeds:\n")
+    print(table(data, [("decoder off (lambda = 0)", "lame-nodecoder"), ("decoder on (lambda = 0.5)", "lame")], seeds=seeds))
     return 0
 
 
