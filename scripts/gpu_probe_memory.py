@@ -27,86 +27,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.timing import hardware_info  # noqa: E402
 
-# Qwen2-VL-2B-Instruct's published config (sizes only; token ids are remapped to our tokenizer).
-QWEN2_VL_2B = {
-    "text": dict(
-        vocab_size=151936,
-        hidden_size=1536,
-        intermediate_size=8960,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-    ),
-    "vision": dict(
-        depth=32,
-        embed_dim=1280,
-        hidden_size=1536,
-        mlp_ratio=4,
-        num_heads=16,
-        in_channels=3,
-        patch_size=14,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-    ),
-}
-
 
 def build_2b(device: torch.device, dtype: torch.dtype, image_pixels: int, k: int = 8, layers: int | None = None):
-    """A LaME over a random Qwen2-VL-2B-sized backbone, built directly on `device` (Shapes tokenizer).
+    """A LaME over a random Qwen2-VL-2B-sized backbone: the same builder the latency benchmark uses
+    (`scripts/gpu_bench.py`, Qwen2-VL-2B's published config); `layers` cuts its depth for a CPU check."""
+    from gpu_bench import build_random_lame
 
-    `layers` cuts the language model and vision tower to that depth (to check the path on a CPU).
-    """
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-    from lame_tools.backbone import build_image_processor, build_tokenizer
-    from lame_tools.config import LameConfig
-    from lame_tools.data.shapes import VOCABULARY
-    from lame_tools.model import LameModel
-    from lame_tools.processor import LameProcessor
-
-    tokenizer = build_tokenizer(VOCABULARY)
-    ids = tokenizer.convert_tokens_to_ids
-    depth = {} if layers is None else {"num_hidden_layers": layers}
-    vision = dict(QWEN2_VL_2B["vision"], **({} if layers is None else {"depth": layers}))
-    text = dict(
-        QWEN2_VL_2B["text"],
-        **depth,
-        bos_token_id=ids("<|im_start|>"),
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
-    )
-    config = Qwen2VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=True,
-    )
-    lame_config = LameConfig(
-        num_reason_tokens=k,
-        embed_dim=1536,
-        backbone=config.to_dict(),
-        decoder=None,
-        image_min_pixels=image_pixels,
-        image_max_pixels=image_pixels,
-        max_text_tokens=512,
-    )
-    processor = LameProcessor(tokenizer, build_image_processor(image_pixels, image_pixels), "plain", 512)
-    torch.manual_seed(0)
-    with torch.device(device):
-        backbone = Qwen2VLForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
-        model = LameModel(lame_config, backbone, processor, None)
-    return model.to(device=device, dtype=dtype).eval()
+    return build_random_lame(device, dtype, num_reason_tokens=k, image_pixels=image_pixels, layers=layers)
 
 
 def build_smoke():
