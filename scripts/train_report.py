@@ -71,10 +71,11 @@ def main() -> int:
     print("\nPer subtask:\n")
     print(table(data, main_rows, columns="tasks"))
     k_rows = [(f"K={k}", "discriminative" if k == 0 else ("lame" if k == 8 else f"lame-k{k}")) for k in (0, 1, 2, 4, 8, 16)]
-    seeds = ablation_seeds(data, ["lame-k1", "lame-k2", "lame-k4", "lame-k16", "lame-nodecoder"]) or None
+    seeds = ablation_seeds(data, ["discriminative", "lame-k1", "lame-k2", "lame-k4", "lame", "lame-k16"]) or None
     print(f"\nK ablation (decoder on; K=0 is the discriminative run), seeds {sorted(seeds) if seeds else 'all'}:\n")
     print(table(data, k_rows, seeds=seeds))
-    print("\nDecoder (lambda) ablation at K=8, same seeds:\n")
+    seeds = ablation_seeds(data, ["lame", "lame-nodecoder"]) or None
+    print(f"\nDecoder (lambda) ablation at K=8, seeds {sorted(seeds) if seeds else 'all'}:\n")
     print(table(data, [("decoder off (lambda = 0)", "lame-nodecoder"), ("decoder on (lambda = 0.5)", "lame")], seeds=seeds))
     return 0
 
