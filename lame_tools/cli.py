@@ -22,7 +22,6 @@ VERB_MODULES = (
     "lame_tools.evaluate",  # eval
     "lame_tools.timing",  # bench
     "lame_tools.probe",  # probe
-    "lame_tools.export",  # export
 )
 
 
