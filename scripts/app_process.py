@@ -81,3 +81,16 @@ def wait_for_corpus(url: str) -> float:
         for target in ("images", "texts"):
             client.predict(None, "a red circle", "auto", target, mode, 1, api_name="/search")
     return time.perf_counter() - started
+
+
+def save_or_print(report: dict, out: Path | None) -> None:
+    """Write a measurement report atomically to `out`, or print it as JSON when no file is given."""
+    if out:
+        from lame_tools.atomic import atomic_write_json
+
+        atomic_write_json(out, report)
+        print(f"wrote {out}")
+    else:
+        import json
+
+        print(json.dumps(report, indent=2))

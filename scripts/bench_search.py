@@ -15,7 +15,6 @@ event stream per call: a request that does nothing costs about 150 ms through it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -29,7 +28,7 @@ from gradio_client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app_process import start_app, stop_app, wait_for_corpus  # noqa: E402
+from app_process import save_or_print, start_app, stop_app, wait_for_corpus  # noqa: E402
 
 
 def stats(samples_ms: list[float]) -> dict:
@@ -129,13 +128,7 @@ def main() -> None:
     ):
         print(f"  {label:<36} p50 {report[key]['p50_ms']:7.1f} ms   p95 {report[key]['p95_ms']:7.1f} ms")
     print(f"  load average {report['load_average_start'][0]:.1f} at start, {report['load_average_end'][0]:.1f} at end")
-    if args.out:
-        from lame_tools.atomic import atomic_write_json
-
-        atomic_write_json(args.out, report)
-        print(f"wrote {args.out}")
-    else:
-        print(json.dumps(report, indent=2))
+    save_or_print(report, args.out)
 
 
 if __name__ == "__main__":

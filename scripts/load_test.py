@@ -15,7 +15,6 @@ Writes JSON with --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
@@ -29,7 +28,7 @@ from gradio_client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app_process import start_app, stop_app, wait_for_corpus  # noqa: E402
+from app_process import save_or_print, start_app, stop_app, wait_for_corpus  # noqa: E402
 
 CAPTIONS = [
     "a red circle", "a blue square and a green triangle", "a yellow diamond", "a purple circle and a red square",
@@ -142,13 +141,7 @@ def main() -> None:
 
     report["hardware"] = hardware_info()
     report["load_average_end"] = os.getloadavg()
-    if args.out:
-        from lame_tools.atomic import atomic_write_json
-
-        atomic_write_json(args.out, report)
-        print(f"\nwrote {args.out}")
-    else:
-        print(json.dumps(report, indent=2))
+    save_or_print(report, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ for it: that time is reported too.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -25,7 +24,7 @@ from gradio_client import Client
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app_process import start_app, stop_app  # noqa: E402
+from app_process import save_or_print, start_app, stop_app  # noqa: E402
 
 
 def main() -> None:
@@ -59,13 +58,7 @@ def main() -> None:
     }
     print(f"median {report['median_s']:.1f} s to the first API call, {report['first_search_median_s']:.1f} s to the first "
           f"search, over {len(seconds)} runs of `{args.command}` (load average {report['load_average'][0]:.1f})")
-    if args.out:
-        from lame_tools.atomic import atomic_write_json
-
-        atomic_write_json(args.out, report)
-        print(f"wrote {args.out}")
-    else:
-        print(json.dumps(report, indent=2))
+    save_or_print(report, args.out)
 
 
 if __name__ == "__main__":
