@@ -16,22 +16,9 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen3Config
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from lame_tools.config import (
-    EMBED_TOKEN,
-    MAX_REASON_TOKENS,
-    QWEN_SPECIAL_TOKENS,
-    THINK_TOKEN,
-    TinyBackbonePreset,
-    reason_token,
-)
+from lame_tools.config import TinyBackbonePreset
+from lame_tools.constants import QWEN_SPECIAL_TOKENS, UNK_TOKEN, latent_special_tokens
 from lame_tools.errors import ModelLoadError
-
-UNK_TOKEN = "[UNK]"
-
-
-def latent_special_tokens() -> list[str]:
-    """Our added tokens: K_max reason tokens, `[EMBED]` and the CoT `[THINK]` marker."""
-    return [reason_token(i) for i in range(MAX_REASON_TOKENS)] + [EMBED_TOKEN, THINK_TOKEN]
 
 
 def build_tokenizer(vocabulary: list[str]) -> PreTrainedTokenizerFast:

@@ -13,24 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODES = ("latent", "discriminative", "cot")
-MAX_REASON_TOKENS = 16
-
-QWEN_SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
-EMBED_TOKEN = "[EMBED]"
-THINK_TOKEN = "[THINK]"
-
-
-def reason_token(i: int) -> str:
-    return f"[REASON_{i}]"
+from lame_tools.constants import MAX_REASON_TOKENS, MODES
 
 
 @dataclass
@@ -84,7 +67,12 @@ class LameConfig:
 
 @dataclass(frozen=True)
 class TinyBackbonePreset:
-    """Sizes of a tiny Qwen2-VL built offline (see NOTES: the constraints between these numbers)."""
+    """Sizes of a tiny Qwen2-VL built offline.
+
+    Constraints between the numbers: `mrope_section` sums to head_dim / 2 (hidden_size / num_heads / 2);
+    the vision tower's output is merged into the language model's width; the vision head size
+    (vision_width / vision_heads) is divisible by 4.
+    """
 
     hidden_size: int = 128
     num_layers: int = 3

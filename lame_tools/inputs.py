@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,15 @@ MAX_FILE_BYTES = 25 * 1024 * 1024
 MAX_DECODE_PIXELS = 40_000_000
 MAX_SIDE = 2048
 MAX_TEXT_CHARS = 4000
+
+
+@dataclass
+class Item:
+    """One input to embed: an image, a text, or both, with an optional task instruction."""
+
+    image: Image.Image | None = None
+    text: str | None = None
+    instruction: str | None = None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -12,6 +12,14 @@ Modes:
     cot             prompt + [THINK], the backbone's `generate()` writes a rationale until it emits
                     [EMBED] (or the cap), then one pass over prompt + rationale + [EMBED] reads the
                     state at [EMBED] (UME-R1 style)
+
+The batch API every caller uses (training, adapters, timing, probes, scripts):
+    prepare(items, mode, rationales=None)  the processed batch with the mode's suffix, on the device
+    move_batch(batch)                       a processed batch moved to the device, pixels in the backbone's dtype
+    backbone_forward(batch, **kwargs)       the backbone's language-model output of one pass
+    hidden_states(batch)                    its last-layer states
+    pool(hidden, k)                         embeddings, [EMBED] states and reason states
+    forward_cot(items, rationales=None)     the CoT embedding (generating the rationales when not given)
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,14 +50,14 @@ from lame_tools.backbone import (
     build_tiny_backbone_config,
     build_tokenizer,
     default_device,
-    latent_special_tokens,
     load_backbone,
 )
-from lame_tools.config import MODES, LameConfig, get_preset
+from lame_tools.config import LameConfig, get_preset
+from lame_tools.constants import EMBED_TOKEN, MODES, VISION_TOKENS, latent_special_tokens
 from lame_tools.decoder import LatentDecoder
 from lame_tools.errors import InputError, ModelLoadError
-from lame_tools.inputs import clean_text, load_image
-from lame_tools.processor import Item, LameProcessor
+from lame_tools.inputs import Item, clean_text, load_image
+from lame_tools.processor import LameProcessor
 
 CONFIG_FILE = "lame_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -106,12 +114,13 @@ class LameModel(nn.Module):
         with_decoder: bool = True,
         default_mode: str = "latent",
         seed: int = 0,
+        *,
+        vocabulary: Sequence[str],
     ) -> LameModel:
-        """A randomly initialised tiny LaME on the Shapes world's vocabulary, built offline."""
-        from lame_tools.data.shapes import VOCABULARY
-
+        """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
+        (the shipped models use `lame_tools.data.shapes.VOCABULARY`)."""
         sizes = get_preset(preset)
-        tokenizer = build_tokenizer(VOCABULARY)
+        tokenizer = build_tokenizer(list(vocabulary))
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode)
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config.backbone = backbone_config.to_dict()
@@ -267,6 +276,32 @@ class LameModel(nn.Module):
             return [self.processor.think_token_id]
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
+    def cot_suffix(self, rationale: Sequence[int]) -> list[int]:
+        """`[THINK] rationale [EMBED]`: what follows the prompt when the CoT embedding is read."""
+        return [self.processor.think_token_id, *rationale, self.processor.embed_token_id]
+
+    def move_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A processed batch on the model's device, pixel values in the backbone's dtype."""
+        moved = {k: v.to(self.device) for k, v in batch.items()}
+        if "pixel_values" in moved:
+            moved["pixel_values"] = moved["pixel_values"].to(self.backbone.dtype)
+        return moved
+
+    def prepare(
+        self, items: list[Item], mode: str | None = None, rationales: Sequence[Sequence[int]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Process `items` with the suffix of `mode` and move the batch to the device.
+
+        In cot mode the suffix is the `[THINK]` cue (the prompt of `generate_rationales`), or, when
+        `rationales` are given, `[THINK] rationale [EMBED]` per row (the pass that reads the embedding).
+        """
+        mode = mode or self.config.default_mode
+        if rationales is not None:
+            if mode != "cot":
+                raise ValueError("rationales are only read in cot mode")
+            return self.move_batch(self.processor(items, [self.cot_suffix(r) for r in rationales]))
+        return self.move_batch(self.processor(items, self.suffix_ids(mode)))
+
     def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Backbone token embeddings with our latent rows written at reason / [EMBED] positions."""
         embeds = self.backbone.get_input_embeddings()(input_ids)
@@ -290,13 +325,12 @@ class LameModel(nn.Module):
         )
         return position_ids
 
-    def hidden_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Last-layer states [batch, seq, hidden] of one pass over a processed batch."""
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        if "pixel_values" in batch:
-            batch["pixel_values"] = batch["pixel_values"].to(self.backbone.dtype)
+    def backbone_forward(self, batch: dict[str, torch.Tensor], **kwargs: Any) -> Any:
+        """One pass of the backbone's language model over a processed batch (with our latent rows and
+        3-D positions); `kwargs` go to the backbone (e.g. `output_hidden_states=True`)."""
+        batch = self.move_batch(batch)
         input_ids = batch["input_ids"]
-        out = self.backbone.model(
+        return self.backbone.model(
             input_ids=input_ids,
             inputs_embeds=self.input_embeddings(input_ids),
             attention_mask=batch["attention_mask"],
@@ -305,8 +339,12 @@ class LameModel(nn.Module):
             image_grid_thw=batch.get("image_grid_thw"),
             mm_token_type_ids=batch["mm_token_type_ids"],
             use_cache=False,
+            **kwargs,
         )
-        return out.last_hidden_state
+
+    def hidden_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Last-layer states [batch, seq, hidden] of one pass over a processed batch."""
+        return self.backbone_forward(batch).last_hidden_state
 
     def pool(self, hidden: torch.Tensor, num_reason_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(embeddings, embed_states, reason_states) from last-layer states whose rows end in the suffix."""
@@ -319,10 +357,9 @@ class LameModel(nn.Module):
         """Embed prepared items in one batch (gradients flow; use under `torch.no_grad()` to infer)."""
         mode = mode or self.config.default_mode
         if mode == "cot":
-            return self._forward_cot(items)
-        batch = self.processor(items, self.suffix_ids(mode))
+            return self.forward_cot(items)
         k = self.num_reason_tokens if mode == "latent" else 0
-        return EmbedOutput(*self.pool(self.hidden_states(batch), k))
+        return EmbedOutput(*self.pool(self.hidden_states(self.prepare(items, mode)), k))
 
     # ---- cot ------------------------------------------------------------------------------------
 
@@ -345,11 +382,7 @@ class LameModel(nn.Module):
         Returns:
             per row, the generated ids without the stop token and padding.
         """
-        if batch is None:
-            batch = self.processor(items, self.suffix_ids("cot"))
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        if "pixel_values" in batch:
-            batch["pixel_values"] = batch["pixel_values"].to(self.backbone.dtype)
+        batch = self.prepare(items, "cot") if batch is None else self.move_batch(batch)
         stops = [self.processor.embed_token_id, self.processor.eos_token_id]
         out = self.backbone.generate(
             **batch,
@@ -371,19 +404,20 @@ class LameModel(nn.Module):
     def _cot_suppressed_ids(self) -> list[int]:
         """Tokens a rationale may never contain: vision placeholders, padding, our latent tokens."""
         tok = self.processor.tokenizer
-        names = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|endoftext|>"]
-        names += [t for t in latent_special_tokens() if t != "[EMBED]"]
+        names = [*VISION_TOKENS, "<|endoftext|>"]
+        names += [t for t in latent_special_tokens() if t != EMBED_TOKEN]
         ids = [tok.convert_tokens_to_ids(n) for n in names]
         if tok.unk_token_id is not None:
             ids.append(tok.unk_token_id)
         return sorted({i for i in ids if i is not None})
 
-    def _forward_cot(self, items: list[Item], rationales: list[list[int]] | None = None) -> EmbedOutput:
+    def forward_cot(self, items: list[Item], rationales: Sequence[Sequence[int]] | None = None) -> EmbedOutput:
+        """The CoT embedding: generate each item's rationale (unless given), then read `[EMBED]` in one
+        pass over prompt + `[THINK] rationale [EMBED]`."""
         if rationales is None:
             rationales = self.generate_rationales(items)
-        suffixes = [[self.processor.think_token_id, *r, self.processor.embed_token_id] for r in rationales]
-        batch = self.processor(items, suffixes)
-        embeddings, embed_states, _ = self.pool(self.hidden_states(batch), 0)
+        rationales = [list(r) for r in rationales]
+        embeddings, embed_states, _ = self.pool(self.hidden_states(self.prepare(items, "cot", rationales)), 0)
         empty = embed_states.new_zeros(embed_states.shape[0], 0, embed_states.shape[-1])
         return EmbedOutput(embeddings, embed_states, empty, rationales)
 

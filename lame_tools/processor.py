@@ -12,30 +12,21 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from lame_tools.backbone import UNK_TOKEN
-from lame_tools.config import EMBED_TOKEN, THINK_TOKEN, reason_token
+from lame_tools.constants import EMBED_TOKEN, THINK_TOKEN, UNK_TOKEN, reason_token
+from lame_tools.inputs import Item
+
+__all__ = ["Item", "LameProcessor", "PROMPT_FORMATS"]
 
 PROMPT_FORMATS = ("plain", "qwen2-vl-chat")
 CHAT_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
 CHAT_ASSISTANT = "<|im_end|>\n<|im_start|>assistant\n"
-
-
-@dataclass
-class Item:
-    """One input to embed: an image, a text, or both, with an optional task instruction."""
-
-    image: Image.Image | None = None
-    text: str | None = None
-    instruction: str | None = None
 
 
 class LameProcessor:
@@ -68,6 +59,7 @@ class LameProcessor:
     # ---- special token ids -------------------------------------------------------------------
 
     def reason_token_ids(self, k: int) -> list[int]:
+        """Ids of `[REASON_0]` .. `[REASON_k-1]`."""
         return [self.tokenizer.convert_tokens_to_ids(reason_token(i)) for i in range(k)]
 
     # ---- text ---------------------------------------------------------------------------------
@@ -135,12 +127,9 @@ class LameProcessor:
                 raise ValueError("an item needs an image or a non-empty text")
             n = next(counts) if item.image is not None else 0
             rows.append(self._prompt_ids(item, n) + list(suffix))
-        length = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, length - len(row) :] = torch.tensor(row, dtype=torch.long)
-            attention_mask[i, length - len(row) :] = 1
+        padded = self.tokenizer.pad({"input_ids": rows}, padding=True, padding_side="left", return_tensors="pt", return_attention_mask=True)
+        input_ids = padded["input_ids"].long()
+        attention_mask = padded["attention_mask"].long()
         batch: dict[str, Any] = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,

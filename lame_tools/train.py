@@ -51,6 +51,7 @@ from lame_tools.data.shapes import (
     Example,
     make_example,
     render,
+    VOCABULARY,
 )
 from lame_tools.errors import LameError
 from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss, text_keys
@@ -397,6 +398,7 @@ def build_model(config: TrainConfig):
         with_decoder=config.with_decoder,
         default_mode=config.default_mode,
         seed=config.seed,
+        vocabulary=VOCABULARY,
     )
     if config.kind != "stage0" and config.init_from:
         source = Path(config.init_from)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.data.shapes import VOCABULARY  # noqa: E402
 from lame_tools.timing import hardware_info  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def build_2b(device: torch.device, dtype: torch.dtype, image_pixels: int, k: int
 def build_smoke():
     from lame_tools.model import LameModel
 
-    return LameModel.build_tiny("tiny", num_reason_tokens=8, embed_dim=128, with_decoder=False)
+    return LameModel.build_tiny("tiny", num_reason_tokens=8, embed_dim=128, with_decoder=False, vocabulary=VOCABULARY)
 
 
 def measure(fn, device: torch.device, repeats: int = 3) -> dict[str, Any]:

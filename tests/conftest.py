@@ -20,9 +20,10 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(scope="session")
 def micro_model():
     """A random 'micro' LaME (K=4, with decoder): for unit tests of shapes and plumbing."""
+    from lame_tools.data.shapes import VOCABULARY
     from lame_tools.model import LameModel
 
-    return LameModel.build_tiny("micro", num_reason_tokens=4, embed_dim=32, seed=0)
+    return LameModel.build_tiny("micro", num_reason_tokens=4, embed_dim=32, seed=0, vocabulary=VOCABULARY)
 
 
 @pytest.fixture(scope="session")

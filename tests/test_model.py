@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lame_tools.data.shapes import VOCABULARY
 from lame_tools.errors import InputError, ModelLoadError
 from lame_tools.model import LameModel
 from lame_tools.processor import Item
@@ -15,7 +16,7 @@ from lame_tools.processor import Item
 
 def test_tiny_model_builds_fast():
     start = time.perf_counter()
-    LameModel.build_tiny("micro", num_reason_tokens=2)
+    LameModel.build_tiny("micro", num_reason_tokens=2, vocabulary=VOCABULARY)
     assert time.perf_counter() - start < 1.0
 
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from lame_tools.data.shapes import VOCABULARY
 from lame_tools.errors import InputError
 from lame_tools.project import (
     clear_memory_cache,
@@ -97,7 +98,7 @@ def test_pca_fallback_and_transform(tmp_path):
 def test_cache_key_depends_on_model_and_corpus(micro_model):
     from lame_tools.model import LameModel
 
-    other = LameModel.build_tiny("micro", num_reason_tokens=4, embed_dim=32, seed=1)
+    other = LameModel.build_tiny("micro", num_reason_tokens=4, embed_dim=32, seed=1, vocabulary=VOCABULARY)
     assert model_fingerprint(micro_model) == model_fingerprint(micro_model)
     assert model_fingerprint(micro_model) != model_fingerprint(other)
     spec = ("shapes", "test", 100, 0)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lame_tools.data.shapes import VOCABULARY
 from lame_tools.checkpoint import CorruptCheckpointWarning, list_checkpoints, load_latest, verify_checkpoint
 from lame_tools.errors import LameError
 from lame_tools.model import LameModel
@@ -241,7 +242,7 @@ def test_two_gloo_processes_follow_the_one_process_loss_curve(tmp_path):
 
 def test_base_qwen2vl_folder_with_gradient_checkpointing(tmp_path):
     """`--base DIR`: any Qwen2-VL-family folder is wrapped by `LameModel.from_backbone` and trained."""
-    tiny = LameModel.build_tiny("micro", num_reason_tokens=0, with_decoder=False)
+    tiny = LameModel.build_tiny("micro", num_reason_tokens=0, with_decoder=False, vocabulary=VOCABULARY)
     base = tmp_path / "qwen2vl"
     tiny.backbone.save_pretrained(base)
     tiny.processor.tokenizer.save_pretrained(base)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from lame_tools.inputs import Item
+
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = ("red", "green", "blue", "yellow", "purple")
 SIZES = ("small", "large")
@@ -114,6 +116,27 @@ class Example:
     rationale: str
     scene: Scene
     candidates: tuple[str, ...] = field(default=())  # text candidates, positive first (text targets)
+    # relational questions and references (relation_two_step, refer): the object asked about, the
+    # relation and the object that answers; None / "" for the other subtasks
+    anchor: SceneObject | None = None
+    relation: str = ""
+    answer_object: SceneObject | None = None
+
+    def query_item(self, image: Image.Image | None = None) -> Item:
+        """The query as a model input; the scene is rendered unless `image` (its rendering) is given."""
+        if not self.query_has_image:
+            return Item(None, self.query_text or None, self.instruction)
+        return Item(image if image is not None else render(self.scene), self.query_text or None, self.instruction)
+
+    def target_item(self, image: Image.Image | None = None) -> Item:
+        """The positive target as a model input (the scene's image for t2i, else the answer text)."""
+        if self.target_has_image:
+            return Item(image if image is not None else render(self.scene), None, TARGET_INSTRUCTION)
+        return Item(None, self.target_text, TARGET_INSTRUCTION)
+
+    def object_index(self, obj: SceneObject | None) -> int | None:
+        """Position of `obj` in `scene.objects` (None when `obj` is None)."""
+        return None if obj is None else self.scene.objects.index(obj)
 
 
 def relation_holds(a: SceneObject, relation: str, b: SceneObject) -> bool:
@@ -183,22 +206,54 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
     return points
 
 
+SUPERSAMPLE = 3
+
+
+@dataclass(frozen=True)
+class _DrawnObject:
+    """How one object is drawn, in supersampled canvas pixels."""
+
+    obj: SceneObject
+    cx: float
+    cy: float
+    radius: float
+    fill: tuple[int, int, int]
+    angle: float
+
+
+def _draw_plan(scene: Scene, rng: random.Random) -> list[_DrawnObject]:
+    """The per-object drawing parameters, drawn from the render RNG in the order `render` uses them."""
+    w, h = scene.width * SUPERSAMPLE, scene.height * SUPERSAMPLE
+    unit = min(w, h)
+    plan = []
+    for obj in scene.objects:
+        r = unit * (0.075 if obj.size == "small" else 0.12) * rng.uniform(0.9, 1.1)
+        fill = _jitter(BASE_RGB[obj.colour], rng)
+        angle = rng.uniform(-0.2, 0.2) if obj.shape != "circle" else 0.0
+        plan.append(_DrawnObject(obj, obj.x * w, obj.y * h, r, fill, angle))
+    return plan
+
+
+def object_boxes(scene: Scene) -> list[tuple[float, float, float, float]]:
+    """Each object's bounding box as it is drawn, in image fractions (x0, y0, x1, y1), in scene order."""
+    w, h = scene.width * SUPERSAMPLE, scene.height * SUPERSAMPLE
+    return [
+        ((d.cx - d.radius) / w, (d.cy - d.radius) / h, (d.cx + d.radius) / w, (d.cy + d.radius) / h)
+        for d in _draw_plan(scene, random.Random(scene.render_seed))
+    ]
+
+
 def render(scene: Scene) -> Image.Image:
     """Draw a scene (supersampled for anti-aliasing; jittered colours, rotation, sometimes JPEG)."""
     rng = random.Random(scene.render_seed)
-    ss = 3
-    w, h = scene.width * ss, scene.height * ss
-    canvas = Image.new("RGB", (w, h), scene.background)
+    canvas = Image.new("RGB", (scene.width * SUPERSAMPLE, scene.height * SUPERSAMPLE), scene.background)
     draw = ImageDraw.Draw(canvas)
-    unit = min(w, h)
-    for obj in scene.objects:
-        r = unit * (0.075 if obj.size == "small" else 0.12) * rng.uniform(0.9, 1.1)
-        cx, cy = obj.x * w, obj.y * h
-        fill = _jitter(BASE_RGB[obj.colour], rng)
-        if obj.shape == "circle":
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    for d in _draw_plan(scene, rng):
+        r = d.radius
+        if d.obj.shape == "circle":
+            draw.ellipse((d.cx - r, d.cy - r, d.cx + r, d.cy + r), fill=d.fill)
         else:
-            draw.polygon(_polygon(obj.shape, cx, cy, r, rng.uniform(-0.2, 0.2)), fill=fill)
+            draw.polygon(_polygon(d.obj.shape, d.cx, d.cy, r, d.angle), fill=d.fill)
     image = canvas.resize((scene.width, scene.height), Image.LANCZOS)
     if rng.random() < 0.2:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.6)))
@@ -208,6 +263,16 @@ def render(scene: Scene) -> Image.Image:
         buffer.seek(0)
         image = Image.open(buffer).convert("RGB")
     return image
+
+
+def gallery_file_name(split: str, seed: int, index: int) -> str:
+    """The file name of scene `index` of a split in the app's gallery folder."""
+    return f"{split}_s{seed}_{index:05d}.png"
+
+
+def export_file_name(split: str, index: int) -> str:
+    """The relative image path of example `index` in an MMEB-style export of a split."""
+    return f"images/{split}_{index:05d}.png"
 
 
 # ---- tasks -------------------------------------------------------------------------------------
@@ -289,6 +354,7 @@ def make_example(seed: int, split: str, index: int, task: str | None = None, n_c
             return Example(
                 task, "relation_two_step", INSTRUCTIONS["relation_two_step"], question, True, answer, False,
                 rationale, scene, candidates=_distractors(answer, ALL_OBJECT_NAMES, rng, n_candidates - 1),
+                anchor=anchor, relation=relation, answer_object=answer_obj,
             )
         obj = rng.choice(scene.objects)
         if rng.random() < 0.5:
@@ -333,6 +399,7 @@ def make_example(seed: int, split: str, index: int, task: str | None = None, n_c
         return Example(
             task, "refer", INSTRUCTIONS["refer"], reference, True, answer, False, rationale, scene,
             candidates=_distractors(answer, pool, rng, n_candidates - 1),
+            anchor=anchor, relation=relation, answer_object=answer_obj,
         )
 
     raise ValueError(f"unknown task {task!r}; expected one of {TASK_KINDS}")
@@ -358,7 +425,7 @@ def mmeb_rows(seed: int, split: str, limit: int | None = None) -> tuple[dict[str
     harness). For t2i the candidates are the positive image and 15 other images of the split.
     """
     examples = list(iter_split(seed, split, limit))
-    images = [(f"images/{split}_{i:05d}.png", ex.scene) for i, ex in enumerate(examples)]
+    images = [(export_file_name(split, i), ex.scene) for i, ex in enumerate(examples)]
     image_paths = [path for path, _ in images]
     rows: dict[str, list[dict]] = {}
     for i, ex in enumerate(examples):
