@@ -48,10 +48,10 @@ from lame_tools.data.shapes import (
     SPLIT_SIZES,
     TARGET_INSTRUCTION,
     TASK_KINDS,
+    VOCABULARY,
     Example,
     make_example,
     render,
-    VOCABULARY,
 )
 from lame_tools.errors import LameError
 from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss, text_keys

@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lame_tools.data.shapes import VOCABULARY
 from lame_tools.checkpoint import CorruptCheckpointWarning, list_checkpoints, load_latest, verify_checkpoint
+from lame_tools.data.shapes import VOCABULARY
 from lame_tools.errors import LameError
 from lame_tools.model import LameModel
 from lame_tools.train import (
