@@ -47,6 +47,7 @@ from lame_tools.atomic import atomic_write_json
 from lame_tools.data.formats import CandidateTask, CorpusTask, EmbedInput, Task, TaskSource
 from lame_tools.errors import InputError
 from lame_tools.index import EmbeddingIndex
+from lame_tools.ranking import top_k_pessimistic
 
 BENCHMARKS = ("shapes", "mmeb-v2", "mrmr")
 MODEL_KINDS = ("lame", "qwen2-vl-base", "ume-r1", "vlm2vec")
@@ -120,23 +121,6 @@ def metric(name: str, ranking: Sequence[Hashable], qrels: Mapping[Hashable, floa
     """Compute a metric by name ('hit@1', 'ndcg@5', ...)."""
     kind, k = parse_metric(name)
     return METRICS[kind](ranking, qrels, k)
-
-
-def top_k_pessimistic(scores: np.ndarray, gains: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k best scores, best first; ties: lower gain first, then lower position.
-
-    Only the items scoring at least the k-th best score are sorted, so ranking a large corpus costs
-    one partition and a small sort.
-    """
-    n = scores.shape[0]
-    k = min(k, n)
-    if k < n:
-        threshold = np.partition(scores, n - k)[n - k]
-        candidates = np.flatnonzero(scores >= threshold)
-    else:
-        candidates = np.arange(n)
-    order = np.lexsort((candidates, gains[candidates], -scores[candidates]))
-    return candidates[order][:k]
 
 
 def mean_or_none(values: Sequence[float | None]) -> tuple[float | None, int]:
@@ -633,7 +617,7 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    from lame_tools.cli import add_model_argument
+    from lame_tools.cli.common import add_model_argument
     from lame_tools.config import MODES
     from lame_tools.data.shapes import SPLITS
 

@@ -677,7 +677,7 @@ def _bench_encode_cli(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    from lame_tools.cli import add_model_argument
+    from lame_tools.cli.common import add_model_argument
 
     bench = subparsers.add_parser("bench", help="benchmarks (print a table, write JSON)")
     verbs = bench.add_subparsers(dest="bench_verb", required=True)

@@ -275,7 +275,7 @@ def _project(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add `probe` and its sub-commands."""
-    from lame_tools.cli import add_model_argument
+    from lame_tools.cli.common import add_model_argument
 
     probe = subparsers.add_parser(
         "probe", help="probe reason tokens: attention, read-out, ablation, linear probes, projections"

@@ -38,8 +38,8 @@ def _shapes_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    from lame_tools.cli import add_model_argument
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from lame_tools.cli.common import add_model_argument
     from lame_tools.config import MODES
     from lame_tools.data.shapes import SPLITS
 

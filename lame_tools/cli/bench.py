@@ -1,0 +1,11 @@
+"""The `bench` verb (transitional: the parser still lives in lame_tools.timing and moves here)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from lame_tools.timing import register_cli
+
+    register_cli(subparsers)
