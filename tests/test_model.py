@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -14,10 +13,14 @@ from lame_tools.model import LameModel
 from lame_tools.processor import Item
 
 
-def test_tiny_model_builds_fast():
-    start = time.perf_counter()
-    LameModel.build_tiny("micro", num_reason_tokens=2, vocabulary=VOCABULARY)
-    assert time.perf_counter() - start < 1.0
+def test_tiny_model_builds_offline_with_the_given_vocabulary():
+    model = LameModel.build_tiny("micro", num_reason_tokens=2, vocabulary=VOCABULARY)
+    vocab = model.processor.tokenizer.get_vocab()
+    assert {"circle", "left", "?"} <= set(vocab)
+    assert model.latent_embeddings.shape == (3, model.backbone.config.text_config.hidden_size)
+    assert model.backbone.config.text_config.num_hidden_layers == 1  # the micro preset
+    other = LameModel.build_tiny("micro", num_reason_tokens=2, vocabulary=["circle", "banana"])
+    assert other.processor.unknown_words("a banana circle") == ["a"]
 
 
 @pytest.mark.parametrize("mode", ["latent", "discriminative", "cot"])
@@ -54,6 +57,48 @@ def test_modes_differ_and_reason_tokens_matter(micro_model, scenes):
     disc = micro_model.encode(images=images[:2], mode="discriminative")
     assert latent.shape == disc.shape
     assert not np.allclose(latent, disc)
+    # the reason tokens' own input rows feed the latent embedding and nothing else
+    k = micro_model.num_reason_tokens
+    saved = micro_model.latent_embeddings.detach().clone()
+    try:
+        with torch.no_grad():
+            micro_model.latent_embeddings[:k] += torch.randn_like(micro_model.latent_embeddings[:k])
+        assert not np.allclose(micro_model.encode(images=images[:2], mode="latent"), latent, atol=1e-4)
+        np.testing.assert_array_equal(micro_model.encode(images=images[:2], mode="discriminative"), disc)
+    finally:
+        with torch.no_grad():
+            micro_model.latent_embeddings.copy_(saved)
+    np.testing.assert_array_equal(micro_model.encode(images=images[:2], mode="latent"), latent)
+
+
+def test_prepare_builds_each_mode_suffix_on_the_device(micro_model, scenes):
+    _, images = scenes
+    items = micro_model.make_items(images[:2], ["a red circle", None])
+    proc = micro_model.processor
+    k = micro_model.num_reason_tokens
+    latent = micro_model.prepare(items, "latent")
+    assert latent["input_ids"][:, -(k + 1):].tolist() == [proc.reason_token_ids(k) + [proc.embed_token_id]] * 2
+    assert micro_model.prepare(items, "discriminative")["input_ids"][:, -1].tolist() == [proc.embed_token_id] * 2
+    assert micro_model.prepare(items, "cot")["input_ids"][:, -1].tolist() == [proc.think_token_id] * 2
+    read = micro_model.prepare(items, "cot", rationales=[[5, 6], [7]])
+    assert read["input_ids"][0, -4:].tolist() == [proc.think_token_id, 5, 6, proc.embed_token_id]
+    assert read["input_ids"][1, -3:].tolist() == [proc.think_token_id, 7, proc.embed_token_id]
+    assert read["pixel_values"].dtype == micro_model.backbone.dtype
+    assert all(v.device == micro_model.device for v in read.values())
+    with pytest.raises(ValueError, match="cot mode"):
+        micro_model.prepare(items, "latent", rationales=[[5], [6]])
+
+
+def test_forward_cot_with_given_rationales_equals_the_read_pass(micro_model, scenes):
+    _, images = scenes
+    items = micro_model.make_items(images[:2], None)
+    with torch.no_grad():
+        generated = micro_model.generate_rationales(items)
+        out = micro_model.forward_cot(items, generated)
+        hidden = micro_model.hidden_states(micro_model.prepare(items, "cot", generated))
+        expected = micro_model.pool(hidden, 0)[0]
+    torch.testing.assert_close(out.embeddings, expected)
+    assert out.rationale_ids == generated
 
 
 def test_reason_states_shape(micro_model, scenes):
