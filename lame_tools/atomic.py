@@ -1,7 +1,9 @@
 """Atomic file writes: write beside the target, flush to disk, then rename over it.
 
 A process killed at any moment leaves either the old file or the new one, never half of one.
-Every file lame_tools writes (embeddings, results JSON, checkpoints) goes through here.
+Single files lame_tools writes (embeddings, results and log JSON, exports, checkpoint manifests) go
+through here; whole folders (model folders, checkpoints) are staged beside their target and renamed
+into place by their writers (`LameModel.save_pretrained`, `lame_tools.checkpoint`).
 """
 
 from __future__ import annotations

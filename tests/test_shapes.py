@@ -87,3 +87,71 @@ def test_export_mmeb_rows(tmp_path):
                 assert (out / row["qry_img_path"]).is_file()
             for p in row["tgt_img_path"]:
                 assert not p or (out / p).is_file()
+
+
+def test_relational_examples_carry_their_anchor_and_answer():
+    from lame_tools.data.shapes import relation_holds as holds
+
+    seen = set()
+    for i in range(200):
+        ex = make_example(0, "test", i)
+        if ex.subtask not in ("relation_two_step", "refer"):
+            assert ex.anchor is None and ex.answer_object is None and ex.relation == ""
+            continue
+        seen.add(ex.subtask)
+        assert ex.anchor.name in ex.query_text
+        assert ex.answer_object.name in ex.target_text
+        assert holds(ex.answer_object, ex.relation, ex.anchor)
+        others = [o for o in ex.scene.objects if o not in (ex.anchor, ex.answer_object)]
+        assert not any(holds(o, ex.relation, ex.anchor) for o in others)  # the answer is unique
+        assert ex.object_index(ex.anchor) != ex.object_index(ex.answer_object)
+    assert seen == {"relation_two_step", "refer"}
+
+
+def test_query_and_target_items_follow_the_example():
+    for i in range(16):
+        ex = make_example(0, "test", i)
+        image = render(ex.scene)
+        query = ex.query_item(image)
+        assert (query.image is image) == ex.query_has_image
+        assert query.text == (ex.query_text or None) and query.instruction == ex.instruction
+        rendered = ex.query_item()
+        if ex.query_has_image:
+            assert rendered.image.tobytes() == image.tobytes()
+        target = ex.target_item(image)
+        if ex.target_has_image:
+            assert target.image is image and target.text is None
+        else:
+            assert target.text == ex.target_text and target.image is None
+
+
+def test_object_boxes_cover_the_drawn_objects():
+    import numpy as np
+
+    from lame_tools.data.shapes import BASE_RGB, object_boxes
+
+    for i in range(30):
+        scene = make_scene(0, "train", i)
+        boxes = object_boxes(scene)
+        assert len(boxes) == len(scene.objects)
+        pixels = np.asarray(render(scene)).astype(int)
+        h, w = pixels.shape[:2]
+        colours = [o.colour for o in scene.objects]
+        for obj, (x0, y0, x1, y1) in zip(scene.objects, boxes):
+            assert 0 <= x0 < obj.x < x1 <= 1 and 0 <= y0 < obj.y < y1 <= 1
+            if colours.count(obj.colour) > 1:
+                continue
+            colour = np.array(BASE_RGB[obj.colour])
+            near = np.abs(pixels - colour).sum(-1) < 60  # the object's own colour (jittered, maybe JPEG)
+            inside = near[int(y0 * h) : int(np.ceil(y1 * h)), int(x0 * w) : int(np.ceil(x1 * w))].sum()
+            outside_box = near.sum() - inside
+            assert inside > 0
+            # the only object of its colour: that colour's pixels lie in its box
+            assert outside_box <= 0.05 * near.sum() + 2
+
+
+def test_file_names():
+    from lame_tools.data.shapes import export_file_name, gallery_file_name
+
+    assert gallery_file_name("test", 3, 7) == "test_s3_00007.png"
+    assert export_file_name("validation", 12) == "images/validation_00012.png"
