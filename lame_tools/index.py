@@ -2,8 +2,9 @@
 
 The app searches a gallery of about a thousand images per text query, the evaluation harness ranks
 whole corpora: both want exact answers and no extra dependency, so search is one matrix product
-plus `argpartition`. Equal scores are ordered by the lower id, so a search always returns the same
-list. Save / load write two `.npy` files atomically and read them without pickle.
+plus a partial sort (`lame_tools.ranking.top_k_rows`). Equal scores are ordered by the lower id,
+so a search always returns the same list whatever the insertion order. Save / load write two
+`.npy` files atomically and read them without pickle.
 """
 
 from __future__ import annotations
@@ -15,19 +16,24 @@ import numpy as np
 
 from lame_tools.atomic import atomic_save_npy
 from lame_tools.errors import InputError
+from lame_tools.ranking import top_k_rows
 
 NORM_TOLERANCE = 1e-3
 
 
-def _as_matrix(array: object, dim: int | None, name: str) -> np.ndarray:
-    """A C-contiguous float32 [n, dim] copy of `array`, refused if not 2-D, not finite or the wrong width."""
+def as_embedding_matrix(array: object, dim: int | None = None, name: str = "embeddings") -> np.ndarray:
+    """A C-contiguous float32 [n, dim] copy of `array` (a [dim] vector is one row).
+
+    Raises:
+        InputError: not 1-D or 2-D, not `dim` wide (when given), or holding NaN / infinite values.
+    """
     matrix = np.asarray(array, dtype=np.float32)
     if matrix.ndim == 1:
         matrix = matrix[None, :]
     if matrix.ndim != 2:
         raise InputError(f"The {name} must be a [n, dim] array, not one of shape {matrix.shape}.")
     if dim is not None and matrix.shape[1] != dim:
-        raise InputError(f"The {name} have dimension {matrix.shape[1]} but the index holds dimension {dim}.")
+        raise InputError(f"The {name} have dimension {matrix.shape[1]} but dimension {dim} is expected.")
     if not np.isfinite(matrix).all():
         raise InputError(f"The {name} contain NaN or infinite values.")
     return np.ascontiguousarray(matrix)
@@ -81,7 +87,7 @@ class EmbeddingIndex:
             InputError: wrong shape or dimension, non-finite values, rows that are not unit-norm
                 (unless `normalize`), or ids that are negative, repeated or already present.
         """
-        matrix = _as_matrix(embeddings, self._dim, "embeddings")
+        matrix = as_embedding_matrix(embeddings, self._dim, "embeddings")
         norms = np.linalg.norm(matrix, axis=1)
         if normalize:
             if (norms == 0).any():
@@ -109,7 +115,7 @@ class EmbeddingIndex:
 
     def scores(self, queries: object) -> np.ndarray:
         """[n, N] inner products of `queries` with every indexed embedding (insertion order)."""
-        matrix = _as_matrix(queries, self._dim, "queries")
+        matrix = as_embedding_matrix(queries, self._dim, "queries")
         return matrix @ self._embeddings.reshape(-1, matrix.shape[1]).T
 
     def search(self, queries: object, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,24 +131,7 @@ class EmbeddingIndex:
         if k < 1:
             raise InputError("k must be at least 1.")
         all_scores = self.scores(queries)  # [n, N]
-        n, total = all_scores.shape
-        k = min(k, total)
-        if k == 0:
-            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-        if k < total:
-            top = np.argpartition(-all_scores, k - 1, axis=1)[:, :k]  # [n, k], unordered
-        else:
-            top = np.broadcast_to(np.arange(total), (n, total)).copy()
-        top_scores = np.take_along_axis(all_scores, top, axis=1)
-        order = np.lexsort((self._ids[top], -top_scores), axis=1)  # score desc, then id asc
-        top = np.take_along_axis(top, order, axis=1)
-        if k < total:
-            # argpartition picks arbitrarily among scores tied with the k-th one: redo those rows exactly.
-            kth = np.take_along_axis(all_scores, top[:, -1:], axis=1)[:, 0]
-            for row in np.flatnonzero((all_scores >= kth[:, None]).sum(axis=1) > k):
-                tied = np.flatnonzero(all_scores[row] >= kth[row])
-                exact = tied[np.lexsort((self._ids[tied], -all_scores[row, tied]))][:k]
-                top[row] = exact
+        top = top_k_rows(all_scores, k, ties=self._ids)
         return np.take_along_axis(all_scores, top, axis=1), self._ids[top]
 
     def save(self, folder: str | os.PathLike) -> Path:

@@ -13,7 +13,6 @@ few hundred points take well under a second.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -25,6 +24,8 @@ import numpy as np
 
 from lame_tools.atomic import atomic_write
 from lame_tools.errors import InputError
+from lame_tools.fingerprint import array_key, model_fingerprint
+from lame_tools.index import as_embedding_matrix
 
 METHODS = ("umap", "pca")
 CACHE_VERSION = 1
@@ -45,7 +46,8 @@ class Projection:
         method: "umap" or "pca".
         coords: [N, 2] coordinates of the corpus points.
         corpus: [N, D] the corpus embeddings it was fitted on.
-        key: the cache key (model + corpus + parameters).
+        key: the cache key: the method asked for + (model + corpus + parameters); a UMAP map of
+            fewer than 4 points is fitted by PCA (`method` "pca") but keeps its "umap-" key.
         params: the fit's parameters (seed, n_neighbors, min_dist, metric).
         labels: optional per-point labels stored with the fit ({name: [N] array}).
         source: "fit", "memory" or "disk" (where this object came from).
@@ -69,7 +71,7 @@ class Projection:
         A map read from the disk cache rebuilds its UMAP reducer on the first call (the
         coordinates themselves need no reducer, so showing a cached map costs no compilation).
         """
-        points = _as_matrix(embeddings, self.corpus.shape[1])
+        points = as_embedding_matrix(embeddings, self.corpus.shape[1])
         if self.method == "pca":
             mean, components = self._pca  # type: ignore[misc]
             return ((points - mean) @ components.T).astype(np.float32)
@@ -80,46 +82,6 @@ class Projection:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return np.asarray(reducer.transform(points), dtype=np.float32)
-
-
-def _as_matrix(embeddings: np.ndarray, dim: int | None = None) -> np.ndarray:
-    points = np.asarray(embeddings, dtype=np.float32)
-    if points.ndim != 2 or (dim is not None and points.shape[1] != dim):
-        raise InputError(f"Expected embeddings of shape [n, {dim or 'D'}], got {list(points.shape)}.")
-    if not np.isfinite(points).all():
-        raise InputError("Embeddings contain NaN or infinite values.")
-    return points
-
-
-def array_key(*parts: Any) -> str:
-    """A short stable hash of arrays / strings / JSON-able values (for cache keys)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            digest.update(str((part.dtype.str, part.shape)).encode())
-            digest.update(np.ascontiguousarray(part).tobytes())
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-        digest.update(b"\x00")
-    return digest.hexdigest()[:24]
-
-
-def model_fingerprint(model: Any) -> str:
-    """A cheap hash of a torch model's weights: every tensor's name, shape and a strided sample of values.
-
-    Two different checkpoints give different fingerprints in practice; hashing every byte of a 2B
-    model would take seconds, so only up to 4,096 values a tensor are read.
-    """
-    import torch
-
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            flat = tensor.detach().reshape(-1)
-            step = max(1, flat.numel() // 4096)
-            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-            digest.update(flat[::step].float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:24]
 
 
 def _fit_pca(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,9 +138,7 @@ def fit_projection(
     """
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}.")
-    points = _as_matrix(embeddings)
-    if len(points) < 4 and method == "umap":
-        method = "pca"
+    points = as_embedding_matrix(embeddings)
     params = {
         "seed": seed,
         "n_neighbors": n_neighbors,
@@ -186,7 +146,11 @@ def fit_projection(
         "metric": metric,
         "version": CACHE_VERSION,
     }
-    key = f"{method}-{key or array_key(points, params)}"
+    # The key names the method asked for, so a map of fewer than 4 points (fitted by PCA) is found
+    # again under the key it is looked up by; `Projection.method` says which method fitted it.
+    key = projection_key(method, key or array_key(points, params))
+    if len(points) < 4:
+        method = "pca"
     if use_cache:
         found = load_projection(key, cache_dir)
         if found is not None:
@@ -207,6 +171,11 @@ def fit_projection(
         _save(path, projection)
         _MEMORY[key] = projection
     return projection
+
+
+def projection_key(method: str, key: str) -> str:
+    """The full cache key of a map: the method asked for ("umap" / "pca"), then the corpus key."""
+    return f"{method}-{key}"
 
 
 def _cache_path(key: str, cache_dir: str | os.PathLike | None) -> Path:
@@ -314,12 +283,13 @@ def shapes_corpus(split: str = "test", n: int = 400, seed: int = 0) -> tuple[lis
 
 def embed_examples(model: Any, examples: list[Any], mode: str | None = None, batch_size: int = 32) -> np.ndarray:
     """Query-side embeddings of Shapes examples (image and/or text, with the task instruction)."""
-    from lame_tools.data.shapes import render
-
-    images = [render(e.scene) if e.query_has_image else None for e in examples]
-    texts = [e.query_text or None for e in examples]
+    items = [e.query_item() for e in examples]
     return model.encode(
-        images=images, texts=texts, instruction=[e.instruction for e in examples], mode=mode, batch_size=batch_size
+        images=[item.image for item in items],
+        texts=[item.text for item in items],
+        instruction=[item.instruction for item in items],
+        mode=mode,
+        batch_size=batch_size,
     )
 
 
@@ -335,10 +305,10 @@ def project_shapes(
     """The map of a Shapes corpus for a model, fitted once: the key is (model weights, corpus, mode),
     so a cache hit skips both embedding the corpus and fitting."""
     mode = mode or model.config.default_mode
-    key = f"{method}-{corpus_key(model, ('shapes', split, n, seed), mode)}"
-    found = load_projection(key, cache_dir)
+    key = corpus_key(model, ("shapes", split, n, seed), mode)
+    found = load_projection(projection_key(method, key), cache_dir)
     if found is not None:
         return found
     examples, labels = shapes_corpus(split, n, seed)
     embeddings = embed_examples(model, examples, mode)
-    return fit_projection(embeddings, method, key=key.split("-", 1)[1], cache_dir=cache_dir, seed=seed, labels=labels)
+    return fit_projection(embeddings, method, key=key, cache_dir=cache_dir, seed=seed, labels=labels)
