@@ -188,3 +188,49 @@ def test_processor_layout_puts_suffix_last(micro_model, scenes):
 def test_shipped_default_loads_and_embeds(shipped_model):
     out = shipped_model.encode(texts=["a red circle"], instruction="represent the text .")
     assert out.shape == (1, shipped_model.config.embed_dim)
+
+
+def test_sequential_latent_batches_like_one_by_one_and_runs_k_steps(micro_model, scenes):
+    examples, images = scenes
+    items = [e.query_item(im) for e, im in zip(examples, images)]
+    calls = []
+    hook = micro_model.backbone.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    try:
+        with torch.no_grad():
+            batched = micro_model.forward_items(items, "sequential")
+    finally:
+        hook.remove()
+    k = micro_model.num_reason_tokens
+    assert calls[1:] == [1] * (k + 1)  # one prefill, then K latent steps and the [EMBED] step, one position each
+    assert batched.reason_states.shape == (len(items), k, micro_model.backbone.config.text_config.hidden_size)
+    with torch.no_grad():
+        single = torch.cat([micro_model.forward_sequential([it]).embeddings for it in items])
+        no_steps = micro_model.forward_sequential(items, num_steps=0).embeddings
+        disc = micro_model.forward_items(items, "discriminative").embeddings
+    torch.testing.assert_close(batched.embeddings, single, atol=2e-5, rtol=0)
+    torch.testing.assert_close(no_steps, disc, atol=2e-5, rtol=0)  # zero steps: prompt + [EMBED], one pass
+
+
+def test_sequential_steps_feed_each_state_forward(micro_model, scenes):
+    """Without the cache: step t's input embedding is the last-layer state at the position before it."""
+    examples, images = scenes
+    items = [examples[0].query_item(images[0])]
+    k = micro_model.num_reason_tokens
+    with torch.no_grad():
+        out = micro_model.forward_sequential(items)
+        batch = micro_model.prepare(items, "latent")
+        embeds = micro_model.input_embeddings(batch["input_ids"]).clone()
+        prompt = batch["input_ids"].shape[1] - k - 1
+        kwargs = dict(
+            attention_mask=batch["attention_mask"], position_ids=micro_model.position_ids(batch),
+            pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"],
+            mm_token_type_ids=batch["mm_token_type_ids"], use_cache=False,
+        )
+        for step in range(k):
+            hidden = micro_model.backbone.model(input_ids=batch["input_ids"], inputs_embeds=embeds, **kwargs).last_hidden_state
+            embeds[:, prompt + step] = hidden[:, prompt + step - 1]
+        hidden = micro_model.backbone.model(input_ids=batch["input_ids"], inputs_embeds=embeds, **kwargs).last_hidden_state
+    torch.testing.assert_close(out.embeddings, micro_model.pool(hidden, k)[0], atol=2e-5, rtol=0)
+    torch.testing.assert_close(out.reason_states, hidden[:, prompt : prompt + k], atol=2e-5, rtol=0)
