@@ -10,34 +10,28 @@ Everything is a pure function of (seed, split, index): the same call always give
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
+from lame_tools.data.render import SUPERSAMPLE, object_boxes, render  # noqa: F401 - part of this module's API
+from lame_tools.data.scene import (  # noqa: F401 - part of this module's API
+    BASE_RGB,
+    COLOURS,
+    COUNT_WORDS,
+    HELD_OUT_PAIRS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    Scene,
+    SceneObject,
+    relation_holds,
+)
 from lame_tools.inputs import Item
-
-SHAPES = ("circle", "square", "triangle", "diamond")
-COLOURS = ("red", "green", "blue", "yellow", "purple")
-SIZES = ("small", "large")
-COUNT_WORDS = ("zero", "one", "two", "three", "four")
-RELATIONS = ("left", "right", "above", "below")
-
-# Colour-shape pairs that never appear in training or validation scenes; every test scene holds at
-# least one, so the test split measures systematic generalisation to unseen compositions.
-HELD_OUT_PAIRS = frozenset({("red", "triangle"), ("blue", "circle"), ("green", "diamond"), ("yellow", "square")})
-
-BASE_RGB = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (235, 205, 30),
-    "purple": (140, 60, 180),
-}
 
 TASK_KINDS = ("classification", "vqa", "retrieval", "grounding")
 SPLITS = ("train", "validation", "test")
@@ -61,45 +55,6 @@ VOCABULARY = sorted(
         "text", "query", "about", "matches", "that", ",", ".", ":", "?",
     }
 )
-
-
-@dataclass(frozen=True)
-class SceneObject:
-    shape: str
-    colour: str
-    size: str
-    x: float  # centre, fraction of width
-    y: float  # centre, fraction of height
-
-    @property
-    def name(self) -> str:
-        return f"{self.colour} {self.shape}"
-
-    def describe(self, with_size: bool = False) -> str:
-        return f"a {self.size} {self.name}" if with_size else f"a {self.name}"
-
-
-@dataclass(frozen=True)
-class Scene:
-    """A scene graph plus how to draw it (the render parameters are part of the scene)."""
-
-    objects: tuple[SceneObject, ...]
-    width: int
-    height: int
-    background: tuple[int, int, int]
-    render_seed: int
-
-    def left_to_right(self) -> list[SceneObject]:
-        return sorted(self.objects, key=lambda o: o.x)
-
-    def caption(self) -> str:
-        names = [o.describe() for o in self.left_to_right()]
-        if len(names) == 1:
-            return names[0]
-        return " , ".join(names[:-1]) + " and " + names[-1]
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -139,20 +94,6 @@ class Example:
         return None if obj is None else self.scene.objects.index(obj)
 
 
-def relation_holds(a: SceneObject, relation: str, b: SceneObject) -> bool:
-    """Whether `a` is `relation` of `b` (image coordinates: y grows downwards)."""
-    dx, dy = a.x - b.x, a.y - b.y
-    if relation == "left":
-        return dx < -0.08 and abs(dx) >= abs(dy)
-    if relation == "right":
-        return dx > 0.08 and abs(dx) >= abs(dy)
-    if relation == "above":
-        return dy < -0.08 and abs(dy) > abs(dx)
-    if relation == "below":
-        return dy > 0.08 and abs(dy) > abs(dx)
-    raise ValueError(f"unknown relation {relation!r}")
-
-
 def _allowed_pairs(split: str) -> list[tuple[str, str]]:
     pairs = [(c, s) for c in COLOURS for s in SHAPES]
     if split == "test":
@@ -188,81 +129,6 @@ def make_scene(seed: int, split: str, index: int) -> Scene:
     tint = rng.randint(225, 255)
     background = (tint, min(255, tint + rng.randint(-8, 8)), min(255, tint + rng.randint(-8, 8)))
     return Scene(objects, width, height, background, rng.randrange(2**31))
-
-
-def _jitter(rgb: tuple[int, int, int], rng: random.Random) -> tuple[int, int, int]:
-    return tuple(max(0, min(255, v + rng.randint(-18, 18))) for v in rgb)  # type: ignore[return-value]
-
-
-def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
-    corners = {"square": 4, "triangle": 3, "diamond": 4}[shape]
-    offset = {"square": math.pi / 4, "triangle": -math.pi / 2, "diamond": 0.0}[shape]
-    scale = 1.0 if shape != "diamond" else 1.15
-    points = []
-    for i in range(corners):
-        theta = offset + angle + 2 * math.pi * i / corners
-        rx = r * scale * (0.75 if shape == "diamond" and i % 2 == 0 else 1.0)
-        points.append((cx + rx * math.cos(theta), cy + r * scale * math.sin(theta)))
-    return points
-
-
-SUPERSAMPLE = 3
-
-
-@dataclass(frozen=True)
-class _DrawnObject:
-    """How one object is drawn, in supersampled canvas pixels."""
-
-    obj: SceneObject
-    cx: float
-    cy: float
-    radius: float
-    fill: tuple[int, int, int]
-    angle: float
-
-
-def _draw_plan(scene: Scene, rng: random.Random) -> list[_DrawnObject]:
-    """The per-object drawing parameters, drawn from the render RNG in the order `render` uses them."""
-    w, h = scene.width * SUPERSAMPLE, scene.height * SUPERSAMPLE
-    unit = min(w, h)
-    plan = []
-    for obj in scene.objects:
-        r = unit * (0.075 if obj.size == "small" else 0.12) * rng.uniform(0.9, 1.1)
-        fill = _jitter(BASE_RGB[obj.colour], rng)
-        angle = rng.uniform(-0.2, 0.2) if obj.shape != "circle" else 0.0
-        plan.append(_DrawnObject(obj, obj.x * w, obj.y * h, r, fill, angle))
-    return plan
-
-
-def object_boxes(scene: Scene) -> list[tuple[float, float, float, float]]:
-    """Each object's bounding box as it is drawn, in image fractions (x0, y0, x1, y1), in scene order."""
-    w, h = scene.width * SUPERSAMPLE, scene.height * SUPERSAMPLE
-    return [
-        ((d.cx - d.radius) / w, (d.cy - d.radius) / h, (d.cx + d.radius) / w, (d.cy + d.radius) / h)
-        for d in _draw_plan(scene, random.Random(scene.render_seed))
-    ]
-
-
-def render(scene: Scene) -> Image.Image:
-    """Draw a scene (supersampled for anti-aliasing; jittered colours, rotation, sometimes JPEG)."""
-    rng = random.Random(scene.render_seed)
-    canvas = Image.new("RGB", (scene.width * SUPERSAMPLE, scene.height * SUPERSAMPLE), scene.background)
-    draw = ImageDraw.Draw(canvas)
-    for d in _draw_plan(scene, rng):
-        r = d.radius
-        if d.obj.shape == "circle":
-            draw.ellipse((d.cx - r, d.cy - r, d.cx + r, d.cy + r), fill=d.fill)
-        else:
-            draw.polygon(_polygon(d.obj.shape, d.cx, d.cy, r, d.angle), fill=d.fill)
-    image = canvas.resize((scene.width, scene.height), Image.LANCZOS)
-    if rng.random() < 0.2:
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.6)))
-    if rng.random() < 0.3:
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=rng.randint(55, 90))
-        buffer.seek(0)
-        image = Image.open(buffer).convert("RGB")
-    return image
 
 
 def gallery_file_name(split: str, seed: int, index: int) -> str:
