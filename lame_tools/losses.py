@@ -17,7 +17,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from lame_tools.constants import IGNORE_INDEX
+
+__all__ = [
+    "IGNORE_INDEX",
+    "MAX_LOGIT_SCALE",
+    "decoder_loss",
+    "gather_no_grad",
+    "gather_with_grad",
+    "info_nce",
+    "sequence_mean_ce",
+    "suffix_lm_loss",
+    "text_keys",
+]
+
 MAX_LOGIT_SCALE = 100.0
 
 
@@ -152,7 +165,8 @@ def decoder_loss(decoder, reason_states: torch.Tensor, target_ids: torch.Tensor,
     """Reconstruction loss of the latent decoder: reproduce the target text from the reason states only.
 
     Args:
-        decoder: a `LatentDecoder` (teacher-forced; sees the K projected reason states as its prefix).
+        decoder: a `LatentDecoder` (teacher-forced; sees the K projected reason states as its prefix;
+            its `sequence` gives the labels).
         reason_states: [batch, K, hidden] from the encoder (gradients flow back into it).
         target_ids: [batch, T] right-padded token ids of the text to reconstruct.
         target_mask: [batch, T] 1 on real tokens.
@@ -160,18 +174,8 @@ def decoder_loss(decoder, reason_states: torch.Tensor, target_ids: torch.Tensor,
     Returns:
         scalar: per-sequence mean token cross-entropy (target tokens and eos), averaged over the batch.
     """
-    from lame_tools.decoder import IGNORE_INDEX as DECODER_IGNORE
-
     out = decoder(reason_states, target_ids, target_mask)
-    k = reason_states.shape[1]
-    labels = torch.full(out.logits.shape[:2], DECODER_IGNORE, dtype=torch.long, device=out.logits.device)
-    # rebuild the decoder's label layout: [prefix K][bos] target [eos]
-    batch = target_ids.shape[0]
-    lengths = target_mask.sum(1)
-    tokens = torch.cat([target_ids, torch.full_like(target_ids[:, :1], DECODER_IGNORE)], dim=1)
-    tokens[torch.arange(batch, device=tokens.device), lengths] = decoder.config.eos_token_id
-    valid = torch.arange(tokens.shape[1], device=tokens.device)[None] <= lengths[:, None]
-    labels[:, k + 1 :] = tokens.masked_fill(~valid, IGNORE_INDEX)
+    _, _, labels = decoder.sequence(target_ids, target_mask, reason_states.shape[1])  # the decoder's own layout
     return sequence_mean_ce(out.logits, labels)
 
 

@@ -19,13 +19,17 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from lame_tools.atomic import atomic_write, atomic_write_text
+from lame_tools.constants import MODES
 
 WEBGL_THRESHOLD = 1000
 LANE_COLOURS = {"latent": "#2a9d8f", "discriminative": "#8d99ae", "cot": "#e76f51"}
 HEAT = "Inferno"
 
 
-def _upsample(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+def upsample_to_image(grid: np.ndarray, image: np.ndarray | Image.Image) -> np.ndarray:
+    """Nearest-neighbour upsampling of a [grid_h, grid_w] map to the image's [height, width]
+    (each merged patch cell covers its share of the image)."""
+    height, width = (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
     rows = np.minimum((np.arange(height) * grid.shape[0]) // height, grid.shape[0] - 1)
     cols = np.minimum((np.arange(width) * grid.shape[1]) // width, grid.shape[1] - 1)
     return grid[rows][:, cols]
@@ -116,8 +120,7 @@ def overlay_png(
         image = np.asarray(
             Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.LANCZOS)
         )
-    height, width = image.shape[:2]
-    weights = _upsample(np.asarray(grid, dtype=np.float32), height, width)
+    weights = upsample_to_image(np.asarray(grid, dtype=np.float32), image)
     low = float(weights.min()) if relative else 0.0
     weights = (weights - low) / ((float(weights.max()) - low) or 1.0)
     # a small colour map: navy (low) -> red -> yellow (high), visible on the light scene backgrounds
@@ -336,9 +339,7 @@ def race_chart(
         tokens: lane -> generated tokens so far (shown for generative lanes).
         log_x: log-scaled time axis; default when the slowest lane is over 20x the fastest.
     """
-    lanes = [lane for lane in ("latent", "discriminative", "cot") if lane in elapsed_ms] + [
-        lane for lane in elapsed_ms if lane not in ("latent", "discriminative", "cot")
-    ]
+    lanes = [lane for lane in MODES if lane in elapsed_ms] + [lane for lane in elapsed_ms if lane not in MODES]
     done = done or {}
     tokens = tokens or {}
     values = [max(float(elapsed_ms[lane]), 1e-3) for lane in lanes]

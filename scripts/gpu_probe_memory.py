@@ -82,8 +82,7 @@ def run(model, device: torch.device, batch_size: int, image_size: int) -> dict[s
     from lame_tools.probe import prepare_batch, run_prepared, run_with_cache
 
     examples = [make_example(0, "test", i, task="vqa") for i in range(batch_size)]
-    images = [render(e.scene).resize((image_size, image_size)) for e in examples]
-    items = model.make_items(images, [e.query_text for e in examples], examples[0].instruction)
+    items = [e.query_item(render(e.scene).resize((image_size, image_size))) for e in examples]
     prepared = prepare_batch(model, items, "latent")
     seq = int(prepared.batch["input_ids"].shape[1])
     lm = model.backbone.config.text_config
@@ -105,20 +104,8 @@ def run(model, device: torch.device, batch_size: int, image_size: int) -> dict[s
         return cache.nbytes()
 
     def eager_full() -> int:
-        batch = {k: v.to(model.device) for k, v in prepared.batch.items()}
-        batch["pixel_values"] = batch["pixel_values"].to(model.backbone.dtype)
         with torch.no_grad():
-            out = model.backbone.model(
-                input_ids=batch["input_ids"],
-                inputs_embeds=model.input_embeddings(batch["input_ids"]),
-                attention_mask=batch["attention_mask"],
-                position_ids=model.position_ids(batch),
-                pixel_values=batch["pixel_values"],
-                image_grid_thw=batch["image_grid_thw"],
-                mm_token_type_ids=batch["mm_token_type_ids"],
-                use_cache=False,
-                output_attentions=True,
-            )
+            out = model.backbone_forward(prepared.batch, output_attentions=True)
         return sum(a.numel() * a.element_size() for a in out.attentions)
 
     report["plain"] = measure(plain, device)

@@ -31,43 +31,15 @@ sys.path.insert(0, str(ROOT))
 
 from lame_tools import SHIPPED_MODELS, load_model  # noqa: E402
 from lame_tools.atomic import atomic_write_json  # noqa: E402
-from lame_tools.data.shapes import COLOURS, SHAPES, Example, make_example, render  # noqa: E402
+from lame_tools.data.shapes import Example, object_boxes  # noqa: E402
 from lame_tools.probe import (  # noqa: E402
     ablate,
     linear_probe,
     readout_items,
     reason_attention_items,
     region_mass,
+    relational_examples,
 )
-
-
-def relational(split: str, n: int, seed: int = 0) -> list[Example]:
-    found, index = [], 0
-    while len(found) < n:
-        example = make_example(seed, split, index, task="vqa")
-        if example.subtask == "relation_two_step":
-            found.append(example)
-        index += 1
-    return found
-
-
-def object_box(obj, scene) -> tuple[float, float, float, float]:
-    """An object's bounding box in image fractions (the renderer's radius, with its 10% jitter)."""
-    radius = min(scene.width, scene.height) * (0.075 if obj.size == "small" else 0.12) * 1.1
-    rx, ry = radius / scene.width, radius / scene.height
-    return obj.x - rx, obj.y - ry, obj.x + rx, obj.y + ry
-
-
-def roles(example: Example) -> tuple[int, int]:
-    """(anchor index, answer index) of a relational question's scene objects."""
-    words = example.query_text.split()
-    anchor_colour, anchor_shape = next(w for w in words if w in COLOURS), next(w for w in words if w in SHAPES)
-    target = example.target_text.split()
-    answer_colour, answer_shape = next(w for w in target if w in COLOURS), next(w for w in target if w in SHAPES)
-    objects = example.scene.objects
-    anchor = next(i for i, o in enumerate(objects) if (o.colour, o.shape) == (anchor_colour, anchor_shape))
-    answer = next(i for i, o in enumerate(objects) if (o.colour, o.shape) == (answer_colour, answer_shape))
-    return anchor, answer
 
 
 def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -> dict[str, Any]:
@@ -77,15 +49,13 @@ def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -
     per_head: dict[str, list[np.ndarray]] = {"anchor": [], "answer": [], "other": []}
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        items = model.make_items(
-            [render(e.scene) for e in chunk], [e.query_text for e in chunk], [e.instruction for e in chunk]
-        )
+        items = [e.query_item() for e in chunk]
         for example, att in zip(chunk, reason_attention_items(model, items, mode="latent")):
             last = att.image_attention[-1].mean(0)  # [Q, gh, gw], last layer, mean of heads
             last = last / last.sum((-1, -2), keepdims=True)  # where on the image, whatever the image's share
-            boxes = [object_box(o, example.scene) for o in example.scene.objects]
+            boxes = object_boxes(example.scene)
             mass, share = region_mass(last, boxes)  # [Q, n_objects], [n_objects]
-            anchor, answer = roles(example)
+            anchor, answer = example.object_index(example.anchor), example.object_index(example.answer_object)
             others = [i for i in range(len(boxes)) if i not in (anchor, answer)]
             heads = att.image_attention / att.image_attention.sum((-1, -2), keepdims=True)  # [L, H, Q, gh, gw]
             head_mass, _ = region_mass(heads.mean(2), boxes)  # [L, H, n_objects], mean of tokens
@@ -185,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n0. embedding spread: mean pairwise cosine of query embeddings within a subtask (1.0 = all the same point)")
     print("   " + "  ".join(f"{k} {v:.3f}" for k, v in report["embedding_spread"].items()))
 
-    test = relational("test", max(args.n_attention, args.n_ablate))
+    test = relational_examples(max(args.n_attention, args.n_ablate), "test")
     report["attention_on_objects"] = attention_on_objects(model, test[: args.n_attention])
     print(
         f"\n1. attention on objects ({args.n_attention} relational test queries; last layer, mean of heads; "
@@ -235,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     report["linear_probes"] = probes
 
     sample = test[:4]
-    items = model.make_items(
-        [render(e.scene) for e in sample], [e.query_text for e in sample], [e.instruction for e in sample]
-    )
+    items = [e.query_item() for e in sample]
     if model.decoder is not None:
         result = readout_items(model, items, max_new_tokens=16)
         report["readout"] = [

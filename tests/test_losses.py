@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from lame_tools.constants import IGNORE_INDEX
 from lame_tools.losses import (
-    IGNORE_INDEX,
     decoder_loss,
     info_nce,
     sequence_mean_ce,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from lame_tools.constants import EMBED_TOKEN, reason_tokens
 from lame_tools.data.shapes import make_example
 from lame_tools.errors import InputError
 from lame_tools.probe import (
@@ -22,6 +23,7 @@ from lame_tools.probe import (
     prepare_batch,
     readout_items,
     reason_attention_items,
+    relational_examples,
     run_with_cache,
     run_with_hooks,
 )
@@ -49,19 +51,8 @@ def test_recomputed_pattern_equals_eager_attention_on_left_padded_batch(micro_mo
 
     eager = copy.deepcopy(micro_model)
     eager.backbone.set_attn_implementation("eager")
-    batch = prepared.batch
     with torch.no_grad():
-        out = eager.backbone.model(
-            input_ids=batch["input_ids"],
-            inputs_embeds=eager.input_embeddings(batch["input_ids"]),
-            attention_mask=mask,
-            position_ids=eager.position_ids(batch),
-            pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"],
-            mm_token_type_ids=batch["mm_token_type_ids"],
-            use_cache=False,
-            output_attentions=True,
-        )
+        out = eager.backbone_forward(prepared.batch, output_attentions=True)
     assert len(out.attentions) == len(micro_model.backbone.model.language_model.layers)
     for layer, reference in enumerate(out.attentions):
         got = cache[f"blocks.{layer}.attn.hook_pattern"]
@@ -100,7 +91,7 @@ def test_run_with_cache_keeps_only_requested_names_and_rows(micro_model, scenes)
     assert cache["blocks.0.hook_resid_post"].shape == (3, k + 1, hidden)  # rows, not [batch, seq, hidden]
     assert cache["blocks.0.attn.hook_pattern"].shape == (3, heads, k + 1, seq)  # rows, not [.., seq, seq]
     assert cache.nbytes() == 4 * (3 * (k + 1) * hidden + 3 * heads * (k + 1) * seq)
-    assert cache.query_tokens == [f"[REASON_{i}]" for i in range(k)] + ["[EMBED]"]
+    assert cache.query_tokens == [*reason_tokens(k), EMBED_TOKEN]
     np.testing.assert_array_equal(cache.positions, np.arange(seq - k - 1, seq))
     # capturing does not change the result
     with torch.no_grad():
@@ -184,6 +175,29 @@ def test_ablation_reports_cosine_and_ranks(micro_model):
     assert {"condition", "mean_cosine", "mean_rank_change", "hit1_before", "hit1_after"} <= set(same.summary()[0])
     with pytest.raises(InputError):
         ablate(micro_model, examples, how="melt")
+
+
+def test_ablation_ranks_ties_pessimistically_on_a_collapsed_model(micro_model):
+    """A model whose every embedding is the same point must not score Hit@1 by the order of its candidates."""
+    collapsed = copy.deepcopy(micro_model)
+    with torch.no_grad():
+        collapsed.embed_head.weight.zero_()
+        collapsed.embed_head.bias.fill_(1.0)  # every query and candidate embeds to one unit vector
+    examples = [make_example(0, "test", i, task="vqa") for i in range(4)]
+    result = ablate(collapsed, examples, tokens=[0], how="zero")
+    np.testing.assert_array_equal(result.rank_before, result.n_candidates)  # the positive ranks last
+    np.testing.assert_array_equal(result.rank_after[0], result.n_candidates)
+    summary = result.summary()[0]
+    assert summary["hit1_before"] == 0.0 and summary["hit1_after"] == 0.0
+    assert summary["mean_rank_change"] == 0.0
+
+
+def test_linear_probe_answer_labels_come_from_the_answer_object():
+    examples = relational_examples(6, "test")
+    assert len(examples) == 6 and all(e.subtask == "relation_two_step" for e in examples)
+    colours = attribute_labels(examples, "answer_colour")
+    shapes = attribute_labels(examples, "answer_shape")
+    assert [f"a {c} {s}" for c, s in zip(colours, shapes)] == [e.target_text for e in examples]
 
 
 def test_linear_probe_reads_a_planted_signal_and_the_control_does_not():

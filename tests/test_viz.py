@@ -66,3 +66,13 @@ def test_race_chart_orders_lanes_and_switches_to_log_scale():
     assert bar.text[1].endswith("…") and "37 tokens" in bar.text[1]
     even = viz.race_chart({"latent": 12.0, "discriminative": 10.0})
     assert even.layout.xaxis.type == "linear"
+
+
+def test_upsample_to_image_gives_each_cell_its_share_of_the_pixels():
+    grid = np.arange(6, dtype=np.float32).reshape(2, 3)
+    up = viz.upsample_to_image(grid, np.zeros((4, 6, 3), np.uint8))
+    assert up.shape == (4, 6)
+    np.testing.assert_array_equal(up, np.repeat(np.repeat(grid, 2, 0), 2, 1))
+    uneven = viz.upsample_to_image(grid, Image.new("RGB", (7, 5)))  # PIL size is (width, height)
+    assert uneven.shape == (5, 7)
+    assert uneven[0, 0] == 0 and uneven[-1, -1] == 5 and set(np.unique(uneven)) == set(range(6))

@@ -5,10 +5,9 @@
     readout    what the latent decoder reads from the K reason states
     ablation   drop / zero / swap reason tokens; cosine and target-rank changes
     linear     logistic probes from reason states to Shapes attributes, with controls
-    cli        `python -m lame_tools probe attention|readout|ablate|linear|project`
 
 Every public function returns plain numpy arrays in small dataclasses; figures live in
-`lame_tools.viz`, projections in `lame_tools.project`.
+`lame_tools.viz`, projections in `lame_tools.project`, the `probe` verb in `lame_tools.cli.probe`.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ from lame_tools.probe.attention import (
     reason_attention,
     reason_attention_items,
     region_mass,
-    upsample_to_image,
 )
-from lame_tools.probe.cli import register_cli
 from lame_tools.probe.hooks import (
     ActivationCache,
     HookContext,
@@ -43,8 +40,10 @@ from lame_tools.probe.linear import (
     fit_probes,
     linear_probe,
     probe_examples,
+    relational_examples,
 )
 from lame_tools.probe.readout import Readout, decode_reason_states, readout, readout_items, readout_per_token
+from lame_tools.viz import upsample_to_image
 
 __all__ = [
     "ABLATIONS",
@@ -73,8 +72,8 @@ __all__ = [
     "reason_attention",
     "reason_attention_items",
     "recompute_attention_rows",
+    "relational_examples",
     "region_mass",
-    "register_cli",
     "run_prepared",
     "run_with_cache",
     "run_with_hooks",

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lame_tools.data.shapes import TARGET_INSTRUCTION, Example, render
+from lame_tools.constants import reason_token
+from lame_tools.data.shapes import TARGET_INSTRUCTION, Example
 from lame_tools.errors import InputError
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import HookContext, num_layers, prepare_batch, run_prepared, run_with_cache, run_with_hooks
+from lame_tools.ranking import positive_rank
 
 ABLATIONS = ("drop", "zero", "swap")
 
@@ -97,12 +99,9 @@ def _token_sets(tokens: str | Sequence[int] | Sequence[Sequence[int]], k: int) -
 
 
 def _ranks(embeddings: np.ndarray, candidate_embeddings: list[np.ndarray]) -> np.ndarray:
-    """1-based rank of candidate 0 (the positive) for each query."""
-    ranks = []
-    for emb, cands in zip(embeddings, candidate_embeddings):
-        scores = cands @ emb
-        ranks.append(1 + int((scores[1:] > scores[0]).sum()))
-    return np.array(ranks)
+    """1-based rank of candidate 0 (the positive) for each query, ties ranked as evaluation ranks them
+    (pessimistically: a collapsed model ranks its positive last)."""
+    return np.array([positive_rank(cands @ emb) for emb, cands in zip(embeddings, candidate_embeddings)])
 
 
 def ablate(
@@ -145,12 +144,12 @@ def ablate(
     original, ablated = [], [[] for _ in sets]
     for start in range(0, len(usable), batch_size):
         chunk = usable[start : start + batch_size]
-        items = _items(model, chunk)
+        items = [e.query_item() for e in chunk]
         base = prepare_batch(model, items, "latent")
         original.append(run_prepared(model, base).embeddings.cpu().numpy())
         donor_cache = None
         if how == "swap":
-            donor_items = _items(model, donors[start : start + batch_size])  # type: ignore[index]
+            donor_items = [e.query_item() for e in donors[start : start + batch_size]]  # type: ignore[index]
             names = ["hook_embed"] + [f"blocks.{i}.hook_resid_post" for i in range(num_layers(model))]
             _, donor_cache = run_with_cache(model, donor_items, names, mode="latent")
         for c, token_set in enumerate(sets):
@@ -162,7 +161,7 @@ def ablate(
             ablated[c].append(out.embeddings.cpu().numpy())
     original_embeddings = np.concatenate(original)
     ablated_embeddings = [np.concatenate(a) for a in ablated]
-    names = [f"{how} [" + ",".join(f"REASON_{i}" for i in s) + "]" for s in sets]
+    names = [f"{how} [" + ",".join(reason_token(i).strip("[]") for i in s) + "]" for s in sets]
     return AblationResult(
         conditions=names,
         how=how,
@@ -172,11 +171,6 @@ def ablate(
         rank_after=np.stack([_ranks(a, candidate_embeddings) for a in ablated_embeddings]),
         n_candidates=np.array([len(e.candidates) for e in usable]),
     )
-
-
-def _items(model: LameModel, examples: Sequence[Example]):
-    images = [render(e.scene) if e.query_has_image else None for e in examples]
-    return model.make_items(images, [e.query_text or None for e in examples], [e.instruction for e in examples])
 
 
 def _patch_hooks(model: LameModel, token_set: list[int], how: str, donor_cache) -> list:

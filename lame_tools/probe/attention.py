@@ -4,6 +4,7 @@ One pass with `attn.hook_pattern` hooks on every layer keeps only the query rows
 (K reason tokens + [EMBED]); each row is then split into image keys, laid back on the merged image
 grid (Qwen2-VL merges 2x2 patches; the image tokens are the merged grid in row-major order), and
 the other keys (instruction, text, vision markers, the suffix itself), with their token strings.
+`lame_tools.viz.upsample_to_image` lays a grid over the image's pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import ActivationCache, num_layers, prepare_batch, run_with_cache
@@ -30,7 +30,8 @@ class ReasonAttention:
         text_attention: [layer, head, Q, T] attention on every other real (non-pad) key, in order.
         text_tokens: the T key token strings (instruction, text, vision markers, the suffix).
         image_mass: [layer, head, Q] total attention on the image (0 when there is none).
-        image: the input image as uint8 [height, width, 3] (after EXIF fixing), or None.
+        image: the input image as decoded for the model (RGB uint8 [height, width, 3], before the
+            processor resizes it; the grid spans it), or None.
         mode: the mode probed.
     """
 
@@ -129,14 +130,6 @@ def reason_attention(
     """
     items = model.make_items([image] if image is not None else None, [text], instruction)
     return reason_attention_items(model, items, mode, layers)[0]
-
-
-def upsample_to_image(grid: np.ndarray, image: np.ndarray | Image.Image) -> np.ndarray:
-    """Nearest-neighbour upsampling of a [grid_h, grid_w] map to the image's [height, width]."""
-    height, width = (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
-    rows = np.minimum((np.arange(height) * grid.shape[0]) // height, grid.shape[0] - 1)
-    cols = np.minimum((np.arange(width) * grid.shape[1]) // width, grid.shape[1] - 1)
-    return grid[rows][:, cols]
 
 
 def region_mass(

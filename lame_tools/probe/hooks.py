@@ -34,11 +34,10 @@ import torch
 from torch import nn
 from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb, repeat_kv
 
+from lame_tools.constants import EMBED_TOKEN, MODES, reason_token
 from lame_tools.errors import InputError
+from lame_tools.inputs import Item
 from lame_tools.model import EmbedOutput, LameModel
-from lame_tools.processor import Item
-
-PROBE_MODES = ("latent", "discriminative", "cot")
 
 
 @dataclass
@@ -225,7 +224,7 @@ class PreparedBatch:
     """A processed batch plus what probing needs to read it.
 
     Attributes:
-        batch: the processor's dict (input_ids, attention_mask, ... [batch, seq]).
+        batch: the processed batch on the model's device (input_ids, attention_mask, ... [batch, seq]).
         num_reason: K reason tokens in the suffix (0 for discriminative and cot).
         num_query: rows probed per item: the suffix's reason tokens and [EMBED] (cot: [EMBED] only).
         query_tokens: their names, e.g. ["[REASON_0]", ..., "[EMBED]"].
@@ -251,32 +250,34 @@ def prepare_batch(
     mode: str | None = None,
     reason_indices: Sequence[int] | None = None,
 ) -> PreparedBatch:
-    """Build the batch a mode would run, with the probed rows named.
+    """Build the batch a mode would run (`model.prepare`, on the model's device), with the probed rows named.
 
     Args:
         reason_indices: latent mode only: which reason tokens to keep in the suffix (default all K;
             ablation by dropping passes a subset).
     """
     mode = mode or model.config.default_mode
-    if mode not in PROBE_MODES:
-        raise InputError(f"mode must be one of {PROBE_MODES}, got {mode!r}.")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
     if not items:
         raise InputError("Give at least one input to probe.")
-    processor = model.processor
     if mode == "latent":
         k = model.num_reason_tokens
-        kept = list(range(k)) if reason_indices is None else list(reason_indices)
-        if any(not 0 <= i < k for i in kept):
-            raise InputError(f"Reason token indices must be in 0..{k - 1}, got {kept}.")
-        ids = processor.reason_token_ids(k)
-        suffix = [ids[i] for i in kept] + [processor.embed_token_id]
-        names = [f"[REASON_{i}]" for i in kept] + ["[EMBED]"]
-        return PreparedBatch(processor(items, suffix), len(kept), len(suffix), names)
+        if reason_indices is None:
+            kept, batch = list(range(k)), model.prepare(items, "latent")
+        else:
+            kept = list(reason_indices)
+            if any(not 0 <= i < k for i in kept):
+                raise InputError(f"Reason token indices must be in 0..{k - 1}, got {kept}.")
+            ids = model.processor.reason_token_ids(k)
+            suffix = [ids[i] for i in kept] + [model.processor.embed_token_id]
+            batch = model.move_batch(model.processor(items, suffix))
+        names = [reason_token(i) for i in kept] + [EMBED_TOKEN]
+        return PreparedBatch(batch, len(kept), len(names), names)
     if mode == "discriminative":
-        return PreparedBatch(processor(items, [processor.embed_token_id]), 0, 1, ["[EMBED]"])
+        return PreparedBatch(model.prepare(items, "discriminative"), 0, 1, [EMBED_TOKEN])
     rationales = model.generate_rationales(items)
-    suffixes = [[processor.think_token_id, *r, processor.embed_token_id] for r in rationales]
-    return PreparedBatch(processor(items, suffixes), 0, 1, ["[EMBED]"], rationales)
+    return PreparedBatch(model.prepare(items, "cot", rationales), 0, 1, [EMBED_TOKEN], rationales)
 
 
 def run_prepared(model: LameModel, prepared: PreparedBatch) -> EmbedOutput:
@@ -367,9 +368,9 @@ def run_with_cache(
     cache = ActivationCache(
         positions=keep.numpy(),
         query_tokens=list(prepared.query_tokens) if positions == "suffix" else [],
-        input_ids=prepared.batch["input_ids"].numpy(),
-        attention_mask=prepared.batch["attention_mask"].numpy(),
-        image_grid_thw=prepared.batch["image_grid_thw"].numpy() if "image_grid_thw" in prepared.batch else None,
+        input_ids=prepared.batch["input_ids"].cpu().numpy(),
+        attention_mask=prepared.batch["attention_mask"].cpu().numpy(),
+        image_grid_thw=prepared.batch["image_grid_thw"].cpu().numpy() if "image_grid_thw" in prepared.batch else None,
     )
 
     def store(value: torch.Tensor, ctx: HookContext) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lame_tools.data.shapes import COLOURS, SHAPES, Example, make_example, render
+from lame_tools.data.shapes import COLOURS, Example, make_example
 from lame_tools.errors import InputError
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import num_layers, prepare_batch, run_with_cache
@@ -93,23 +93,31 @@ class LinearProbeResult:
         return out.getvalue()
 
 
+def _first_examples(n: int, split: str, seed: int, task: str | None, keep) -> list[Example]:
+    """The first `n` examples of a split (of one task kind, or cycling) that `keep` accepts, looking at
+    no more than 50 n of them."""
+    examples: list[Example] = []
+    index = 0
+    while len(examples) < n and index < 50 * n:
+        example = make_example(seed, split, index, task=task)
+        if keep(example):
+            examples.append(example)
+        index += 1
+    return examples
+
+
+def relational_examples(n: int, split: str = "train", seed: int = 0) -> list[Example]:
+    """The first `n` two-step relational questions ("what is left of the red square ?") of a split."""
+    return _first_examples(n, split, seed, "vqa", lambda e: e.subtask == "relation_two_step")
+
+
 def probe_examples(attribute: str, n: int, split: str = "train", seed: int = 0) -> list[Example]:
     """`n` Shapes examples suited to an attribute (relational questions for answer_*)."""
     if attribute not in ATTRIBUTES and not attribute.startswith("has_"):
         raise InputError(f"attribute must be one of {ATTRIBUTES} or has_<colour>, got {attribute!r}.")
-    examples: list[Example] = []
-    index = 0
-    while len(examples) < n and index < 50 * n:
-        if attribute.startswith("answer_"):
-            example = make_example(seed, split, index, task="vqa")
-            if example.subtask == "relation_two_step":
-                examples.append(example)
-        else:
-            example = make_example(seed, split, index)
-            if example.query_has_image:
-                examples.append(example)
-        index += 1
-    return examples
+    if attribute.startswith("answer_"):
+        return relational_examples(n, split, seed)
+    return _first_examples(n, split, seed, None, lambda e: e.query_has_image)
 
 
 def attribute_labels(examples: Sequence[Example], attribute: str) -> np.ndarray:
@@ -124,12 +132,9 @@ def attribute_labels(examples: Sequence[Example], attribute: str) -> np.ndarray:
     if attribute in ("answer_colour", "answer_shape"):
         labels = []
         for e in examples:
-            words = e.target_text.split()
-            colour = next((w for w in words if w in COLOURS), None)
-            shape = next((w for w in words if w in SHAPES), None)
-            if e.subtask != "relation_two_step" or colour is None or shape is None:
+            if e.subtask != "relation_two_step" or e.answer_object is None:
                 raise InputError(f"{attribute} needs relational-question examples (got subtask {e.subtask!r}).")
-            labels.append(colour if attribute == "answer_colour" else shape)
+            labels.append(e.answer_object.colour if attribute == "answer_colour" else e.answer_object.shape)
         return np.array(labels)
     raise InputError(f"attribute must be one of {ATTRIBUTES} or has_<colour>, got {attribute!r}.")
 
@@ -148,12 +153,7 @@ def collect_states(
     chunks, tokens = [], []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        items = model.make_items(
-            [render(e.scene) if e.query_has_image else None for e in chunk],
-            [e.query_text or None for e in chunk],
-            [e.instruction for e in chunk],
-        )
-        prepared = prepare_batch(model, items, mode)
+        prepared = prepare_batch(model, [e.query_item() for e in chunk], mode)
         _, cache = run_with_cache(model, prepared, names)
         chunks.append(cache.stack("hook_resid_post", chosen).permute(1, 0, 2, 3).numpy())  # [batch, layer, Q, hidden]
         tokens = cache.query_tokens

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from lame_tools.errors import InputError
+from lame_tools.inputs import Item
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import prepare_batch, run_prepared
-from lame_tools.processor import Item
 
 
 @dataclass
@@ -58,60 +58,15 @@ def decode_reason_states(
     dropped = [i for i in range(k) if i not in kept]
     if dropped:
         states[:, dropped] = 0
-    decoder = model.decoder
-    config = decoder.config
-    with torch.no_grad():
-        if num_beams > 1:
-            ids = decoder.readout(states, max_new_tokens=max_new_tokens, num_beams=num_beams)
-            probs = [np.zeros(0, dtype=np.float32)] * len(ids)
-            rows = ids.tolist()
-        else:
-            rows, probs = _greedy(decoder, states, max_new_tokens)
+    decoded = model.decoder.readout(states, max_new_tokens=max_new_tokens, num_beams=num_beams)
     tokenizer = model.processor.tokenizer
-    stops = {config.eos_token_id, config.pad_token_id}
-    token_ids = []
-    for row in rows:
-        cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-        token_ids.append(row[:cut])
-    probs = [p[: len(t)] for p, t in zip(probs, token_ids)]
     return Readout(
-        texts=[model.processor.decode(t) for t in token_ids],
-        token_ids=token_ids,
-        tokens=[tokenizer.convert_ids_to_tokens(t) for t in token_ids],
-        token_probs=probs,
+        texts=[model.processor.decode(t) for t in decoded.token_ids],
+        token_ids=decoded.token_ids,
+        tokens=[tokenizer.convert_ids_to_tokens(t) for t in decoded.token_ids],
+        token_probs=decoded.token_probs,
         kept_reason_tokens=kept,
     )
-
-
-def _greedy(
-    decoder: torch.nn.Module, states: torch.Tensor, max_new_tokens: int
-) -> tuple[list[list[int]], list[np.ndarray]]:
-    """Greedy decoding that also returns each chosen token's probability."""
-    out = decoder.lm.generate(
-        inputs_embeds=torch.cat(
-            [
-                decoder.prefix(states),
-                decoder.lm.get_input_embeddings()(
-                    torch.full(
-                        (states.shape[0], 1), decoder.config.bos_token_id, dtype=torch.long, device=states.device
-                    )
-                ),
-            ],
-            dim=1,
-        ),
-        attention_mask=torch.ones(states.shape[0], states.shape[1] + 1, dtype=torch.long, device=states.device),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=decoder.config.eos_token_id,
-        pad_token_id=decoder.config.pad_token_id,
-        output_scores=True,
-        return_dict_in_generate=True,
-    )
-    ids = out.sequences  # with inputs_embeds only the new tokens are returned
-    step_probs = torch.stack([torch.softmax(s.float(), dim=-1) for s in out.scores], dim=1)  # [batch, steps, vocab]
-    chosen = step_probs.gather(-1, ids[:, : step_probs.shape[1], None])[..., 0]
-    return ids.tolist(), [row.cpu().numpy() for row in chosen]
 
 
 def readout_items(
