@@ -9,6 +9,7 @@ import importlib.util
 import io
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ def load_app(module_name: str = "lame_app") -> ModuleType:
     """Import `app.py` as a fresh module (so each import sees the current `spaces` in sys.modules)."""
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "app.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # as `import` does (dataclasses look their module up there)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 

@@ -189,10 +189,28 @@ def test_every_endpoint_has_a_docstring_and_gpu_events_share_one_id(server):
     assert set(gpu.values()) == {app.GPU_CONCURRENCY_ID}
 
 
+TABS = ["Retrieve", "Attention", "Embedding map", "Race", "Probe", "About"]
+PUBLIC_ENDPOINTS = {
+    "search", "download_results", "add_to_corpus", "reset_corpus", "known_words", "attention", "attention_view",
+    "embedding_map", "race", "ablation", "linear_probe", "model_info",
+}
+GPU_ENDPOINTS = {"search", "attention", "embedding_map", "race", "ablation", "linear_probe", "add_to_corpus"}
+
+
+def tabs_and_endpoints(demo) -> tuple[list[str], set[str]]:
+    """The built Blocks' tab labels, in order, and the names of its public API endpoints."""
+    import gradio as gr
+
+    tabs = [block.label for block in demo.blocks.values() if isinstance(block, gr.Tab)]
+    endpoints = {fn.api_name for fn in demo.fns.values() if fn.api_name and fn.api_visibility == "public"}
+    return tabs, endpoints
+
+
 def test_app_builds_with_and_without_spaces(monkeypatch, micro_service):
     plain = load_app("lame_app_plain")
     assert plain.spaces is None
-    plain.build_app(micro_service)
+    tabs, endpoints = tabs_and_endpoints(plain.build_app(micro_service))
+    assert tabs == TABS and endpoints == PUBLIC_ENDPOINTS
 
     wrapped: list[str] = []
     fake = types.ModuleType("spaces")
@@ -210,14 +228,16 @@ def test_app_builds_with_and_without_spaces(monkeypatch, micro_service):
     zero = load_app("lame_app_zerogpu")
     assert zero.spaces is fake
     demo = zero.build_app(micro_service)
-    assert {"search", "attention", "embedding_map", "race", "ablation", "linear_probe", "add_to_corpus"} <= set(wrapped)
-    assert "known_words" not in wrapped and "model_info" not in wrapped  # no GPU for what runs no model
-    assert demo is not None
+    assert set(wrapped) == GPU_ENDPOINTS  # exactly the handlers that run a model get a GPU
+    tabs, endpoints = tabs_and_endpoints(demo)
+    assert tabs == TABS and endpoints == PUBLIC_ENDPOINTS
+    gpu_fns = [fn.fn for fn in demo.fns.values() if fn.api_name in GPU_ENDPOINTS]
+    assert gpu_fns and all(fn.zerogpu_duration == zero.GPU_DURATION_S for fn in gpu_fns)
 
 
 @pytest.fixture(scope="module")
 def micro_service(micro_model, tmp_path_factory):
-    from lame_tools.config import MODES
+    from lame_tools.constants import MODES
     from lame_tools.demo.gallery import shapes_gallery
     from lame_tools.demo.models import ModeModels
     from lame_tools.demo.service import DemoService

@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lame_tools.config import MODES
+from lame_tools.constants import MODES
+from lame_tools.data.shapes import gallery_file_name, make_example
 from lame_tools.demo.exports import write_csv, write_json, write_npz
 from lame_tools.demo.gallery import Gallery, GalleryEntry, search_many, shapes_gallery
 from lame_tools.demo.models import ModeModels, load_demo_models, resolve_model_folder
-from lame_tools.demo.service import TASK_INSTRUCTIONS, DemoService, parse_mode
+from lame_tools.demo.probes import ABLATION_COLUMNS
+from lame_tools.demo.query import MAX_SESSION_QUERIES, RESULT_COLUMNS, TASK_INSTRUCTIONS, parse_mode
+from lame_tools.demo.race_board import RaceBoard
+from lame_tools.demo.service import DemoService
 from lame_tools.errors import InputError, ModelLoadError
 
 
@@ -129,6 +133,46 @@ def test_examples_point_at_corpus_images(service):
         service.prepare_query(e["image"], e["text"], e["task"], e["target"])  # every example passes the checks
 
 
+def test_examples_follow_the_corpus_seed_and_split(micro_model, tmp_path):
+    models = ModeModels({m: micro_model for m in MODES}, {m: "micro" for m in MODES}, single=True)
+    seeded = DemoService(models, shapes_gallery(tmp_path / "g", n_images=12, seed=3, split="validation"), tmp_path, umap=False)
+    examples = seeded.example_queries()
+    assert examples
+    queries = {make_example(3, "validation", i).query_text for i in range(12)}
+    assert all(e["text"] in queries for e in examples)  # seed 3's validation examples, not seed 0's test ones
+    names = {gallery_file_name("validation", 3, i) for i in range(12)}
+    assert {e["image"].rsplit("/", 1)[-1] for e in examples if e["image"]} <= names
+    assert any(e["image"] for e in examples)
+    bare = DemoService(models, Gallery([GalleryEntry("text", "a red circle")]), tmp_path, umap=False)
+    assert bare.example_queries() == []  # not a Shapes corpus: no examples to offer
+
+
+def test_search_views_are_what_the_tab_shows(service):
+    result = service.search(None, "a red circle", k=3)
+    table = result.table()
+    assert len(table) == 3 and all(len(row) == len(RESULT_COLUMNS) for row in table)
+    assert [row[0] for row in table] == [1, 2, 3] and all(row[2] == "image" for row in table)
+    assert [path for path, _ in result.gallery_items()] == [h.entry.image_path for h in result.hits]
+    assert result.shows_images and "**3 images**" in result.summary_markdown() and "**latent** mode" in result.summary_markdown()
+    texts = service.search(None, "a red circle", target="texts", k=2)
+    assert not texts.shows_images and texts.gallery_items() == []
+    queries: list = []
+    for _ in range(MAX_SESSION_QUERIES + 3):
+        queries = service.remember_query(queries, result)
+    assert len(queries) == MAX_SESSION_QUERIES and queries[-1]["label"] == "a red circle"
+    with pytest.raises(InputError, match="Run a search first"):
+        service.export_results(None)
+
+
+@pytest.mark.parametrize("key", ["slowdown", "speedup"])
+def test_race_board_reads_slowdown_and_old_speedup_records(key):
+    board = RaceBoard()
+    board.update({"event": "token", "elapsed_ms": 8.0, "tokens": 2, "text": "a red", "tokens_per_s": 250.0, key: 4.0})
+    assert "4.0x the latent lane" in board.numbers
+    board.update({"event": "done", "ms_per_item": {"cot": 10.0, "latent": 2.0}, key: 5.0, "cot_tokens": 3})
+    assert "5.0x slower" in board.numbers and board.finished
+
+
 def test_about_and_facts_name_every_mode(service):
     text = service.about_markdown()
     assert "--allow-hub" in text and "--trust-remote-code" in text
@@ -217,6 +261,23 @@ def test_attention_axes_and_choice(service):
     assert choice.per_head.shape[:2] == (layers, heads)
     with pytest.raises(InputError):
         service.attention_choice(attention, f"L{layers}", "mean", tokens[0])
+    view = service.attention_view(attention, readout_text, "L0", "H0", tokens[0])
+    assert "Text-only query" in view.facts and "L0, H0" in view.facts and view.choice.image_grid is None
+    assert ("read-out" in view.facts) == (readout_text is not None)
+    files = service.export_attention_files(view)
+    assert len(files) == 1 and files[0].endswith(".npz")  # no PNG overlay without an image
+    layer_choices, head_choices, token_choices = service.attention_pickers()
+    assert layer_choices == ["mean", *[f"L{i}" for i in range(layers)]] and len(head_choices) == heads + 1
+    assert token_choices == tokens
+    with pytest.raises(InputError, match="Compute the attention"):
+        service.attention_view(None, None, "mean", "mean", tokens[0])
+
+
+def test_ablation_view_is_a_table_and_a_csv(service):
+    view = service.ablation_view("zero", 4)
+    table = view.table()
+    assert table and all(len(row) == len(ABLATION_COLUMNS) for row in table) and table[0][0] == "zero [REASON_0]"
+    assert view.title.endswith("4 queries") and open(view.csv_path).readline().startswith("condition,query,cosine")
 
 
 def test_embedding_map_of_one_mode_and_of_all_modes(service):
@@ -224,6 +285,8 @@ def test_embedding_map_of_one_mode_and_of_all_modes(service):
     view = service.embedding_map("latent", [service.session_query(result)])
     assert view.coords.shape == (len(service.gallery), 2) and view.query_coords.shape == (1, 2)
     assert view.method in ("pca", "umap") and set(view.point_modes) == {"latent"}
+    assert view.labels("mode") == ["latent"] * len(service.gallery) and view.labels("kind")[0] == "image"
+    assert "1 of your queries" in view.status_markdown and view.title.startswith(f"{len(service.gallery)} corpus items")
     both = service.embedding_map("all", [service.session_query(result)])  # one model runs every mode here
     assert both.coords.shape == (3 * len(service.gallery), 2) and set(both.point_modes) == set(MODES)
     rows = service.export_map_csv(both).read_text().splitlines()
@@ -231,8 +294,6 @@ def test_embedding_map_of_one_mode_and_of_all_modes(service):
 
 
 def test_one_map_of_all_modes_needs_one_model(service):
-    from lame_tools.demo.service import DemoService
-
     trio = ModeModels(dict(service.models.models), dict(service.models.sources), single=False)
     other = DemoService(trio, service.gallery, service.workdir)
     with pytest.raises(InputError, match="one model"):

@@ -18,7 +18,8 @@ import numpy as np
 from lame_tools.atomic import atomic_write, atomic_write_json, atomic_write_text
 
 
-def _unique(folder: str | Path, stem: str, suffix: str) -> Path:
+def unique_path(folder: str | Path, stem: str, suffix: str) -> Path:
+    """A new file name in `folder`: `stem` made file-safe, a random tag, then `suffix`."""
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:60] or "download"
     return Path(folder) / f"{safe}-{uuid.uuid4().hex[:8]}{suffix}"
 
@@ -30,7 +31,7 @@ def write_csv(folder: str | Path, stem: str, rows: Sequence[Mapping[str, Any]], 
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_text(_unique(folder, stem, ".csv"), buffer.getvalue())
+    return atomic_write_text(unique_path(folder, stem, ".csv"), buffer.getvalue())
 
 
 def write_npz(folder: str | Path, stem: str, arrays: Mapping[str, Any]) -> Path:
@@ -39,14 +40,14 @@ def write_npz(folder: str | Path, stem: str, arrays: Mapping[str, Any]) -> Path:
     for name, value in clean.items():
         if value.dtype == object:
             raise ValueError(f"array {name!r} has dtype object, which np.load cannot read without pickle")
-    return atomic_write(_unique(folder, stem, ".npz"), lambda f: np.savez_compressed(f, **clean))
+    return atomic_write(unique_path(folder, stem, ".npz"), lambda f: np.savez_compressed(f, **clean))
 
 
 def write_text(folder: str | Path, stem: str, suffix: str, text: str) -> Path:
     """Ready-made text (e.g. a probe's own CSV) as a download with the given suffix (".csv")."""
-    return atomic_write_text(_unique(folder, stem, suffix), text)
+    return atomic_write_text(unique_path(folder, stem, suffix), text)
 
 
 def write_json(folder: str | Path, stem: str, record: Any) -> Path:
     """A JSON record (sorted keys, indented)."""
-    return atomic_write_json(_unique(folder, stem, ".json"), record)
+    return atomic_write_json(unique_path(folder, stem, ".json"), record)

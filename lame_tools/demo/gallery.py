@@ -26,6 +26,7 @@ from lame_tools.data.shapes import (
     COUNT_WORDS,
     SHAPES,
     TARGET_INSTRUCTION,
+    gallery_file_name,
     make_example,
     render,
 )
@@ -57,6 +58,14 @@ class GalleryEntry:
 
 
 @dataclass(frozen=True)
+class ShapesSource:
+    """Which Shapes examples a corpus holds: scenes 0..n-1 of `split` drawn with `seed`."""
+
+    split: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class SearchHit:
     """One result: its 1-based rank, cosine score, the entry and the entry's stored embedding [D]."""
 
@@ -78,12 +87,14 @@ class Gallery:
         images: dict[int, Image.Image] | None = None,
         cache_dir: str | Path | None = None,
         spec: object = None,
+        shapes: ShapesSource | None = None,
     ) -> None:
         """Args:
         entries: the items; images: decoded images by entry id (else read from `image_path` when needed).
         cache_dir: where embeddings of the initial entries are cached (per model weights, mode, kind);
             None: no disk cache (a user's per-session gallery).
         spec: what identifies the entries in the cache key (e.g. ("shapes", "test", seed, n)).
+        shapes: the Shapes split and seed whose scenes the image entries are, in order (None: not Shapes).
         """
         self.entries: list[GalleryEntry] = list(entries or [])
         self._images: dict[int, Image.Image] = dict(images or {})
@@ -92,6 +103,7 @@ class Gallery:
         self._key_locks: dict[tuple[int, str, str], threading.Lock] = {}
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._spec = spec
+        self.shapes = shapes
         self._initial = len(self.entries)
         self._fingerprints: dict[int, str] = {}
 
@@ -258,7 +270,7 @@ def shapes_gallery(
     texts: dict[str, str] = {}
     for i in range(n_images):
         example = make_example(seed, split, i)
-        path = folder / f"{split}_s{seed}_{i:05d}.png"
+        path = folder / gallery_file_name(split, seed, i)
         if not path.is_file():
             image = render(example.scene)
             atomic_write(path, lambda f, image=image: image.save(f, format="PNG"))
@@ -274,4 +286,5 @@ def shapes_gallery(
         for text in word_list:
             texts.setdefault(text, group)
     entries.extend(GalleryEntry("text", text, "", group, "shapes") for text, group in texts.items())
-    return Gallery(entries, images, cache_dir=cache_dir, spec=("shapes", split, seed, n_images, render_version()))
+    spec = ("shapes", split, seed, n_images, render_version())
+    return Gallery(entries, images, cache_dir=cache_dir, spec=spec, shapes=ShapesSource(split, seed))
