@@ -25,9 +25,10 @@ from lame_tools.evaluate import (
     ndcg_at_k,
     recall_at_k,
     run_benchmark,
-    summarize,
-    top_k_pessimistic,
+    sample_stats,
+    summarize_tasks,
 )
+from lame_tools.ranking import top_k, top_k_pessimistic, top_k_rows
 
 # ---- metrics by hand -------------------------------------------------------------------------------
 
@@ -77,6 +78,32 @@ def test_ties_are_pessimistic():
     assert top_k_pessimistic(scores, gains, 5).tolist() == [1, 2, 0, 3, 4]
     assert top_k_pessimistic(scores, gains, 2).tolist() == [1, 2]
     assert top_k_pessimistic(np.zeros(4), np.array([1.0, 0, 0, 0]), 1).tolist() == [1]
+
+
+def test_batched_top_k_equals_the_row_by_row_rule():
+    # Few distinct values, so most rows hold ties at the k-th place: the vectorised path and the
+    # exact per-row path must give the same positions as a full (score desc, key asc, position) sort.
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(9, 30)).astype(np.float32)
+    keys = rng.permutation(30)
+    for k in (1, 4, 29, 30, 50):
+        for ties in (None, keys):
+            got = top_k_rows(scores, k, ties)
+            secondary = np.zeros(30) if ties is None else ties
+            expected = [np.lexsort((np.arange(30), secondary, -row))[:k].tolist() for row in scores]
+            assert got.tolist() == expected, (k, ties is None)
+            assert [top_k(row, k, ties).tolist() for row in scores] == expected
+    assert top_k_rows(np.zeros((2, 0), np.float32), 3).shape == (2, 0)
+
+
+def test_sample_stats_keys_and_values():
+    stats = sample_stats([1.0, None, 3.0, 2.0])
+    assert stats == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert sample_stats([5.0]) == {"mean": 5.0, "std": 0.0, "min": 5.0, "max": 5.0, "n": 1}
+    assert sample_stats([None]) is None and sample_stats([]) is None
+    latency = sample_stats([10.0, 20.0, 30.0, 40.0, 50.0], percentiles=(50, 95), spread=False, suffix="_ms")
+    assert list(latency) == ["p50_ms", "p95_ms", "mean_ms", "n"]
+    assert latency["p50_ms"] == 30.0 and latency["p95_ms"] == pytest.approx(48.0) and latency["n"] == 5
 
 
 class _ConstantModel:
@@ -131,7 +158,7 @@ def test_summarize_groups_and_meta_means():
         "b": {"score": 0.4, "meta_task": "classification", "group": "image", "metric": "hit@1", "n": 1},
         "c": {"score": 0.9, "meta_task": "retrieval", "group": "visdoc", "metric": "ndcg@5", "n": 1},
     }
-    summary = summarize(tasks)
+    summary = summarize_tasks(tasks)
     assert summary["overall"] == pytest.approx(0.5)
     assert summary["meta_tasks"] == {"classification": pytest.approx(0.3), "retrieval": pytest.approx(0.9)}
     assert summary["groups"]["image"]["overall"] == pytest.approx(0.3)
@@ -166,7 +193,7 @@ def test_eval_resumes_after_sigkill_with_identical_json(micro_model, tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal
-        import lame_tools.evaluate as ev
+        import lame_tools.evaluate.harness as ev
         from lame_tools.cli import main
         calls = []
         original = ev.evaluate_task
@@ -220,3 +247,20 @@ def test_adapters_run_through_the_same_harness(micro_model):
     direct = evaluate_task(micro_model, task, mode="discriminative", batch_size=8)
     wrapped = evaluate_task(LameAdapter(micro_model, "discriminative"), task, batch_size=8)
     assert wrapped == direct
+
+
+def test_eval_throughput_reports_the_scores_of_the_timed_run(micro_model, tmp_path):
+    from lame_tools.timing.throughput import bench_eval_throughput, format_throughput_table
+
+    model_dir = tmp_path / "model"
+    micro_model.save_pretrained(model_dir)
+    report = bench_eval_throughput({"micro": model_dir}, limit=6, batch_size=8, log=lambda _: None)
+    entry = report["models"]["micro"]
+    reference = evaluate_shapes(micro_model, limit=6, batch_size=8)
+    assert entry["queries"] == 6 == sum(t["n"] for t in entry["tasks"].values())
+    assert entry["overall"] == reference["overall"] and entry["mode"] == reference["mode"]
+    assert entry["queries_per_s"] == pytest.approx(entry["queries"] / entry["seconds"])
+    table = format_throughput_table(report).splitlines()
+    assert table[0].startswith("| model | mode | CLS | QA | RET | GD | overall |")
+    assert table[2].startswith(f"| micro | {entry['mode']} |")
+    assert table[2].split(" | ")[-2] == f"{100 * entry['overall']:.1f}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lame_tools.errors import InputError
-from lame_tools.index import EmbeddingIndex
+from lame_tools.index import EmbeddingIndex, as_embedding_matrix
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -96,3 +96,24 @@ def test_many_ties_match_a_full_sort():
         _, got = index.search(queries, k)
         expected = [ids[np.lexsort((ids, -row))][:k].tolist() for row in full]
         assert got.tolist() == expected, k
+
+
+def test_as_embedding_matrix_is_the_one_validation():
+    vector = np.arange(4, dtype=np.float64)
+    matrix = as_embedding_matrix(vector, dim=4)
+    assert matrix.shape == (1, 4) and matrix.dtype == np.float32 and matrix.flags["C_CONTIGUOUS"]
+    assert as_embedding_matrix(np.ones((6, 4)).T.T[::2]).flags["C_CONTIGUOUS"]
+    with pytest.raises(InputError, match="queries have dimension 3"):
+        as_embedding_matrix(np.ones((2, 3)), dim=4, name="queries")
+    with pytest.raises(InputError, match=r"\[n, dim\]"):
+        as_embedding_matrix(np.ones((2, 3, 4)))
+    with pytest.raises(InputError, match="infinite"):
+        as_embedding_matrix(np.array([[1.0, np.inf]]))
+
+
+def test_search_on_one_vector_query_and_k_beyond_the_index():
+    index = EmbeddingIndex()
+    index.add(_unit(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])), ids=[5, 6, 7])
+    scores, ids = index.search(np.array([1.0, 0.0], np.float32), k=10)
+    assert ids.tolist() == [[5, 7, 6]]
+    np.testing.assert_allclose(scores, [[1.0, np.sqrt(0.5), 0.0]], atol=1e-6)

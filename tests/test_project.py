@@ -15,8 +15,10 @@ from lame_tools.project import (
     corpus_key,
     fit_projection,
     load_projection,
-    model_fingerprint,
+    project_shapes,
+    projection_key,
 )
+from lame_tools.fingerprint import folder_fingerprint, model_fingerprint
 
 
 def _corpus(n: int = 150, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -105,3 +107,28 @@ def test_cache_key_depends_on_model_and_corpus(micro_model):
     assert corpus_key(micro_model, spec, "latent") != corpus_key(other, spec, "latent")
     assert corpus_key(micro_model, spec, "latent") != corpus_key(micro_model, ("shapes", "test", 101, 0), "latent")
     assert corpus_key(micro_model, spec, "latent") != corpus_key(micro_model, spec, "discriminative")
+
+
+def test_a_umap_map_of_fewer_than_four_points_is_found_again(micro_model, tmp_path):
+    # Three points are too few for UMAP: PCA fits them, and the map is stored under the key it is
+    # looked up by ("umap-..."), so the second call is a cache hit, from memory and from disk.
+    first = project_shapes(micro_model, n=3, method="umap", cache_dir=tmp_path)
+    assert first.method == "pca" and first.source == "fit" and first.key.startswith("umap-")
+    assert [p.name for p in tmp_path.iterdir()] == [f"{first.key}.npz"]
+    again = project_shapes(micro_model, n=3, method="umap", cache_dir=tmp_path)
+    assert again.source == "memory" and again.key == first.key
+    clear_memory_cache()
+    from_disk = project_shapes(micro_model, n=3, method="umap", cache_dir=tmp_path)
+    assert from_disk.source == "disk" and from_disk.method == "pca"
+    np.testing.assert_array_equal(from_disk.coords, first.coords)
+    key = corpus_key(micro_model, ("shapes", "test", 3, 0), micro_model.config.default_mode)
+    assert first.key == projection_key("umap", key)
+    assert fit_projection(first.corpus, "umap", key=key, cache_dir=tmp_path).source == "memory"
+
+
+def test_folder_fingerprint_follows_the_files(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    before = folder_fingerprint(tmp_path)
+    assert folder_fingerprint(tmp_path) == before
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    assert folder_fingerprint(tmp_path) != before

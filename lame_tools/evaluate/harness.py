@@ -1,0 +1,344 @@
+"""The evaluation harness: Shapes, MMEB-v2 and MRMR through one code path, resumable per task.
+
+The harness embeds each distinct input of a task once (cache by content), then scores it with the
+metrics of `lame_tools.evaluate.metrics`, ranking by `lame_tools.ranking.top_k_pessimistic`:
+
+- Duplicates: in MMEB candidate lists the "id" is the candidate's content (instruction, text,
+  image), so a negative identical to the positive merges into it: no embedding model can tell them
+  apart.
+- Ties: when scores are exactly equal, relevant items are ranked AFTER non-relevant ones (the
+  pessimistic order), then by corpus / candidate position. A model that gives every candidate the
+  same score (for example a collapsed one) therefore scores 0, not 1, on lists whose positive comes
+  first. (pytrec_eval breaks ties by document id instead; with real float scores ties only arise
+  from identical inputs, so this changes nothing but degenerate cases.)
+
+`run_benchmark` (the `eval` verb) writes one JSON per finished task into `<out>.tasks/` and the
+summary to `<out>`, all atomically; a rerun with the same arguments skips finished tasks, so a
+killed run resumes, and gives the same JSON as a run never killed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lame_tools.atomic import atomic_write_json
+from lame_tools.data.formats import CandidateTask, CorpusTask, EmbedInput, Task, TaskSource
+from lame_tools.errors import InputError
+from lame_tools.evaluate.metrics import hit_at_k, mean_or_none, metric, parse_metric
+from lame_tools.evaluate.report import summarize_tasks
+from lame_tools.evaluate.sources import benchmark_sources, select_tasks
+from lame_tools.fingerprint import folder_fingerprint
+from lame_tools.index import EmbeddingIndex
+from lame_tools.ranking import top_k_pessimistic
+
+# The lane a baseline kind runs in when no mode is asked for (see `lame_tools.adapters.load_lane`).
+BASELINE_LANES = {"qwen2-vl-base": "latent", "ume-r1": "discriminative", "vlm2vec": "discriminative"}
+
+# ---- embedding ------------------------------------------------------------------------------------
+
+
+def embed_inputs(
+    model: Any,
+    inputs: Sequence[EmbedInput],
+    load_image: Any,
+    mode: str | None = None,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+    desc: str = "embed",
+) -> np.ndarray:
+    """Embed `inputs` in order; an input with several images (video frames) gets the normalised mean
+    of its per-frame embeddings. Images are decoded a chunk at a time, so memory stays bounded.
+
+    `model` is a `LameModel` (anything with its `encode`), or an `EmbeddingAdapter` of
+    `lame_tools.adapters` (UME-R1, VLM2Vec-V2 ...: anything with `embed`), which runs in its own mode.
+    """
+    items: list[tuple[int, str | None, str, str]] = []  # (input position, image ref, text, instruction)
+    for position, item in enumerate(inputs):
+        for ref in item.images or (None,):
+            items.append((position, ref, item.text, item.instruction))
+    # Text-only inputs first, then image inputs, each by text length: batches of similar length waste
+    # little on padding (a stable sort, so the order, and the numbers, are the same on every run).
+    items.sort(key=lambda item: (item[1] is not None, len(item[2]) + len(item[3])))
+    sums: np.ndarray | None = None
+    chunk = max(batch_size * 4, 64)
+    with tqdm(total=len(items), disable=not show_progress_bar, desc=desc, unit="input", leave=False) as bar:
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            images = [load_image(ref) if ref is not None else None for _, ref, _, _ in part]
+            texts = [text or None for _, _, text, _ in part]
+            instructions = [inst or None for _, _, _, inst in part]
+            embeddings = _encode(model, images, texts, instructions, batch_size, mode)
+            if sums is None:
+                sums = np.zeros((len(inputs), embeddings.shape[1]), dtype=np.float64)
+            np.add.at(sums, [position for position, _, _, _ in part], embeddings.astype(np.float64))
+            bar.update(len(part))
+    if sums is None:
+        return np.zeros((0, 0), np.float32)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _encode(model: Any, images: list, texts: list, instructions: list, batch_size: int, mode: str | None) -> np.ndarray:
+    if hasattr(model, "encode"):
+        return model.encode(images=images, texts=texts, instruction=instructions, batch_size=batch_size, mode=mode)
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1.")
+    chunks = [
+        model.embed(images[i : i + batch_size], texts[i : i + batch_size], instructions[i : i + batch_size]).numpy()
+        for i in range(0, len(texts), batch_size)
+    ]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def _score_candidate_task(task: CandidateTask, embeddings: np.ndarray, position: dict[EmbedInput, int]) -> dict:
+    hits = []
+    for query, candidates in zip(task.queries, task.candidates):
+        distinct = list(dict.fromkeys(candidates))  # duplicates merge (see module docstring)
+        scores = embeddings[[position[c] for c in distinct]] @ embeddings[position[query]]
+        gains = np.zeros(len(distinct))
+        gains[0] = 1.0  # the first candidate is the positive
+        top = top_k_pessimistic(scores, gains, 1)
+        hits.append(hit_at_k([distinct[i] for i in top], {distinct[0]: 1}, 1))
+    value, n = mean_or_none(hits)
+    return {"metric": "hit@1", "score": value, "hit@1": value, "n": n}
+
+
+def _score_corpus_task(task: CorpusTask, query_embeddings: np.ndarray, doc_embeddings: np.ndarray) -> dict:
+    kind, k = parse_metric(task.metric)
+    names = list(dict.fromkeys([task.metric, f"ndcg@{k}", f"recall@{k}", "hit@1"]))
+    depth = max(k, 1)
+    index = EmbeddingIndex(dim=doc_embeddings.shape[1])
+    index.add(doc_embeddings, normalize=True)
+    doc_position = {doc: i for i, doc in enumerate(task.doc_ids)}
+    values: dict[str, list[float | None]] = {name: [] for name in names}
+    unjudged = 0
+    for start in range(0, len(task.query_ids), 256):
+        block = index.scores(query_embeddings[start : start + 256])  # [b, N]
+        for row, qid in enumerate(task.query_ids[start : start + 256]):
+            qrels = task.qrels.get(qid, {})
+            if not any(g > 0 for g in qrels.values()):
+                unjudged += 1
+                continue
+            gains = np.zeros(len(task.doc_ids))
+            for doc, grade in qrels.items():
+                if doc in doc_position:
+                    gains[doc_position[doc]] = grade
+            ranking = [task.doc_ids[i] for i in top_k_pessimistic(block[row], gains, depth)]
+            for name in names:
+                values[name].append(metric(name, ranking, qrels))
+    result: dict[str, Any] = {"metric": task.metric}
+    for name in names:
+        result[name], n = mean_or_none(values[name])
+    result["score"] = result[task.metric]
+    result["n"] = n
+    result["n_unjudged"] = unjudged
+    return result
+
+
+def evaluate_task(
+    model: Any, task: Task, mode: str | None = None, batch_size: int = 32, show_progress_bar: bool = False
+) -> dict:
+    """Embed and score one task; returns {"metric", "score", <metric>: value, "n", "meta_task", "group"}.
+
+    Every distinct input (same instruction, text and images) is embedded once.
+    """
+    if isinstance(task, CandidateTask):
+        distinct = list(dict.fromkeys([*task.queries, *(c for row in task.candidates for c in row)]))
+        embeddings = embed_inputs(model, distinct, task.load_image, mode, batch_size, show_progress_bar, task.name)
+        result = _score_candidate_task(task, embeddings, {item: i for i, item in enumerate(distinct)})
+    else:
+        distinct = list(dict.fromkeys([*task.queries, *task.corpus]))
+        embeddings = embed_inputs(model, distinct, task.load_image, mode, batch_size, show_progress_bar, task.name)
+        position = {item: i for i, item in enumerate(distinct)}
+        result = _score_corpus_task(
+            task, embeddings[[position[q] for q in task.queries]], embeddings[[position[d] for d in task.corpus]]
+        )
+    result["meta_task"] = task.meta_task
+    result["group"] = task.group
+    result["n_embedded"] = len(distinct)
+    return result
+
+
+# ---- Shapes --------------------------------------------------------------------------------------
+
+
+def evaluate_shapes(
+    model: Any,
+    split: str = "test",
+    mode: str | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+    tasks: Sequence[str] | None = None,
+) -> dict:
+    """Evaluate `model` on a Shapes split, MMEB style (per query a candidate list, first positive, Hit@1).
+
+    Queries are embedded with their instruction, candidates with `TARGET_INSTRUCTION` (t2i
+    candidates are images).
+
+    Returns:
+        {"benchmark": "shapes", "split", "seed", "limit", "mode", "overall": mean Hit@1 over subtasks,
+         "meta_tasks": {classification/vqa/retrieval/grounding: mean}, "tasks": {subtask: {"hit@1",
+         "score", "n", "meta_task", ...}}}
+    """
+    sources = select_tasks(benchmark_sources("shapes", None, split, seed, limit), tasks)
+    results = {s.name: evaluate_task(model, s.load(), mode, batch_size, show_progress_bar) for s in sources}
+    return {
+        "benchmark": "shapes",
+        "split": split,
+        "seed": seed,
+        "limit": limit,
+        "mode": model_mode(model, mode),
+        **summarize_tasks(results),
+        "tasks": results,
+    }
+
+
+def model_mode(model: Any, mode: str | None) -> str:
+    """The mode a run used: the one asked for, an adapter's own, or the LaME model's default."""
+    if isinstance(getattr(model, "mode", None), str):  # an EmbeddingAdapter runs in its own mode
+        return model.mode
+    return mode or model.config.default_mode
+
+
+# ---- resumable runs -------------------------------------------------------------------------------
+
+
+def task_file(out: Path, name: str) -> Path:
+    """Where a run writing `out` keeps the result of task `name`: `<out>.tasks/<name>.json`."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    return out.with_name(out.name + ".tasks") / f"{safe}.json"
+
+
+def finished_task(path: Path, fingerprint: dict) -> dict | None:
+    """The result stored in a task file by a run with the same fingerprint, else None."""
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return stored["result"] if stored.get("fingerprint") == fingerprint else None
+
+
+def _load_model(model_dir: Path, kind: str, mode: str | None, device: str | None, **lane_options: Any) -> Any:
+    """A LaME model (`kind` "lame"), else a baseline's lane through `lame_tools.adapters.load_lane`."""
+    if kind == "lame":
+        from lame_tools.model import LameModel
+
+        return LameModel.from_pretrained(model_dir, device=device)
+    from lame_tools.adapters import load_lane
+
+    return load_lane(mode or BASELINE_LANES.get(kind, "discriminative"), model_dir, kind, device=device, **lane_options)
+
+
+def _run_task(model: Any, source: TaskSource, path: Path, fingerprint: dict, log: Callable, **options: Any) -> dict:
+    """Evaluate one task, write its result, the run's fingerprint and its timing to `path`, and log a line."""
+    task = source.load()
+    start = time.perf_counter()
+    result = evaluate_task(model, task, **options)
+    elapsed = time.perf_counter() - start
+    queries = len(task.queries)
+    rate = queries / max(elapsed, 1e-9)
+    timing = {"seconds": elapsed, "queries": queries, "queries_per_s": rate}
+    atomic_write_json(path, {"fingerprint": fingerprint, "result": result, "timing": timing})
+    log(
+        f"{source.name}: {result['metric']} {100 * (result['score'] or 0):.1f} ({queries} queries, {rate:.1f} queries/s)"
+    )
+    return result
+
+
+def _run_mode(model: Any, model_dir: Path, kind: str, mode: str | None) -> str:
+    """The mode of a run; when every task was finished earlier (no model loaded), read without the weights."""
+    if model is not None:
+        return model_mode(model, mode)
+    if kind == "lame":
+        from lame_tools.config import LameConfig
+        from lame_tools.model import CONFIG_FILE
+
+        return mode or LameConfig.load(Path(model_dir) / CONFIG_FILE).default_mode
+    return mode or BASELINE_LANES.get(kind, "discriminative")
+
+
+def run_benchmark(
+    model_dir: Path,
+    benchmark: str,
+    out: Path,
+    data: Path | None = None,
+    tasks: Sequence[str] | None = None,
+    split: str = "test",
+    seed: int = 0,
+    limit: int | None = None,
+    mode: str | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    resume: bool = True,
+    show_progress_bar: bool = True,
+    log: Any = print,
+    num_frames: int = 8,
+    query_instruction: str | None = None,
+    doc_instruction: str | None = None,
+    kind: str = "lame",
+    allow_hub: bool = False,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Evaluate a model folder on a benchmark, one task at a time, resumably; write `out` atomically.
+
+    `kind` "lame" reads a LaME folder; "qwen2-vl-base", "ume-r1" and "vlm2vec" load a baseline
+    through `lame_tools.adapters.load_lane` (`mode` then picks its lane: "cot" = UME-R1's generative
+    embedding); a hub id is used only with `allow_hub`.
+
+    Each finished task is written to `<out>.tasks/<task>.json` with a fingerprint of the run (model
+    files, benchmark, data, split, seed, limit, mode, batch size); a rerun skips tasks whose file
+    carries the same fingerprint. The summary JSON holds no timings, so a resumed run writes the
+    same bytes as an uninterrupted one; throughput is printed and kept in the per-task files.
+    """
+    instructions = [query_instruction, doc_instruction]
+    sources = select_tasks(benchmark_sources(benchmark, data, split, seed, limit, num_frames, *instructions), tasks)
+    fingerprint = {
+        "model": folder_fingerprint(Path(model_dir)) if Path(model_dir).is_dir() else str(model_dir),
+        "kind": kind,
+        "benchmark": benchmark,
+        "data": str(Path(data).resolve()) if data else None,
+        "split": split,
+        "seed": seed,
+        "limit": limit,
+        "mode": mode,
+        "batch_size": batch_size,
+        "num_frames": num_frames if benchmark == "mmeb-v2" else None,
+        "instructions": instructions,
+    }
+    model = None
+    results: dict[str, dict] = {}
+    for source in sources:
+        path = task_file(out, source.name)
+        stored = finished_task(path, fingerprint) if resume else None
+        if stored is not None:
+            results[source.name] = stored
+            log(f"{source.name}: finished earlier, skipped")
+            continue
+        if model is None:
+            model = _load_model(model_dir, kind, mode, device, allow_hub=allow_hub, trust_remote_code=trust_remote_code)
+        options = {"mode": mode, "batch_size": batch_size, "show_progress_bar": show_progress_bar}
+        results[source.name] = _run_task(model, source, path, fingerprint, log, **options)
+    summary = {
+        "benchmark": benchmark,
+        "model": str(model_dir),
+        "data": str(data) if data else None,
+        "split": split if benchmark == "shapes" else None,
+        "seed": seed if benchmark == "shapes" else None,
+        "limit": limit,
+        "mode": _run_mode(model, model_dir, kind, mode),
+        **summarize_tasks(results),
+        "tasks": results,
+    }
+    atomic_write_json(out, summary)
+    return summary
