@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_search.py --n 200 --out runs/bench_search.json
 
 Measured one request at a time, after a warm-up, four ways:
-  gradio_client   `Client.predict(..., api_name="/search")`, what the issue asks for;
+  gradio_client   `Client.predict(..., api_name="/search")`: the round trip a Python client of the app sees;
   client floor    the same client calling `/known_words` (no model, no corpus): the client's own cost;
   raw HTTP        Gradio's REST API (`POST /gradio_api/call/search`, then read the event stream) with httpx;
   in the server   the encode + search time the app itself reports for each request.
@@ -19,10 +19,10 @@ import os
 import re
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
-import numpy as np
 from gradio_client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,14 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app_process import save_or_print, start_app, stop_app, wait_for_corpus  # noqa: E402
 
+from lame_tools.evaluate import sample_stats  # noqa: E402
 
-def stats(samples_ms: list[float]) -> dict:
-    return {
-        "p50_ms": float(np.percentile(samples_ms, 50)),
-        "p95_ms": float(np.percentile(samples_ms, 95)),
-        "mean_ms": float(np.mean(samples_ms)),
-        "n": len(samples_ms),
-    }
+# p50, p95 and mean of latencies in milliseconds, and their count (the keys of the recorded JSON).
+latency_stats = partial(sample_stats, percentiles=(50, 95), spread=False, suffix="_ms")
 
 
 def captions(n: int) -> list[str]:
@@ -112,10 +108,10 @@ def main() -> None:
     from lame_tools.timing import hardware_info
 
     report.update(
-        gradio_client=stats(through_client),
-        client_floor_known_words=stats(floor),
-        raw_http=stats(raw),
-        in_server_encode_plus_search=stats(in_server),
+        gradio_client=latency_stats(through_client),
+        client_floor_known_words=latency_stats(floor),
+        raw_http=latency_stats(raw),
+        in_server_encode_plus_search=latency_stats(in_server),
         hardware=hardware_info(),
         load_average_end=os.getloadavg(),
     )

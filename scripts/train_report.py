@@ -11,18 +11,12 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lame_tools.evaluate import sample_stats  # noqa: E402
+
 META = ("classification", "vqa", "retrieval", "grounding")
 TASKS = ("count", "colour_of", "shape_of", "relation_two_step", "i2t", "t2i", "refer")
-
-
-def stats(values: list[float]) -> dict | None:
-    import numpy as np
-
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    arr = np.array(values, dtype=float)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
 
 
 def cell(entry: dict | None) -> str:
@@ -49,8 +43,8 @@ def table(data: dict, rows: list[tuple[str, str]], columns: str = "meta", seeds:
     for label, preset in rows:
         runs = runs_of(data, preset, seeds)
         field = "meta_tasks" if columns == "meta" else "tasks"
-        values = [cell(stats([r[field].get(k) for r in runs.values()])) for k in keys]
-        overall = cell(stats([r["overall"] for r in runs.values()]))
+        values = [cell(sample_stats([r[field].get(k) for r in runs.values()])) for k in keys]
+        overall = cell(sample_stats([r["overall"] for r in runs.values()]))
         label_seeds = ",".join(str(s) for s in runs) or "-"
         lines.append(f"| {label} | {label_seeds} | " + " | ".join(values) + f" | {overall} |")
     return "\n".join(lines)
