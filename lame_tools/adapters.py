@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers import BatchFeature
 
+from lame_tools.constants import MODEL_KINDS, MODES, QWEN_IMAGE_MARKUP
 from lame_tools.errors import ModelLoadError
 
 
@@ -127,8 +128,8 @@ class LameAdapter(EmbeddingAdapter):
     def __init__(self, model: Any, mode: str | None = None, name: str | None = None) -> None:
         self.model = model
         self.mode = mode or model.config.default_mode
-        if self.mode not in ("latent", "discriminative", "cot"):
-            raise ValueError(f"mode must be latent, discriminative or cot, got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         self.generative = self.mode == "cot"
         self.num_reason_tokens = model.num_reason_tokens if self.mode == "latent" else 0
         self.max_new_tokens = model.config.cot_max_new_tokens
@@ -144,13 +145,9 @@ class LameAdapter(EmbeddingAdapter):
 
     def prepare(self, images: list[Any] | None, texts: list[str | None] | None, instruction: Any) -> Prepared:
         items = self.model.make_items(images, texts, instruction)
-        suffix = self.model.suffix_ids(self.mode)
-        batch = self.model.processor(items, suffix)
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        if "pixel_values" in batch:
-            batch["pixel_values"] = batch["pixel_values"].to(self.model.backbone.dtype)
-        lengths = [n - len(suffix) for n in batch["attention_mask"].sum(dim=1).tolist()]
-        return Prepared(batch, items, lengths)
+        batch = self.model.prepare(items, self.mode)
+        suffix = len(self.model.suffix_ids(self.mode))
+        return Prepared(batch, items, [n - suffix for n in batch["attention_mask"].sum(dim=1).tolist()])
 
     def forward(self, prepared: Prepared) -> torch.Tensor:
         return self.model.hidden_states(prepared.batch)
@@ -172,7 +169,7 @@ class LameAdapter(EmbeddingAdapter):
     def read(self, prepared: Prepared, generated: list[list[int]]) -> torch.Tensor:
         # One re-read pass over prompt + [THINK] + rationale + [EMBED]: [EMBED]'s input embedding is
         # LaME's own latent row, which generation never fed, so its state needs this pass.
-        return self.model._forward_cot(prepared.items, generated).embeddings
+        return self.model.forward_cot(prepared.items, generated).embeddings
 
     def decode(self, ids: list[int]) -> str:
         return self.model.processor.decode(ids)
@@ -211,24 +208,25 @@ def l2_normalize(states: torch.Tensor) -> torch.Tensor:
 # ---- raw Qwen2-VL-family checkpoints (baselines) ------------------------------------------------
 
 QWEN_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+IMAGE_PAD = "<|image_pad|>"
 
 
 class Qwen2VLPromptAdapter(EmbeddingAdapter):
     """Shared plumbing for adapters over a plain Qwen2-VL-family model: build each row's prompt as a
-    string holding one `<|image_pad|>` per image, tokenize it whole (so a real BPE tokenizer merges
-    exactly as the model's own processor would), expand the placeholder to the image's visual token
-    count, left-pad, and run the backbone without its LM head for one-pass embeddings."""
+    string, expand each image's `<|image_pad|>` to its visual token count (as Qwen2-VL's own processor
+    does), tokenize the prompts whole with the tokenizer's own left padding (so a real BPE tokenizer
+    merges exactly as the model's processor would), and run the backbone without its LM head for
+    one-pass embeddings."""
 
     def __init__(self, backbone: Any, tokenizer: Any, image_processor: Any, name: str) -> None:
         self._backbone = backbone
         self.tokenizer = tokenizer
-        self.tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = "<|endoftext|>"
         self.image_processor = image_processor
         self.name = name
-        ids = tokenizer.convert_tokens_to_ids
-        self.image_token_id = ids("<|image_pad|>")
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids("<|endoftext|>")
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+        self.pad_id = tokenizer.pad_token_id
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
 
     @property
@@ -256,29 +254,23 @@ class Qwen2VLPromptAdapter(EmbeddingAdapter):
         if present:
             vision = dict(self.image_processor(images=present, return_tensors="pt"))
             counts = [int(t * h * w) // self.merge_size**2 for t, h, w in vision["image_grid_thw"].tolist()]
-        rows, count_iter = [], iter(counts)
+        prompts, count_iter = [], iter(counts)
         for image, text, inst in zip(decoded, texts, instructions):
             inst = clean_text(inst, allow_empty=True) or None
             text = clean_text(text, allow_empty=image is not None) or None
-            ids = self.tokenizer(self.prompt(image is not None, inst, text), add_special_tokens=False)["input_ids"]
+            prompt = self.prompt(image is not None, inst, text)
             if image is not None:
-                at = ids.index(self.image_token_id)
-                ids = ids[:at] + [self.image_token_id] * next(count_iter) + ids[at + 1 :]
-            rows.append(ids)
-        length = max(len(r) for r in rows)
-        input_ids = torch.full((n, length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((n, length), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, length - len(row) :] = torch.tensor(row)
-            attention_mask[i, length - len(row) :] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-                 "mm_token_type_ids": (input_ids == self.image_token_id).long()}
-        if present:
-            batch["pixel_values"] = vision["pixel_values"].to(next(self.backbone.parameters()).dtype)
-            batch["image_grid_thw"] = vision["image_grid_thw"]
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+                prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * next(count_iter), 1)
+            prompts.append(prompt)
+        encoded = self.tokenizer(prompts, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+        batch = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+                 "mm_token_type_ids": (encoded["input_ids"] == self.image_token_id).long()}
+        if present:  # float pixels: the vision tower casts them to its own dtype
+            batch["pixel_values"], batch["image_grid_thw"] = vision["pixel_values"], vision["image_grid_thw"]
+        batch = dict(BatchFeature(batch).to(self.device))
         suffix = self.prompt_suffix_tokens()
-        return Prepared(batch, list(zip(decoded, texts, instructions)), [len(r) - suffix for r in rows])
+        lengths = [n - suffix for n in encoded["attention_mask"].sum(dim=1).tolist()]
+        return Prepared(batch, list(zip(decoded, texts, instructions)), lengths)
 
     def forward(self, prepared: Prepared) -> torch.Tensor:
         batch = prepared.batch
@@ -333,7 +325,7 @@ class UmeR1Adapter(Qwen2VLPromptAdapter):
 
     def prompt(self, has_image: bool, instruction: str | None, text: str | None) -> str:
         query = " ".join(part for part in (instruction, text) if part)
-        body = f"{IMAGE_PLACEHOLDER if has_image else ''}{query}\n{self.DISC_TOKEN}\n"
+        body = f"{QWEN_IMAGE_MARKUP if has_image else ''}{query}\n{self.DISC_TOKEN}\n"
         if self.generative:
             body += self.GEN_PROMPT
         return f"{QWEN_SYSTEM}<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n"
@@ -384,55 +376,10 @@ class LastTokenAdapter(Qwen2VLPromptAdapter):
 
     def prompt(self, has_image: bool, instruction: str | None, text: str | None) -> str:
         query = " ".join(part for part in (instruction, text) if part)
-        return f"<|image_pad|>\n{query}" if has_image else query
+        return f"{IMAGE_PAD}\n{query}" if has_image else query
 
     def pool(self, prepared: Prepared, hidden: torch.Tensor) -> torch.Tensor:
         return l2_normalize(hidden[:, -1])  # left padding: every row ends at the last position
-
-
-def merge_lora(model: torch.nn.Module, folder: str | os.PathLike) -> int:
-    """Merge a plain LoRA adapter (peft's `adapter_config.json` + `adapter_model.safetensors`) into
-    `model`'s linear weights in place: W += (alpha / r) * B @ A. No peft needed.
-
-    Returns:
-        the number of linear layers changed.
-
-    Raises:
-        ModelLoadError: files missing, DoRA / other variants, or a target that does not exist.
-    """
-    import json
-
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
-    if not config_file.is_file() or not weights_file.is_file():
-        raise ModelLoadError(f"{str(folder)!r} holds no LoRA adapter (adapter_config.json + adapter_model.safetensors).")
-    config = json.loads(config_file.read_text())
-    if config.get("use_dora") or config.get("peft_type", "LORA") != "LORA":
-        raise ModelLoadError("Only plain LoRA adapters can be merged here (this one is DoRA or another variant).")
-    scale = float(config["lora_alpha"]) / float(config["r"])
-    tensors = load_file(str(weights_file))
-    modules = dict(model.named_modules())
-    changed = 0
-    for key, a in tensors.items():
-        if ".lora_A." not in key:
-            continue
-        prefix = key.split(".lora_A.")[0]
-        b = tensors[key.replace(".lora_A.", ".lora_B.")]
-        name = prefix.removeprefix("base_model.model.")
-        target = modules.get(name)
-        if target is None or not hasattr(target, "weight"):
-            raise ModelLoadError(f"LoRA target {name!r} is not a layer of this model.")
-        with torch.no_grad():
-            delta = (b.float() @ a.float()) * scale
-            target.weight += delta.to(target.weight.device, target.weight.dtype)
-        changed += 1
-    return changed
-
-
-ADAPTER_KINDS = ("lame", "qwen2-vl-base", "ume-r1", "vlm2vec")
-_LOADED: dict[tuple, tuple] = {}
 
 
 def load_lane(
@@ -444,9 +391,11 @@ def load_lane(
     allow_hub: bool = False,
     trust_remote_code: bool = False,
 ) -> EmbeddingAdapter:
-    """The adapter for one race lane: `kind` says how to read `source` (a folder, or a hub id when
-    `allow_hub`); LaME models run in the lane's mode."""
-    from lame_tools.backbone import load_backbone, resolve_pretrained_source
+    """The adapter for one race lane: `kind` (one of `MODEL_KINDS`) says how to read `source` (a
+    folder, or a hub id when `allow_hub`); LaME models run in the lane's mode. Baselines come from
+    `lame_tools.lora.load_baseline`: loaded once, a LoRA folder's adapter merged into its base once."""
+    from lame_tools.backbone import resolve_pretrained_source
+    from lame_tools.lora import load_baseline
 
     if kind == "lame":
         resolve_pretrained_source(source, allow_hub=False)  # LaME folders are local
@@ -456,22 +405,11 @@ def load_lane(
 
         model = LameModel.from_backbone(source, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
         return LameAdapter(model, lane, lane)
-    if kind not in ADAPTER_KINDS:
-        raise ModelLoadError(f"Unknown adapter kind {kind!r}; known: {', '.join(ADAPTER_KINDS)}.")
-    lora = Path(str(source)).expanduser()
-    if kind == "vlm2vec" and (lora / "adapter_config.json").is_file():
-        # a LoRA folder: load its base model, then merge the adapter into it
-        import json
-
-        source = json.loads((lora / "adapter_config.json").read_text()).get("base_model_name_or_path") or source
-    else:
-        lora = None
-    key = (str(source), allow_hub, trust_remote_code, str(device), str(lora))
-    if key not in _LOADED:  # UME-R1's two lanes share one copy of the weights
-        _LOADED[key] = load_backbone(source, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
-    backbone, tokenizer, image_processor = _LOADED[key]
-    if lora is not None:
-        merge_lora(backbone, lora)
+    if kind not in MODEL_KINDS:
+        raise ModelLoadError(f"Unknown adapter kind {kind!r}; known: {', '.join(MODEL_KINDS)}.")
+    backbone, tokenizer, image_processor = load_baseline(
+        source, device=device, allow_hub=allow_hub, trust_remote_code=trust_remote_code
+    )
     if kind == "ume-r1":
         return UmeR1Adapter(backbone, tokenizer, image_processor, "gen" if lane == "cot" else "disc", name=lane)
     return LastTokenAdapter(backbone, tokenizer, image_processor, name=lane)

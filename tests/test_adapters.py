@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from lame_tools.adapters import LameAdapter, LastTokenAdapter, UmeR1Adapter, load_lane, merge_lora
+from lame_tools.adapters import LameAdapter, LastTokenAdapter, UmeR1Adapter, load_lane
 from lame_tools.backbone import (
     build_backbone,
     build_image_processor,
@@ -22,6 +22,7 @@ from lame_tools.backbone import (
 from lame_tools.config import get_preset
 from lame_tools.data.shapes import VOCABULARY
 from lame_tools.errors import ModelLoadError
+from lame_tools.lora import lora_scale, merge_lora
 from lame_tools.timing import race, race_inputs, run_lane
 
 UME_WORDS = ["<", ">", "/", "think", "answer", "represent", "embeddings", "input"]
@@ -166,23 +167,101 @@ def test_last_token_adapter_layout_and_pooling(loaded, scenes):
     np.testing.assert_allclose(alone[0].numpy(), torch.nn.functional.normalize(reference[-1], dim=-1).numpy(), atol=1e-4)
 
 
-def test_merge_lora(loaded, tmp_path):
-    backbone, _, _ = loaded
-    layer = backbone.model.language_model.layers[0].self_attn.q_proj
-    before = layer.weight.detach().clone()
-    a, b = torch.randn(2, layer.in_features), torch.randn(layer.out_features, 2)
-    prefix = "base_model.model.model.language_model.layers.0.self_attn.q_proj"
-    save_file({f"{prefix}.lora_A.weight": a, f"{prefix}.lora_B.weight": b}, str(tmp_path / "adapter_model.safetensors"))
-    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4}))
-    try:
-        assert merge_lora(backbone, tmp_path) == 1
-        np.testing.assert_allclose(layer.weight.detach().numpy(), (before + 2.0 * b @ a).numpy(), atol=1e-5)
-    finally:
-        with torch.no_grad():
-            layer.weight.copy_(before)
-    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "use_dora": True}))
+Q_PROJ = "model.language_model.layers.0.self_attn.q_proj"
+V_PROJ = "model.language_model.layers.0.self_attn.v_proj"
+
+
+def _write_lora(folder, backbone, config, ranks=None, seed=0):
+    """A LoRA adapter folder in peft's layout, with random A and B for layer 0's q_proj and v_proj."""
+    modules = dict(backbone.named_modules())
+    generator = torch.Generator().manual_seed(seed)
+    tensors, deltas = {}, {}
+    for name in (Q_PROJ, V_PROJ):
+        r = (ranks or {}).get(name, config["r"])
+        layer = modules[name]
+        a = torch.randn(r, layer.in_features, generator=generator)
+        b = torch.randn(layer.out_features, r, generator=generator)
+        tensors[f"base_model.model.{name}.lora_A.weight"] = a
+        tensors[f"base_model.model.{name}.lora_B.weight"] = b
+        deltas[name] = b @ a
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    full = {"peft_type": "LORA", "target_modules": ["q_proj", "v_proj"], **config}
+    (folder / "adapter_config.json").write_text(json.dumps(full))
+    return deltas
+
+
+def _weights(backbone):
+    modules = dict(backbone.named_modules())
+    return {name: modules[name].weight.detach().clone() for name in (Q_PROJ, V_PROJ)}
+
+
+@pytest.fixture()
+def fresh_backbone(ume_folder):
+    return load_backbone(ume_folder, device="cpu")[0]
+
+
+def test_merge_lora_plain(fresh_backbone, tmp_path):
+    before = _weights(fresh_backbone)
+    deltas = _write_lora(tmp_path, fresh_backbone, {"r": 2, "lora_alpha": 4})
+    assert merge_lora(fresh_backbone, tmp_path, use_peft=False) == 2
+    after = _weights(fresh_backbone)
+    for name in (Q_PROJ, V_PROJ):  # alpha / r = 2
+        np.testing.assert_allclose(after[name].numpy(), (before[name] + 2.0 * deltas[name]).numpy(), atol=1e-5)
+
+
+def test_merge_lora_rslora_and_patterns(fresh_backbone, tmp_path):
+    config = {"r": 4, "lora_alpha": 4, "use_rslora": True, "rank_pattern": {"v_proj": 2}, "alpha_pattern": {"v_proj": 8}}
+    assert lora_scale(config, Q_PROJ) == (4, 2.0)  # rsLoRA: alpha / sqrt(r) = 4 / 2, not alpha / r = 1
+    assert lora_scale(config, V_PROJ) == pytest.approx((2, 8 / 2**0.5))
+    assert lora_scale({"r": 4, "lora_alpha": 4}, Q_PROJ) == (4, 1.0)
+    before = _weights(fresh_backbone)
+    deltas = _write_lora(tmp_path, fresh_backbone, config, ranks={V_PROJ: 2})
+    merge_lora(fresh_backbone, tmp_path, use_peft=False)
+    after = _weights(fresh_backbone)
+    np.testing.assert_allclose(after[Q_PROJ].numpy(), (before[Q_PROJ] + 2.0 * deltas[Q_PROJ]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(after[V_PROJ].numpy(), (before[V_PROJ] + 8 / 2**0.5 * deltas[V_PROJ]).numpy(), atol=1e-5)
+
+
+def test_merge_lora_refuses_what_the_plain_merge_cannot_apply(fresh_backbone, tmp_path):
+    before = _weights(fresh_backbone)
+    _write_lora(tmp_path, fresh_backbone, {"r": 2, "lora_alpha": 4, "use_dora": True})
     with pytest.raises(ModelLoadError, match="DoRA"):
-        merge_lora(backbone, tmp_path)
+        merge_lora(fresh_backbone, tmp_path, use_peft=False)
+    _write_lora(tmp_path, fresh_backbone, {"r": 2, "lora_alpha": 4, "modules_to_save": ["lm_head"]})
+    with pytest.raises(ModelLoadError, match="modules_to_save.*peft"):
+        merge_lora(fresh_backbone, tmp_path, use_peft=False)
+    _write_lora(tmp_path, fresh_backbone, {"r": 3, "lora_alpha": 4})
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4}))
+    with pytest.raises(ModelLoadError, match="do not fit"):
+        merge_lora(fresh_backbone, tmp_path, use_peft=False)
+    after = _weights(fresh_backbone)
+    assert all(torch.equal(before[name], after[name]) for name in before)  # nothing half-merged
+    with pytest.raises(ModelLoadError, match="no LoRA adapter"):
+        merge_lora(fresh_backbone, tmp_path / "missing", use_peft=False)
+
+
+def test_merge_lora_with_peft_matches_the_plain_merge(ume_folder, tmp_path):
+    pytest.importorskip("peft")
+    config = {"r": 4, "lora_alpha": 4, "use_rslora": True, "rank_pattern": {"v_proj": 2}, "alpha_pattern": {"v_proj": 8}}
+    plain, with_peft = (load_backbone(ume_folder, device="cpu")[0] for _ in range(2))
+    _write_lora(tmp_path, plain, config, ranks={V_PROJ: 2})
+    merge_lora(plain, tmp_path, use_peft=False)
+    assert merge_lora(with_peft, tmp_path, use_peft=True) > 0
+    assert type(dict(with_peft.named_modules())[Q_PROJ]) is torch.nn.Linear  # peft's layers are gone again
+    for name, weight in _weights(plain).items():
+        np.testing.assert_allclose(_weights(with_peft)[name].numpy(), weight.numpy(), atol=1e-5)
+
+
+def test_two_lanes_of_one_lora_folder_merge_it_once(ume_folder, loaded, tmp_path):
+    base = _weights(loaded[0])
+    deltas = _write_lora(tmp_path / "lora", loaded[0], {"r": 2, "lora_alpha": 2,
+                                                         "base_model_name_or_path": str(ume_folder)})
+    first = load_lane("latent", tmp_path / "lora", "vlm2vec", device="cpu")
+    second = load_lane("discriminative", tmp_path / "lora", "vlm2vec", device="cpu")
+    assert first.backbone is second.backbone  # one cached copy of the merged weights
+    for name, weight in _weights(second.backbone).items():
+        np.testing.assert_allclose(weight.numpy(), (base[name] + deltas[name]).numpy(), atol=1e-5)
 
 
 def test_lame_from_a_qwen2_vl_base(ume_folder):

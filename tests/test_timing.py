@@ -9,37 +9,58 @@ import pytest
 import torch
 
 from lame_tools.adapters import LameAdapter
-from lame_tools.timing import bench_race, physical_floor, race, race_inputs, race_markdown, run_lane
+from lame_tools.constants import MODES
+from lame_tools.data.shapes import VOCABULARY
+from lame_tools.model import LameModel
+from lame_tools.timing import bench_race, format_race_table, physical_floor, race, race_inputs, run_lane
 
 MAX_NEW = 5
+WORD = "red"
 
 
 @pytest.fixture(scope="module")
-def lanes(micro_model):
-    return {mode: LameAdapter(micro_model, mode, mode) for mode in ("latent", "discriminative", "cot")}
+def talking_model():
+    """The micro LaME with an LM head that always says WORD: its rationales run to the cap, so every
+    CoT lane streams tokens (the micro model's random head stops at once). Embeddings read the
+    backbone's states, never the head, so they are the micro model's own."""
+    model = LameModel.build_tiny("micro", num_reason_tokens=4, embed_dim=32, seed=0, vocabulary=VOCABULARY)
+    head = model.backbone.lm_head
+    talking = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        talking.weight.zero_()
+        talking.bias.fill_(-10.0)
+        talking.bias[model.processor.tokenizer.convert_tokens_to_ids(WORD)] = 10.0
+    model.backbone.lm_head = talking
+    return model
 
 
-def test_run_lane_embeds_like_encode_and_stages_add_up(micro_model, lanes):
+@pytest.fixture(scope="module")
+def lanes(talking_model):
+    return {mode: LameAdapter(talking_model, mode, mode) for mode in MODES}
+
+
+def test_run_lane_embeds_like_encode_and_stages_add_up(talking_model, lanes):
     images, texts, instructions = race_inputs(3)
     for mode in ("latent", "discriminative"):
         run = run_lane(lanes[mode], images, texts, instructions)
-        expected = micro_model.encode(images=images, texts=texts, instruction=instructions, mode=mode)
+        expected = talking_model.encode(images=images, texts=texts, instruction=instructions, mode=mode)
         np.testing.assert_allclose(run.embeddings.numpy(), expected, atol=1e-5)
         assert set(run.stages_ms) == {"preprocess", "prefill", "pool"}
         assert sum(run.stages_ms.values()) == pytest.approx(run.total_ms, rel=1e-6)
         assert run.generated_tokens == [0, 0, 0] and run.decode_steps == 0
-    k = micro_model.num_reason_tokens
+    k = talking_model.num_reason_tokens
     latent = run_lane(lanes["latent"], images, texts, instructions)
     assert [r - p for r, p in zip(latent.row_lengths, latent.prompt_lengths)] == [k + 1] * 3
 
     cot = run_lane(lanes["cot"], images, texts, instructions, max_new_tokens=MAX_NEW)
     assert set(cot.stages_ms) == {"preprocess", "vision_and_setup", "prefill", "decode", "generate_tail", "read"}
     assert sum(cot.stages_ms.values()) == pytest.approx(cot.total_ms, rel=1e-6)
-    assert all(0 <= t <= MAX_NEW for t in cot.generated_tokens)
-    assert 1 <= cot.decode_steps <= MAX_NEW
-    items = micro_model.make_items(images, texts, instructions)
+    word = talking_model.processor.tokenizer.convert_tokens_to_ids(WORD)
+    assert cot.generated_ids == [[word] * MAX_NEW] * 3
+    assert cot.generated_tokens == [MAX_NEW] * 3 and cot.decode_steps == MAX_NEW
+    items = talking_model.make_items(images, texts, instructions)
     with torch.no_grad():
-        reread = micro_model._forward_cot(items, cot.generated_ids).embeddings
+        reread = talking_model.forward_cot(items, cot.generated_ids).embeddings
     np.testing.assert_allclose(cot.embeddings.numpy(), reread.numpy(), atol=1e-5)
 
 
@@ -65,36 +86,52 @@ def test_race_event_order_and_contents(lanes):
     cot_done = events[-2]
     assert cot_done["tokens"] == len(tokens) <= MAX_NEW
     assert len(cot_done["tokens_per_row"]) == 2
-    assert [t["tokens"] for t in tokens] == list(range(1, len(tokens) + 1))
+    assert [t["tokens"] for t in tokens] == list(range(1, MAX_NEW + 1))
+    assert [t["text"] for t in tokens] == [" ".join([WORD] * i) for i in range(1, MAX_NEW + 1)]
     assert all(a["elapsed_ms"] <= b["elapsed_ms"] for a, b in zip(tokens, tokens[1:]))
-    if tokens:
-        assert tokens[-1]["text"] == cot_done["text"]
-        assert tokens[-1]["elapsed_ms"] <= cot_done["elapsed_ms"]
-        latent_ms = events[2]["elapsed_ms"]
-        assert tokens[-1]["speedup"] == pytest.approx(tokens[-1]["elapsed_ms"] / latent_ms)
+    assert tokens[-1]["text"] == cot_done["text"]
+    assert tokens[-1]["elapsed_ms"] <= cot_done["elapsed_ms"]
+    latent_ms = events[2]["elapsed_ms"]
+    for token in tokens:  # CoT time over latent time; `speedup` is its deprecated alias
+        assert token["slowdown"] == pytest.approx(token["elapsed_ms"] / latent_ms)
+        assert token["speedup"] == token["slowdown"]
     for done in (events[2], events[4], cot_done):
         assert done["elapsed_ms"] > 0 and done["ms_per_item"] == pytest.approx(done["elapsed_ms"] / 2)
         assert done["embedding_dim"] == 32
     final = events[-1]
     assert set(final["elapsed_ms"]) == {"latent", "discriminative", "cot"}
-    assert final["speedup"] == pytest.approx(final["ms_per_item"]["cot"] / final["ms_per_item"]["latent"])
+    assert final["slowdown"] == pytest.approx(final["ms_per_item"]["cot"] / final["ms_per_item"]["latent"])
+    assert final["speedup"] == final["slowdown"]
+    assert final["cot_tokens"] == MAX_NEW
     assert final["latent_vs_discriminative"] == pytest.approx(
         final["ms_per_item"]["latent"] / final["ms_per_item"]["discriminative"]
     )
     assert final["text"] == cot_done["text"]
 
 
-def test_race_closed_early_stops_the_worker(lanes):
+class _Recording(LameAdapter):
+    """A LaME adapter that keeps what its last generation returned."""
+
+    def generate(self, prepared, max_new_tokens=None, streamer=None, stopping_criteria=None):
+        self.generated = super().generate(prepared, max_new_tokens, streamer, stopping_criteria)
+        return self.generated
+
+
+def test_race_closed_early_stops_the_worker(talking_model, lanes):
+    cap = 300
+    cot = _Recording(talking_model, "cot", "cot")
     before = threading.active_count()
-    stream = race(lanes["latent"], lanes["cot"], max_new_tokens=40, warmup=0)
+    stream = race(lanes["latent"], cot, max_new_tokens=cap, warmup=0)
     for event in stream:
-        if event["event"] == "lane_start" and event["lane"] == "cot":
+        if event["event"] == "token":
+            assert threading.active_count() == before + 1  # the CoT worker is generating
             break
     stream.close()
     assert threading.active_count() == before
+    assert 1 <= len(cot.generated[0]) < cap  # stopped at a step after the close, not at the cap
 
 
-def test_bench_race_report(lanes, micro_model):
+def test_bench_race_report(lanes, talking_model):
     report = bench_race(lanes, n=2, batch_sizes=(1, 2), warmup=0, max_new_tokens=MAX_NEW, min_rounds=2)
     assert set(report["lanes"]) == {"latent", "discriminative", "cot"}
     for lane in report["lanes"].values():
@@ -105,16 +142,19 @@ def test_bench_race_report(lanes, micro_model):
     assert one["batch_size"] == 1 and one["lanes"]["latent"]["batches"] == 2
     assert two["batch_size"] == 2 and two["lanes"]["cot"]["batches"] == 2  # one batch cycled to 2 rounds
     assert two["lanes"]["cot"]["generated_tokens"]["n"] == 4
-    k = micro_model.num_reason_tokens
+    assert two["lanes"]["cot"]["generated_tokens"]["mean"] == MAX_NEW == two["cot_tokens_mean"]
+    k = talking_model.num_reason_tokens
     prompt = one["lanes"]["discriminative"]["prompt_tokens_mean"]
     assert one["physical_floor"] == pytest.approx((prompt + k + 1) / (prompt + 1))
     assert one["speedup_cot_vs_latent"] == pytest.approx(
         one["lanes"]["cot"]["median"] / one["lanes"]["latent"]["median"]
     )
-    assert report["lanes_info"]["cot"]["max_new_tokens"] == micro_model.config.cot_max_new_tokens
+    assert report["lanes_info"]["cot"]["max_new_tokens"] == talking_model.config.cot_max_new_tokens
     assert physical_floor(0, 8) == 9.0
-    table = race_markdown(report)
-    assert "| 1 | latent |" in table and "| 2 | cot |" in table and "physical floor" in table
+    table = format_race_table(report).splitlines()
+    rows = [line.split()[:2] for line in table[2:] if line.split()[0].isdigit()]
+    assert rows == [[str(bs), lane] for bs in (1, 2) for lane in MODES]
+    assert sum("latent/discriminative" in line and f"K={k}" in line for line in table) == 2
 
 
 def test_bench_race_cli(micro_model, tmp_path, capsys):
@@ -138,3 +178,23 @@ def test_bench_race_cli(micro_model, tmp_path, capsys):
         assert entry["bench_median_ms_same_inputs"] > 0
     assert "cot/latent" in capsys.readouterr().out
     assert main(["bench", "race", "--lame", str(tmp_path / "missing"), "--n", "1"]) == 2
+
+
+def test_bench_encode_cli(micro_model, tmp_path, capsys):
+    import json
+
+    from lame_tools.cli import main
+
+    folder = micro_model.save_pretrained(tmp_path / "micro")
+    out = tmp_path / "encode.json"
+    args = ["bench", "encode", "--model", str(folder), "--batch-sizes", "1", "2", "--rounds", "2", "--warmup", "0",
+            "--mode", "discriminative", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads(out.read_text())
+    assert report["mode"] == "discriminative" and [r["batch_size"] for r in report["results"]] == [1, 2]
+    for r in report["results"]:
+        assert r["encode_ms"]["n"] == r["backbone_ms"]["n"] == 2
+        assert r["overhead_ratio"] == pytest.approx(r["encode_ms"]["median"] / r["backbone_ms"]["median"])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("encode benchmark (discriminative mode)")
+    assert [line.split()[0] for line in printed[2:4]] == ["1", "2"]
