@@ -95,6 +95,10 @@ def test_relational_examples_carry_their_anchor_and_answer():
     seen = set()
     for i in range(200):
         ex = make_example(0, "test", i)
+        if ex.subtask in ("colour_of", "shape_of"):
+            assert ex.anchor is None and ex.relation == "" and ex.answer_object in ex.scene.objects
+            assert ex.target_text in (ex.answer_object.colour, ex.answer_object.shape)
+            continue
         if ex.subtask not in ("relation_two_step", "refer"):
             assert ex.anchor is None and ex.answer_object is None and ex.relation == ""
             continue
@@ -155,3 +159,48 @@ def test_file_names():
 
     assert gallery_file_name("test", 3, 7) == "test_s3_00007.png"
     assert export_file_name("validation", 12) == "images/validation_00012.png"
+
+
+def test_balanced_split_is_balanced_deterministic_and_disjoint_from_training():
+    from collections import Counter
+
+    from lame_tools.data.shapes import SUBTASKS, balanced_examples, mmeb_rows
+
+    pairs = balanced_examples(0, "test", per_subtask=40)
+    assert Counter(ex.subtask for _, ex in pairs) == {s: 40 for s in SUBTASKS}
+    assert len({index for index, _ in pairs}) == len(pairs)  # no two queries share a scene
+    again = balanced_examples(0, "test", per_subtask=40)
+    assert [(i, e.query_text, e.target_text, e.candidates) for i, e in pairs] == [
+        (i, e.query_text, e.target_text, e.candidates) for i, e in again
+    ]
+    for _, ex in pairs:
+        assert ex.target_text in ex.candidates or ex.target_has_image
+        assert any((o.colour, o.shape) in HELD_OUT_PAIRS for o in ex.scene.objects)  # test scenes: held-out pairs
+    rows, images = mmeb_rows(0, "validation", per_subtask=10)
+    assert {k: len(v) for k, v in rows.items()} == {s: 10 for s in SUBTASKS}
+    assert len(images) == len({p for p, _ in images}) == 10 * len(SUBTASKS)
+    scene_of = {path: scene.to_json() for path, scene in images}
+    for row in rows["t2i"]:
+        assert len(set(row["tgt_img_path"])) == 16 and set(row["tgt_img_path"]) <= set(scene_of)
+        assert scene_of[row["tgt_img_path"][0]] == row["scene"]  # the positive is the caption's own scene
+    assert all(row["held_out"] is False for r in rows.values() for row in r)  # validation has no held-out pairs
+
+
+def test_reasoning_subtasks_answer_from_the_graph():
+    from lame_tools.data.shapes import make_subtask_example
+
+    tokenizer = build_tokenizer(VOCABULARY)
+    unk = tokenizer.unk_token_id
+    for i in range(60):
+        ex = make_subtask_example(0, "train", i, "relation_attribute")
+        if ex is not None:
+            assert ex.target_text == ex.answer_object.colour and relation_holds(ex.answer_object, ex.relation, ex.anchor)
+            assert ex.target_text in ex.candidates and len(ex.candidates) == 5
+        counted = make_subtask_example(0, "train", i, "count_attribute")
+        colour = counted.query_text.split()[2]
+        n = sum(1 for o in counted.scene.objects if o.colour == colour)
+        assert counted.target_text == ("zero", "one", "two", "three", "four")[n]
+        for e in (ex, counted):
+            if e is not None:
+                ids = tokenizer(f"{e.query_text} {e.rationale} {e.target_text}")["input_ids"]
+                assert unk not in ids

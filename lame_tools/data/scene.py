@@ -1,4 +1,5 @@
-"""The Shapes world's scene graph: objects (shape, colour, size, position) and their spatial relations.
+"""The Shapes world's scene graph: objects (shape, colour, size, position), their spatial relations,
+and the deterministic scene of each split and index.
 
 A `Scene` is pure data; `lame_tools.data.render` draws it and `lame_tools.data.shapes` derives tasks
 from it.
@@ -6,6 +7,8 @@ from it.
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import asdict, dataclass
 
 SHAPES = ("circle", "square", "triangle", "diamond")
@@ -16,6 +19,9 @@ RELATIONS = ("left", "right", "above", "below")
 
 # Colour-shape pairs that never appear in training or validation scenes; every test scene holds at
 # least one, so the test split measures systematic generalisation to unseen compositions.
+SPLITS = ("train", "validation", "test")
+SPLIT_SIZES = {"train": 20000, "validation": 500, "test": 500}
+
 HELD_OUT_PAIRS = frozenset({("red", "triangle"), ("blue", "circle"), ("green", "diamond"), ("yellow", "square")})
 
 BASE_RGB = {
@@ -78,3 +84,40 @@ def relation_holds(a: SceneObject, relation: str, b: SceneObject) -> bool:
     if relation == "below":
         return dy > 0.08 and abs(dy) > abs(dx)
     raise ValueError(f"unknown relation {relation!r}")
+
+
+def _allowed_pairs(split: str) -> list[tuple[str, str]]:
+    pairs = [(c, s) for c in COLOURS for s in SHAPES]
+    if split == "test":
+        return pairs
+    return [p for p in pairs if p not in HELD_OUT_PAIRS]
+
+
+def make_scene(seed: int, split: str, index: int) -> Scene:
+    """The scene `index` of `split` for world seed `seed` (deterministic)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    rng = random.Random(f"{seed}/{split}/{index}")
+    pairs = _allowed_pairs(split)
+    while True:
+        count = rng.choice((1, 2, 2, 3, 3, 3, 4, 4))
+        chosen = rng.sample(pairs, count)
+        if split == "test" and not any(p in HELD_OUT_PAIRS for p in chosen):
+            continue
+        positions: list[tuple[float, float]] = []
+        tries = 0
+        while len(positions) < count and tries < 200:
+            tries += 1
+            p = (rng.uniform(0.15, 0.85), rng.uniform(0.15, 0.85))
+            if all(math.dist(p, q) > 0.28 for q in positions):
+                positions.append(p)
+        if len(positions) == count:
+            break
+    objects = tuple(
+        SceneObject(shape=s, colour=c, size=rng.choice(SIZES), x=round(x, 4), y=round(y, 4))
+        for (c, s), (x, y) in zip(chosen, positions)
+    )
+    width, height = rng.choice(((112, 112), (140, 140), (168, 126), (126, 168), (196, 196), (224, 168)))
+    tint = rng.randint(225, 255)
+    background = (tint, min(255, tint + rng.randint(-8, 8)), min(255, tint + rng.randint(-8, 8)))
+    return Scene(objects, width, height, background, rng.randrange(2**31))
