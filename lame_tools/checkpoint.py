@@ -5,7 +5,8 @@ One checkpoint is a folder `step-XXXXXXXX/` holding
     optimizer.safetensors   the optimizer's per-parameter tensors (Adam moments, step counts)
     rng.safetensors         torch's CPU (and CUDA) generator states
     state.json              step, stage, data position, python / numpy RNG states, optimizer
-                            hyper-parameters, anything else the trainer passes
+                            hyper-parameters, the lr scheduler's state (when there is one),
+                            anything else the trainer passes
     MANIFEST.json           size and sha256 of each file above; written last
 Each file is written atomically (`lame_tools.atomic`) into a hidden staging folder that is renamed
 into place once complete, so a run killed at any moment leaves only whole checkpoints. Loading
@@ -128,12 +129,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     keep: int = 2,
+    scheduler: Any = None,
 ) -> Path:
     """Write the checkpoint of `step` under `directory` and keep only the newest `keep` of them.
 
     Args:
-        state: JSON-able trainer state (stage, data position, config ...); `step` and the RNG states
-            are added here.
+        state: JSON-able trainer state (stage, data position, config ...); `step`, the RNG states and
+            the state of `scheduler` (a torch lr scheduler, whose state is plain data) are added here.
 
     Returns:
         the checkpoint folder.
@@ -152,8 +154,9 @@ def save_checkpoint(
             ("rng.safetensors", rng_tensors),
         ):
             atomic_write(staging / name, lambda f, t=tensors: f.write(_safetensors_bytes(t)))
+        extra = {"scheduler": scheduler.state_dict()} if scheduler is not None else {}
         atomic_write_json(
-            staging / "state.json", {**state, "step": step, "optimizer": optim_plain, "rng": rng_plain}
+            staging / "state.json", {**state, **extra, "step": step, "optimizer": optim_plain, "rng": rng_plain}
         )
         manifest = {name: {"bytes": (staging / name).stat().st_size, "sha256": _sha256(staging / name)} for name in FILES}
         atomic_write_json(staging / MANIFEST, {"step": step, "files": manifest})
@@ -206,8 +209,11 @@ def verify_checkpoint(path: str | os.PathLike) -> str | None:
     return None
 
 
-def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model, optimizer and RNG states from one verified checkpoint; return its state dict."""
+def load_checkpoint(
+    path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None
+) -> dict[str, Any]:
+    """Restore model, optimizer, RNG and (when both the checkpoint and the caller have one) scheduler
+    states from one verified checkpoint; return its state dict (without "scheduler" when it held none)."""
     path = Path(path)
     model_tensors = load_file(str(path / "model.safetensors"))
     device_of = {k: v.device for k, v in model.state_dict().items()}
@@ -221,10 +227,14 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     optim_tensors.pop("_empty", None)
     optimizer.load_state_dict(optimizer_from_parts(optim_tensors, state["optimizer"]))
     set_rng_state(state["rng"], load_file(str(path / "rng.safetensors")))
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
     return state
 
 
-def load_latest(directory: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Resumed | None:
+def load_latest(
+    directory: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None
+) -> Resumed | None:
     """Restore the newest whole checkpoint under `directory`; corrupt ones are named and skipped.
 
     Returns:
@@ -235,7 +245,7 @@ def load_latest(directory: str | os.PathLike, model: torch.nn.Module, optimizer:
         if problem is not None:
             warnings.warn(f"{problem}; falling back to the previous checkpoint", CorruptCheckpointWarning, stacklevel=2)
             continue
-        return Resumed(path, load_checkpoint(path, model, optimizer))
+        return Resumed(path, load_checkpoint(path, model, optimizer, scheduler))
     return None
 
 

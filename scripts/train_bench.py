@@ -4,8 +4,9 @@ checkpointing. Prints a table and writes JSON (a benchmark: no assertions).
     python scripts/train_bench.py --steps 20 --out assets/results/train_throughput.json
 
 Method: the presets take turns step by step (round-robin), so a load that changes over the run hits
-them alike; each step is timed end to end (batch construction, forward, backward, optimizer) after
-`--warmup` untimed steps, stage 2 (everything trains). The decoder share is measured two ways:
+them alike; each step is the trainer's own `train_step` (batch construction, forward, backward,
+gradient clipping, optimizer, schedule), timed end to end after `--warmup` untimed steps, in stage 2
+(everything trains). The decoder share is measured two ways:
 directly (the decoder's forward + backward, timed inside the LaME step on its own reason states) and
 as 1 - t(lame-nodecoder) / t(lame). The checkpoint share is one `save_checkpoint` divided by
 `save_every` steps.
@@ -32,13 +33,14 @@ def main() -> int:
     from lame_tools.losses import decoder_loss
     from lame_tools.timing import hardware_info, summarize
     from lame_tools.train import (
-        _tokenize_right_padded,
         build_model,
-        embedding_loss,
+        decoder_targets,
         get_train_preset,
         make_batch,
         make_optimizer,
+        make_scheduler,
         set_stage,
+        train_step,
     )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,14 +62,14 @@ def main() -> int:
         model = build_model(config)
         model.train()
         set_stage(model, config, 2)
-        runs[name] = (config, model, make_optimizer(model, config), [], [])
+        optimizer = make_optimizer(model, config)
+        scheduler = make_scheduler(optimizer, config, first_step=config.stage1_steps)
+        runs[name] = (config, model, optimizer, scheduler, [], [])
     for i in range(args.warmup + args.steps):
-        for config, model, optimizer, times, decoder_times in runs.values():
+        for config, model, optimizer, scheduler, times, decoder_times in runs.values():
             step = config.stage1_steps + i
             start = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            embedding_loss(model, config, step, 0, 1)["loss"].backward()
-            optimizer.step()
+            train_step(model, optimizer, scheduler, config, step)
             elapsed = time.perf_counter() - start
             if model.decoder is not None:
                 batch = make_batch(config, step)
@@ -75,7 +77,7 @@ def main() -> int:
                     reason = model.forward_items(batch.queries, "latent").reason_states
                 reason.requires_grad_()
                 d0 = time.perf_counter()
-                ids, mask = _tokenize_right_padded(model.processor.tokenizer, batch.decoder_texts, reason.device)
+                ids, mask = decoder_targets(model.processor.tokenizer, batch.decoder_texts, reason.device)
                 decoder_loss(model.decoder, reason, ids, mask).backward()
                 decoder_elapsed = time.perf_counter() - d0
             if i >= args.warmup:
@@ -85,10 +87,10 @@ def main() -> int:
         print(f"round {i + 1}/{args.warmup + args.steps}", file=sys.stderr)
 
     result = {"hardware": hardware_info(), "threads": args.threads, "steps": args.steps, "presets": {}}
-    for name, (config, model, optimizer, times, decoder_times) in runs.items():
+    for name, (config, model, optimizer, scheduler, times, decoder_times) in runs.items():
         with tempfile.TemporaryDirectory() as tmp:
             c0 = time.perf_counter()
-            save_checkpoint(tmp, 1, model, optimizer, {"config": config.to_dict()})
+            save_checkpoint(tmp, 1, model, optimizer, {"config": config.to_dict()}, scheduler=scheduler)
             checkpoint_s = time.perf_counter() - c0
         step_s = float(np.median(times))
         entry = {

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,32 +49,25 @@ def one_run(args: argparse.Namespace) -> int:
 
     from lame_tools.atomic import atomic_write_json
     from lame_tools.evaluate import evaluate_shapes
-    from lame_tools.train import _parse_override, get_train_preset, train, training_info
+    from lame_tools.train import build_config, train, training_info
 
     torch.set_num_threads(args.threads)
     preset, seed = args.one[0], int(args.one[1])
     out = Path(args.runs) / run_name(preset, seed)
-    config = get_train_preset(preset)
-    config.seed = seed
-    config.threads = args.threads
-    if args.stage0:
-        config.init_from = str(args.stage0)
-    for text in args.set or []:
-        key, value = _parse_override(text)
-        setattr(config, key, value)
+    config = build_config(preset, args.set or (), seed=seed, threads=args.threads, init_from=args.stage0)
     command = f"python -m lame_tools train --preset {preset} --seed {seed} --out {out} " + " ".join(
         f"--set {s}" for s in args.set or []
     )
-    summary = train(config, out, resume=True, show_progress=False, command=command.strip(),
-                    stop_after=args.stop_after)
-    if not summary["complete"]:
+    result = train(config, out, resume=True, show_progress=False, command=command.strip(),
+                   stop_after=args.stop_after)
+    if not result.complete:
         return 0 if args.stop_after else 3
-    model = summary.pop("model")
+    model = result.model
     model.eval()
     start = time.perf_counter()
     scores = evaluate_shapes(model, split="test", seed=config.world_seed, batch_size=64)
     scores["eval_s"] = round(time.perf_counter() - start, 1)
-    info = training_info(summary)
+    info = training_info(result.summary)
     info["test_scores"] = {"overall": scores["overall"], "meta_tasks": scores["meta_tasks"],
                            "tasks": {k: v["score"] for k, v in scores["tasks"].items()}, "split": "test"}
     atomic_write_json(out / "model" / "training.json", info)
@@ -85,24 +77,18 @@ def one_run(args: argparse.Namespace) -> int:
 
 
 def ship(runs: Path, preset: str, seed: int) -> None:
-    """Copy a finished run's model folder into assets/models/ (atomically: staged, then renamed)."""
+    """Write a finished run's model into assets/models/ (`save_pretrained` replaces the folder atomically)."""
+    from lame_tools.model import LameModel
+
     src = runs / run_name(preset, seed) / "model"
     dst = ROOT / "assets" / "models" / SHIP[preset]
-    staging = dst.with_name(f".{dst.name}.new")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(src, staging)
-    retired = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    if dst.exists():
-        dst.rename(retired)
-    staging.rename(dst)
-    shutil.rmtree(retired, ignore_errors=True)
+    LameModel.from_pretrained(src, device="cpu").save_pretrained(dst)
     print(f"shipped {src} -> {dst}", flush=True)
 
 
 def aggregate(runs: Path) -> dict:
     """Collect every run's eval.json and summary.json: per run, and mean / spread per preset."""
-    import numpy as np
+    from lame_tools.evaluate import sample_stats as stats
 
     per_run = {}
     for folder in sorted(runs.glob("*-s[0-9]*")):
@@ -129,12 +115,6 @@ def aggregate(runs: Path) -> dict:
         presets.setdefault(preset, {"runs": []})["runs"].append(name)
     for entry in presets.values():
         rows = [per_run[n] for n in entry["runs"]]
-
-        def stats(values):
-            arr = np.array([v for v in values if v is not None], dtype=float)
-            return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-                    "min": float(arr.min()), "max": float(arr.max()), "n": int(len(arr))}
-
         entry["overall"] = stats([r["overall"] for r in rows])
         metas = sorted({m for r in rows for m in r["meta_tasks"]})
         entry["meta_tasks"] = {m: stats([r["meta_tasks"].get(m) for r in rows]) for m in metas}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,22 +18,34 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lame_tools.checkpoint import CorruptCheckpointWarning, list_checkpoints, load_latest, verify_checkpoint
-from lame_tools.data.shapes import VOCABULARY
+from lame_tools.checkpoint import (
+    CorruptCheckpointWarning,
+    list_checkpoints,
+    load_checkpoint,
+    load_latest,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from lame_tools.data.shapes import TASK_KINDS, VOCABULARY, make_example
 from lame_tools.errors import LameError
 from lame_tools.model import LameModel
 from lame_tools.train import (
     PRESETS,
     batch_indices,
+    build_config,
     build_model,
+    decoder_sizes_for,
     embedding_loss,
     get_train_preset,
     lr_factor,
     make_batch,
     make_optimizer,
+    make_scheduler,
+    parse_override,
     set_stage,
     stage0_loss,
     train,
+    train_step,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +93,75 @@ def test_batches_are_a_function_of_step_and_ranks_partition_them():
     texts = sorted(q.text or "" for q in whole.queries)
     assert sorted((q.text or "") for h in halves for q in h.queries) == texts
     assert len(halves[0].queries) == len(halves[1].queries) == config.batch_size // 2
+
+
+def test_config_from_a_preset_overrides_and_named_values():
+    assert parse_override("lr_latent=0.5") == ("lr_latent", 0.5)
+    assert parse_override("hard_negatives=yes") == ("hard_negatives", True)
+    assert parse_override("init_from=none") == ("init_from", None)
+    with pytest.raises(LameError, match="Unknown training setting"):
+        parse_override("nope=1")
+    with pytest.raises(LameError, match="KEY=VALUE"):
+        parse_override("stage1_steps")
+    config = build_config("micro-lame", ["seed=3", "stage1_steps=7"], seed=5, steps_scale=2.0, base=Path("/b"),
+                          gradient_checkpointing=True)
+    assert config.seed == 5  # a named value wins over an override of the same field
+    assert config.stage1_steps == 7 and config.stage2_steps == 10  # the scale leaves overridden stages alone
+    assert config.base == "/b" and config.gradient_checkpointing and not config.bf16
+    assert build_config("micro-lame") == get_train_preset("micro-lame")
+
+
+def test_homogeneous_batches_hold_only_the_kind_they_were_drawn_for():
+    config = get_train_preset("micro-lame")
+    config.batch_size = 32
+    # the world does fall back: some scenes cannot hold their kind's question (grounding -> vqa ...)
+    assert any(make_example(0, "train", i).task != TASK_KINDS[i % 4] for i in range(200))
+    replaced = 0
+    for step in range(16):
+        plain = batch_indices(config.seed, step, config.batch_size, homogeneous=True)
+        indices = batch_indices(config.seed, step, config.batch_size, homogeneous=True, world_seed=config.world_seed)
+        kind = TASK_KINDS[plain[0] % 4]
+        assert len(set(indices)) == len(indices) == config.batch_size
+        assert all(make_example(0, "train", i).task == kind for i in indices), (step, kind)
+        # the draw keeps its order; only the fallen examples move to the next index of their kind
+        kept = [i == j for i, j in zip(plain, indices)]
+        assert all(k or make_example(0, "train", i).task != kind for i, k in zip(plain, kept))
+        replaced += kept.count(False)
+        # a pure function of (seed, step): a resumed run draws the same
+        assert indices == batch_indices(config.seed, step, config.batch_size, homogeneous=True, world_seed=0)
+    assert replaced > 0
+    mixed = batch_indices(config.seed, 0, 64, kinds=["vqa", "grounding"], world_seed=0)
+    assert {make_example(0, "train", i).task for i in mixed} == {"vqa", "grounding"}
+    assert all(make_example(0, "train", i).task == TASK_KINDS[i % 4] for i in mixed)
+    step = next(s for s in range(16) if TASK_KINDS[batch_indices(0, s, 8, homogeneous=True)[0] % 4] == "grounding")
+    assert {e.task for e in make_batch(config, step).examples} == {"grounding"}
+
+
+def test_schedule_is_a_lambda_lr_and_train_step_clips_and_steps_it():
+    config = get_train_preset("micro-lame")
+    model = build_model(config)
+    model.train()
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
+    peak = {"backbone": config.lr_backbone, "vision": config.lr_backbone, "latent": config.lr_latent,
+            "decoder": config.lr_decoder}
+    assert all("peak_lr" not in g for g in optimizer.param_groups)
+    for step in range(config.total_steps):
+        for group in optimizer.param_groups:  # the lr of each step is the old code's: peak * factor
+            assert group["lr"] == peak[group["name"]] * lr_factor(config, step), (step, group["name"])
+        set_stage(model, config, config.stage_of(step))
+        before = model.latent_embeddings.detach().clone()
+        out = train_step(model, optimizer, scheduler, config, step)
+        assert set(out.losses) >= {"loss", "contrastive", "decoder"} and not out.losses["loss"].requires_grad
+        assert not torch.equal(before, model.latent_embeddings.detach())
+        encoder = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("decoder")]
+        clipped = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in encoder]))
+        assert float(clipped) == pytest.approx(min(float(out.grad_norm), config.clip_encoder), rel=1e-4)
+    # a run that starts mid-way (the throughput benchmark) is set for its first step
+    fresh = make_optimizer(model, config)
+    make_scheduler(fresh, config, first_step=config.stage1_steps + 1)
+    assert fresh.param_groups[0]["lr"] == config.lr_backbone * lr_factor(config, config.stage1_steps + 1)
 
 
 def _grads(params):
@@ -151,8 +233,10 @@ def test_optimizer_groups_and_temperature_switch():
 @pytest.mark.parametrize("preset", ["micro-lame", "micro-discriminative", "micro-cot", "micro-stage0"])
 def test_smoke_run_each_preset_writes_a_loadable_model(tmp_path, preset):
     config = get_train_preset(preset)
-    summary = train(config, tmp_path, show_progress=False)
-    assert summary["complete"] and summary["steps"] == config.total_steps
+    result = train(config, tmp_path, show_progress=False)
+    summary = result.summary
+    assert result.complete and summary["steps"] == config.total_steps
+    assert "model" not in summary and json.loads((tmp_path / "summary.json").read_text()) == summary
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == config.total_steps and all(r["loss"] == r["loss"] for r in rows)  # no NaN
     model = LameModel.from_pretrained(tmp_path / "model", device="cpu")
@@ -187,6 +271,29 @@ def test_corrupt_checkpoint_is_named_and_the_previous_one_used(tmp_path):
     # a checkpoint folder without its manifest (killed mid-write) is never used
     (ckpts[0] / "MANIFEST.json").unlink()
     assert "MANIFEST" in verify_checkpoint(ckpts[0])
+
+
+def test_a_checkpoint_without_scheduler_state_resumes_on_the_same_schedule(tmp_path):
+    """Checkpoints written before the schedule was a LambdaLR kept the peak rate as "peak_lr" in each
+    optimizer group and no scheduler state: they resume on the same lr values."""
+    config = get_train_preset("micro-lame")
+    reference = train(config, tmp_path / "ref", show_progress=False).model
+    train(config, tmp_path / "old", show_progress=False, stop_after=4)
+    ckpt_dir = tmp_path / "old" / "ckpt"
+    model = build_model(config)
+    optimizer = make_optimizer(model, config)
+    state = load_checkpoint(list_checkpoints(ckpt_dir)[-1], model, optimizer)  # also restores the RNG states
+    for group in optimizer.param_groups:
+        group["peak_lr"] = group.pop("initial_lr")
+        group["lr"] = group["peak_lr"] * lr_factor(config, 3)  # what the old loop left: the last step's lr
+    for old in list_checkpoints(ckpt_dir):
+        shutil.rmtree(old)
+    kept = {k: v for k, v in state.items() if k not in ("step", "optimizer", "rng", "scheduler")}
+    save_checkpoint(ckpt_dir, 4, model, optimizer, kept)
+    assert "scheduler" not in json.loads((list_checkpoints(ckpt_dir)[-1] / "state.json").read_text())
+    resumed = train(config, tmp_path / "old", resume=True, show_progress=False).model
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.slow
@@ -249,7 +356,9 @@ def test_base_qwen2vl_folder_with_gradient_checkpointing(tmp_path):
     tiny.processor.image_processor.save_pretrained(base)
     config = get_train_preset("micro-lame")
     config.base, config.gradient_checkpointing, config.stage2_steps = str(base), True, 1
-    summary = train(config, tmp_path / "run", show_progress=False)
-    assert summary["complete"] and summary["model"].config.prompt_format == "qwen2-vl-chat"
-    assert summary["model"].decoder is not None and summary["last_metrics"]["decoder"] > 0
+    result = train(config, tmp_path / "run", show_progress=False)
+    assert result.complete and result.model.config.prompt_format == "qwen2-vl-chat"
+    assert result.model.decoder is not None and result.summary["last_metrics"]["decoder"] > 0
+    # the decoder is sized from the base's width (64 -> 32), not taken from the "tiny" preset (96)
+    assert result.model.config.decoder["hidden_size"] == decoder_sizes_for(64).decoder_hidden_size == 32
     assert LameModel.from_pretrained(tmp_path / "run" / "model", device="cpu").config.num_reason_tokens == 4

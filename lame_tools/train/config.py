@@ -1,0 +1,223 @@
+"""Training configuration: `TrainConfig`, the named presets, and building a config from plain values
+(a preset, `KEY=VALUE` overrides, the command line's named options)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lame_tools.errors import LameError
+
+DEFAULT_STAGE0_DIR = Path("runs/stage0/model")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Presets (`PRESETS`) fill these; the CLI can override any field.
+
+    Attributes:
+        kind: "stage0" (next-token pretraining of the backbone), "contrastive" (LaME / discriminative) or
+            "cot" (explicit rationale then [EMBED]).
+        size: tiny backbone preset ("tiny", "micro"); ignored with `base`.
+        num_reason_tokens: K (0 = discriminative).
+        with_decoder: build and train the latent decoder.
+        lambda_decoder: weight of the decoder loss in stage 2 (stage 1 trains the decoder at weight 1
+            on a frozen backbone).
+        cot_lm_weight: weight of the rationale LM loss (cot kind).
+        decoder_target: what the decoder reconstructs: "target" (the target's text; the caption for
+            text->image) or "rationale" (the chain of thought; an ablation that uses CoT annotation).
+        stage1_steps / stage2_steps / stage0_steps: steps per stage.
+        batch_size: global batch (split across processes).
+        lr_backbone / lr_latent / lr_decoder: peak learning rates per parameter group.
+        warmup_steps: linear warm-up at the start of each stage, then cosine to `min_lr_ratio`.
+        clip_encoder / clip_decoder: separate gradient-norm clips for the encoder side (backbone,
+            latent embeddings, head, temperature) and the decoder.
+        learnable_temperature: train `logit_scale`; else it stays at its initial value.
+        hard_negatives: add one hard negative (a wrong candidate of the example) per text target.
+        homogeneous_batches: draw each step's batch from one task kind (see `batch_indices`).
+        task_kinds: comma list of task kinds to train on ("" = all four).
+        stage1_trainable: parameter groups trained in stage 1 (see `parameter_groups`): the paper's
+            bottleneck warm-up is "latent,decoder" on a frozen backbone; "vision" alone is a locked-text
+            warm-up (the language model, head and latent rows stay fixed, the vision tower learns to
+            meet the text embeddings), for a backbone that has not learned to see yet.
+        init_from: a model folder whose backbone initialises this run (the stage-0 output).
+        base: a Qwen2-VL-family folder to wrap instead of the tiny backbone (`LameModel.from_backbone`);
+            its latent decoder is sized from the base's hidden size.
+        world_seed: the Shapes world seed (splits); seed: this run's seed (init and data order).
+        save_every: steps between resume checkpoints; eval_every: steps between quick validations.
+        render_cache: a folder of pre-rendered train scenes (`prerender`); the images are the same
+            as `render`'s (PNG is lossless), only cheaper to get. Missing files are rendered and added.
+    """
+
+    kind: str = "contrastive"
+    size: str = "tiny"
+    num_reason_tokens: int = 8
+    embed_dim: int = 128
+    with_decoder: bool = True
+    lambda_decoder: float = 0.5
+    cot_lm_weight: float = 1.0
+    decoder_target: str = "target"
+    stage0_steps: int = 0
+    stage1_steps: int = 100
+    stage2_steps: int = 500
+    batch_size: int = 32
+    lr_backbone: float = 3e-4
+    lr_latent: float = 1e-3
+    lr_decoder: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    clip_encoder: float = 1.0
+    clip_decoder: float = 1.0
+    learnable_temperature: bool = True
+    temperature: float = 0.05
+    hard_negatives: bool = False
+    homogeneous_batches: bool = True
+    task_kinds: str = ""
+    stage1_trainable: str = "latent,decoder"
+    init_from: str | None = str(DEFAULT_STAGE0_DIR)
+    base: str | None = None
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    world_seed: int = 0
+    seed: int = 0
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    eval_every: int = 0
+    eval_examples: int = 96
+    log_every: int = 10
+    threads: int = 0
+    render_cache: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def default_mode(self) -> str:
+        if self.kind == "cot":
+            return "cot"
+        return "latent" if self.num_reason_tokens > 0 else "discriminative"
+
+    @property
+    def kind_list(self) -> list[str] | None:
+        """The task kinds named in `task_kinds`, or None for all of them."""
+        return [k for k in self.task_kinds.split(",") if k] or None
+
+    @property
+    def total_steps(self) -> int:
+        return self.stage0_steps + self.stage1_steps + self.stage2_steps
+
+    def stage_of(self, step: int) -> int:
+        """The stage (0, 1 or 2) that global step `step` (0-based) belongs to."""
+        if step < self.stage0_steps:
+            return 0
+        if step < self.stage0_steps + self.stage1_steps:
+            return 1
+        return 2
+
+    def stage_bounds(self, stage: int) -> tuple[int, int]:
+        start = {0: 0, 1: self.stage0_steps, 2: self.stage0_steps + self.stage1_steps}[stage]
+        length = {0: self.stage0_steps, 1: self.stage1_steps, 2: self.stage2_steps}[stage]
+        return start, length
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _preset(**overrides: Any) -> TrainConfig:
+    return dataclasses.replace(TrainConfig(), **overrides)
+
+
+def _micro(**overrides: Any) -> TrainConfig:
+    base = dict(
+        size="micro", embed_dim=32, batch_size=8, stage1_steps=3, stage2_steps=5, warmup_steps=2,
+        save_every=2, init_from=None, log_every=1, eval_examples=16,
+    )
+    base.update(overrides)
+    return _preset(**base)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # the shared backbone: a locked-text warm-up of the vision tower on captions (see lame_tools.train)
+    "stage0": _preset(num_reason_tokens=0, with_decoder=False, stage1_trainable="vision", task_kinds="retrieval",
+                      stage1_steps=600, stage2_steps=0, lr_backbone=1e-3, init_from=None),
+    # next-token pretraining of the backbone on captions / answers / rationales (tried; see README)
+    "stage0-lm": _preset(kind="stage0", num_reason_tokens=0, with_decoder=False, stage0_steps=600, batch_size=64,
+                         homogeneous_batches=False, stage1_steps=0, stage2_steps=0, lr_backbone=2e-3, init_from=None,
+                         save_every=200),
+    "lame": _preset(num_reason_tokens=8),
+    "discriminative": _preset(num_reason_tokens=0, with_decoder=False),
+    "cot": _preset(kind="cot", num_reason_tokens=0, with_decoder=False),
+    "lame-nodecoder": _preset(num_reason_tokens=8, with_decoder=False),
+    "lame-rationale": _preset(num_reason_tokens=8, decoder_target="rationale"),
+    **{f"lame-k{k}": _preset(num_reason_tokens=k, with_decoder=k > 0) for k in (0, 1, 2, 4, 8, 16)},
+    # for tests: builds in milliseconds, a few steps
+    "micro-stage0": _micro(kind="stage0", num_reason_tokens=0, with_decoder=False, stage0_steps=4,
+                           stage1_steps=0, stage2_steps=0),
+    "micro-lame": _micro(num_reason_tokens=4),
+    "micro-discriminative": _micro(num_reason_tokens=0, with_decoder=False),
+    "micro-cot": _micro(kind="cot", num_reason_tokens=0, with_decoder=False),
+}
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_train_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise LameError(f"Unknown training preset {name!r}; known: {', '.join(list_presets())}.")
+    return dataclasses.replace(PRESETS[name])
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`"KEY=VALUE"` -> (field name, value of the field's type); "none", "null" or "" unset a text field."""
+    if "=" not in text:
+        raise LameError(f"--set wants KEY=VALUE, got {text!r}.")
+    key, value = text.split("=", 1)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if key not in fields:
+        raise LameError(f"Unknown training setting {key!r}; known: {', '.join(sorted(fields))}.")
+    default = getattr(TrainConfig(), key)
+    if isinstance(default, bool):
+        return key, value.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return key, int(value)
+    if isinstance(default, float):
+        return key, float(value)
+    if value.lower() in ("none", "null", ""):
+        return key, None
+    return key, value
+
+
+def build_config(
+    preset: str = "lame",
+    overrides: Iterable[str] = (),
+    *,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    init_from: str | Path | None = None,
+    base: str | Path | None = None,
+    threads: int | None = None,
+    steps_scale: float = 1.0,
+    bf16: bool = False,
+    gradient_checkpointing: bool = False,
+) -> TrainConfig:
+    """The config of a run: `preset`, then the `KEY=VALUE` `overrides`, then the named values given
+    (those win over an override of the same field). `steps_scale` multiplies each stage's steps
+    unless an override sets them; `bf16` and `gradient_checkpointing` only switch on."""
+    config = get_train_preset(preset)
+    values: dict[str, Any] = dict(parse_override(s) for s in overrides or ())
+    named = {"seed": seed, "batch_size": batch_size, "init_from": init_from, "base": base, "threads": threads}
+    for name, value in named.items():
+        if value is not None:
+            values[name] = str(value) if name in ("init_from", "base") else value
+    if steps_scale != 1.0:
+        for name in ("stage0_steps", "stage1_steps", "stage2_steps"):
+            values.setdefault(name, int(round(getattr(config, name) * steps_scale)))
+    if bf16:
+        values["bf16"] = True
+    if gradient_checkpointing:
+        values["gradient_checkpointing"] = True
+    return dataclasses.replace(config, **values)

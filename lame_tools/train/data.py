@@ -1,0 +1,202 @@
+"""Training data, drawn on the fly: the global batch of step s is a pure function of (run seed, s),
+so a run's data position is its step. Each process takes an equal slice (`rank::world`)."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lame_tools.atomic import atomic_write
+from lame_tools.data.shapes import (
+    INSTRUCTIONS,
+    SPLIT_SIZES,
+    TARGET_INSTRUCTION,
+    TASK_KINDS,
+    Example,
+    make_example,
+    render,
+)
+from lame_tools.errors import LameError
+from lame_tools.inputs import Item
+from lame_tools.losses import text_keys
+from lame_tools.train.config import TrainConfig
+
+
+@dataclass
+class TrainBatch:
+    """One process's slice of a global batch, ready for the model."""
+
+    examples: list[Example]
+    queries: list[Item]
+    targets: list[Item]
+    target_keys: torch.Tensor  # [n] int64: equal keys = same target (false negatives masked)
+    decoder_texts: list[str]
+    hard_negatives: list[Item]
+    hard_negative_keys: torch.Tensor
+    hard_negative_valid: torch.Tensor
+
+
+def batch_indices(
+    seed: int,
+    step: int,
+    batch_size: int,
+    pool: int = SPLIT_SIZES["train"],
+    homogeneous: bool = False,
+    kinds: list[str] | None = None,
+    world_seed: int | None = None,
+) -> list[int]:
+    """The train-split indices of the global batch of `step`: a pure function of (seed, step).
+
+    With `homogeneous`, the whole batch comes from one task kind (drawn per step): example `i` of the
+    world is asked as kind TASK_KINDS[i % 4], so the in-batch negatives are answers of the same kind
+    (other colours, other counts, other captions), as the candidates at evaluation are. Mixed batches
+    let the loss fall by telling task kinds apart without looking at the image. `kinds` restricts the
+    draw to some task kinds (e.g. ["retrieval"]: captions only).
+
+    A scene that cannot hold its kind's question gets another kind's (`make_example` falls back, e.g.
+    grounding -> vqa). With `world_seed`, a draw of chosen kinds (homogeneous or `kinds`) replaces each
+    such index by the next one of its kind that holds it (`of_their_kind`).
+    """
+    rng = random.Random(f"train/{seed}/{step}")
+    allowed = [TASK_KINDS.index(k) for k in kinds] if kinds else list(range(len(TASK_KINDS)))
+    if homogeneous or len(allowed) == 1:
+        kind = allowed[rng.randrange(len(allowed))]
+        drawn = rng.sample(range(kind, pool, len(TASK_KINDS)), batch_size)
+    elif len(allowed) < len(TASK_KINDS):
+        drawn = rng.sample([i for i in range(pool) if i % len(TASK_KINDS) in allowed], batch_size)
+    else:
+        return rng.sample(range(pool), batch_size)
+    return drawn if world_seed is None else of_their_kind(drawn, world_seed, pool)
+
+
+def of_their_kind(indices: list[int], world_seed: int, pool: int = SPLIT_SIZES["train"]) -> list[int]:
+    """`indices` with each one whose example is not of kind TASK_KINDS[i % 4] replaced by the next
+    index of the same kind (i + 4, i + 8 ..., wrapping around the pool) that is, and is not drawn yet."""
+    n = len(TASK_KINDS)
+    taken = set(indices)
+    out = []
+    for index in indices:
+        candidate = index
+        for _ in range(pool // n + 1):
+            if make_example(world_seed, "train", candidate).task == TASK_KINDS[candidate % n] and (
+                candidate == index or candidate not in taken
+            ):
+                break
+            candidate = candidate + n if candidate + n < pool else candidate % n
+        else:
+            raise LameError(f"No train example of kind {TASK_KINDS[index % n]!r} is left to draw.")
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def step_indices(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> list[int]:
+    """This process's slice of the global batch indices of `step`."""
+    indices = batch_indices(config.seed, step, config.batch_size, homogeneous=config.homogeneous_batches,
+                            kinds=config.kind_list, world_seed=config.world_seed)
+    return indices[rank::world]
+
+
+def cache_path(cache: str | os.PathLike, world_seed: int, index: int) -> Path:
+    """Where the render cache keeps train scene `index` of world `world_seed`."""
+    return Path(cache) / f"seed{world_seed}" / f"{index:06d}.png"
+
+
+def _save_png(path: Path, image) -> None:
+    atomic_write(path, lambda f: image.save(f, format="PNG", compress_level=1))
+
+
+def scene_image(config: TrainConfig, example: Example, index: int):
+    """The rendered train scene `index` (from `render_cache` when it holds it)."""
+    if not config.render_cache:
+        return render(example.scene)
+    path = cache_path(config.render_cache, config.world_seed, index)
+    if path.is_file():
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except OSError:
+            pass  # a damaged cache file: draw the scene again
+    image = render(example.scene)
+    _save_png(path, image)
+    return image
+
+
+def _prerender_one(args: tuple[str, int, int]) -> None:
+    cache, world_seed, index = args
+    path = cache_path(cache, world_seed, index)
+    if not path.is_file():
+        _save_png(path, render(make_example(world_seed, "train", index).scene))
+
+
+def prerender(cache: str | os.PathLike, world_seed: int = 0, limit: int | None = None, workers: int = 1) -> Path:
+    """Render the train split once into `cache` (PNG), so many runs share the drawing cost."""
+    n = SPLIT_SIZES["train"] if limit is None else min(limit, SPLIT_SIZES["train"])
+    jobs = [(str(cache), world_seed, i) for i in range(n)]
+    if workers > 1:
+        from multiprocessing import Pool
+
+        with Pool(workers) as pool:
+            for _ in pool.imap_unordered(_prerender_one, jobs, chunksize=64):
+                pass
+    else:
+        for job in jobs:
+            _prerender_one(job)
+    return Path(cache)
+
+
+def target_key(example: Example, index: int) -> str:
+    """Equal keys = the same target: the text of a text target, the scene of an image target."""
+    return f"text:{example.target_text}" if not example.target_has_image else f"image:{index}"
+
+
+def _hard_negative(example: Example, rng: random.Random) -> tuple[Item, str, bool]:
+    """(item, key, valid): a wrong candidate of a text target, else a placeholder marked invalid."""
+    negatives = [c for c in example.candidates[1:] if c != example.target_text]
+    if negatives and not example.target_has_image:
+        choice = rng.choice(negatives)
+        return Item(None, choice, TARGET_INSTRUCTION), f"text:{choice}", True
+    return Item(None, "a", TARGET_INSTRUCTION), "none", False
+
+
+def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> TrainBatch:
+    """This process's slice of the global batch of `step` (queries, targets, keys, decoder texts)."""
+    rng = random.Random(f"hard/{config.seed}/{step}/{rank}")
+    examples, queries, targets, keys, dec, hard = [], [], [], [], [], []
+    for index in step_indices(config, step, rank, world):
+        ex = make_example(config.world_seed, "train", index)
+        image = scene_image(config, ex, index) if (ex.query_has_image or ex.target_has_image) else None
+        examples.append(ex)
+        queries.append(ex.query_item(image))
+        targets.append(ex.target_item(image))
+        keys.append(target_key(ex, index))
+        dec.append(ex.rationale if config.decoder_target == "rationale" else ex.target_text or ex.scene.caption())
+        hard.append(_hard_negative(ex, rng))
+    return TrainBatch(
+        examples, queries, targets, text_keys(keys), dec, [h[0] for h in hard], text_keys([h[1] for h in hard]),
+        torch.tensor([h[2] for h in hard], dtype=torch.bool),
+    )
+
+
+def stage0_rows(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> tuple[list[Item], list[str]]:
+    """Stage-0 LM rows: (prompt item, text to generate). Half the rows answer through the rationale,
+    half answer directly; text->image examples become image->caption rows."""
+    items, continuations = [], []
+    for index in step_indices(config, step, rank, world):
+        ex = make_example(config.world_seed, "train", index)
+        image = scene_image(config, ex, index)
+        if ex.target_has_image:  # t2i: the LM learns the reverse direction (describe the image)
+            item = Item(image, None, INSTRUCTIONS["i2t"])
+            answer = ex.scene.caption()
+        else:
+            item = ex.query_item(image)
+            answer = ex.target_text
+        items.append(item)
+        continuations.append(ex.rationale if index % 2 == 0 else answer)
+    return items, continuations

@@ -1,0 +1,168 @@
+"""One training step: the losses of a step's batch, then backward, gradient averaging over processes,
+the separate encoder / decoder clipping, the optimizer and the schedule (`train_step`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lame_tools.inputs import Item
+from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
+from lame_tools.train.build import GROUPS, parameter_groups, trainable_in_stage
+from lame_tools.train.config import TrainConfig
+from lame_tools.train.data import TrainBatch, make_batch, stage0_rows
+
+
+def decoder_targets(tokenizer, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of the texts the latent decoder reconstructs, right-padded by the tokenizer."""
+    encoded = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="right", return_tensors="pt")
+    return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+
+
+def lm_rows_loss(model, items: list[Item], continuations: list[list[int]]) -> torch.Tensor:
+    """The backbone's LM loss on each row's continuation ids, given its prompt item."""
+    batch = model.processor(items, continuations)
+    hidden = model.hidden_states(batch)
+    logits = model.backbone.lm_head(hidden)
+    lengths = torch.tensor([len(c) for c in continuations])
+    return suffix_lm_loss(logits, batch["input_ids"].to(logits.device), lengths)
+
+
+def stage0_loss(model, config: TrainConfig, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Stage-0 next-token loss on this process's rows of the step (see `stage0_rows`)."""
+    items, texts = stage0_rows(config, step, rank, world)
+    tok = model.processor.tokenizer
+    eos = model.processor.eos_token_id
+    continuations = [tok(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts]
+    loss = lm_rows_loss(model, items, continuations)
+    return {"loss": loss, "lm": loss.detach()}
+
+
+def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
+    """CoT: queries read [EMBED] after `[THINK] rationale`, targets right after [THINK]; in stage 2
+    the rationale LM loss goes into `out["cot_lm"]`. Returns (query, target, hard-negative) embeddings."""
+    tok = model.processor.tokenizer
+    n = len(batch.queries)
+    rationales = [tok(ex.rationale, add_special_tokens=False)["input_ids"] for ex in batch.examples]
+    q_batch = model.prepare(batch.queries, "cot", rationales)
+    t_batch = model.prepare(batch.targets, "cot", [[]] * n)
+    q_hidden, t_hidden = model.hidden_states(q_batch), model.hidden_states(t_batch)
+    if stage == 2 and config.cot_lm_weight > 0:
+        # predict "rationale [EMBED]" after [THINK] (queries) and "[EMBED]" right after [THINK] (targets)
+        q_len = torch.tensor([len(r) + 1 for r in rationales])
+        t_len = torch.full((n,), 1)
+        out["cot_lm"] = 0.5 * (
+            suffix_lm_loss(model.backbone.lm_head(q_hidden), q_batch["input_ids"].to(q_hidden.device), q_len)
+            + suffix_lm_loss(model.backbone.lm_head(t_hidden), t_batch["input_ids"].to(t_hidden.device), t_len)
+        )
+    hard = None
+    if config.hard_negatives:
+        hard = model.pool(model.hidden_states(model.prepare(batch.hard_negatives, "cot", [[]] * n)), 0)[0]
+    return model.pool(q_hidden, 0)[0], model.pool(t_hidden, 0)[0], hard
+
+
+def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
+    """Latent / discriminative: one pass per side; the decoder loss (when it trains) goes into
+    `out["decoder"]`. Returns (query, target, hard-negative) embeddings."""
+    mode = config.default_mode
+    n = len(batch.queries)
+    q = model.forward_items(batch.queries, mode)
+    if config.hard_negatives:
+        both = model.forward_items(batch.targets + batch.hard_negatives, mode).embeddings
+        t_emb, hard = both[:n], both[n:]
+    else:
+        t_emb, hard = model.forward_items(batch.targets, mode).embeddings, None
+    if model.decoder is not None and "decoder" in trainable_in_stage(config, stage):
+        ids, mask = decoder_targets(model.processor.tokenizer, batch.decoder_texts, q.embeddings.device)
+        out["decoder"] = decoder_loss(model.decoder, q.reason_states, ids, mask)
+    return q.embeddings, t_emb, hard
+
+
+def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Stage 1 / 2 losses of a contrastive or CoT run on this process's slice of the step's batch:
+    "loss" (with gradients) and its detached parts ("contrastive", "decoder", "cot_lm")."""
+    stage = config.stage_of(step)
+    batch = make_batch(config, step, rank, world)
+    out: dict[str, torch.Tensor] = {}
+    embed = _cot_embeddings if config.kind == "cot" else _one_pass_embeddings
+    q_emb, t_emb, hard_emb = embed(model, config, batch, stage, out)
+    device = q_emb.device
+    out["contrastive"] = info_nce(
+        q_emb, t_emb, model.logit_scale, batch.target_keys.to(device),
+        hard_negatives=hard_emb,
+        hard_negative_keys=batch.hard_negative_keys.to(device) if hard_emb is not None else None,
+        hard_negative_valid=batch.hard_negative_valid.to(device) if hard_emb is not None else None,
+    )
+    loss = out["contrastive"]
+    if "decoder" in out:
+        loss = loss + (1.0 if stage == 1 else config.lambda_decoder) * out["decoder"]
+    if "cot_lm" in out:
+        loss = loss + config.cot_lm_weight * out["cot_lm"]
+    out = {k: v.detach() for k, v in out.items()}
+    out["loss"] = loss
+    return out
+
+
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Fill missing gradients with zeros (so every process reduces the same tensors) and average
+    them over processes in one flat all-reduce."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if world == 1 or not params:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        count = p.numel()
+        p.grad.copy_(flat[offset : offset + count].view_as(p.grad))
+        offset += count
+
+
+@dataclass
+class StepOutput:
+    """What one `train_step` measured: the detached losses ("loss" and its parts) and the encoder's
+    gradient norm before clipping."""
+
+    losses: dict[str, torch.Tensor]
+    grad_norm: torch.Tensor
+
+
+def train_step(
+    model,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    config: TrainConfig,
+    step: int,
+    rank: int = 0,
+    world: int = 1,
+    autocast: Callable[[], Any] | None = None,
+) -> StepOutput:
+    """One optimisation step on this process's slice of global step `step` (the stage's parameters
+    must already be set, `set_stage`): forward under `autocast`, backward, gradients averaged over
+    the `world` processes, the encoder and decoder clipped apart, the optimizer and the schedule."""
+    with (autocast or contextlib.nullcontext)():
+        if config.stage_of(step) == 0:
+            losses = stage0_loss(model, config, step, rank, world)
+        else:
+            losses = embedding_loss(model, config, step, rank, world)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    groups = parameter_groups(model)
+    average_gradients([p for name in GROUPS for p in groups[name] if p.requires_grad], world)
+    encoder = [p for name in ("backbone", "vision", "latent") for p in groups[name] if p.requires_grad]
+    decoder = [p for p in groups["decoder"] if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(encoder, config.clip_encoder) if encoder else torch.zeros(())
+    if decoder:
+        torch.nn.utils.clip_grad_norm_(decoder, config.clip_decoder)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    losses["loss"] = losses["loss"].detach()
+    return StepOutput(losses, grad_norm)
