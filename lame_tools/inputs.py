@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -123,3 +125,33 @@ def clean_text(text: object, name: str = "text", allow_empty: bool = False) -> s
         warnings.warn(f"The {name} has {len(cleaned)} characters; only the first {MAX_TEXT_CHARS} are used.", stacklevel=2)
         cleaned = cleaned[:MAX_TEXT_CHARS]
     return cleaned
+
+
+def make_items(
+    images: Iterable[Any] | None = None,
+    texts: Iterable[str | None] | None = None,
+    instruction: str | list[str | None] | None = None,
+) -> list[Item]:
+    """Validate and align user inputs into items (images decoded safely, text cleaned).
+
+    Raises:
+        InputError: mismatched lengths, an item with neither image nor text, or a bad image/text.
+    """
+    images = list(images) if images is not None else None
+    texts = list(texts) if texts is not None else None
+    if images is None and texts is None:
+        raise InputError("Give at least one image or one text to embed.")
+    n = len(images if images is not None else texts)
+    if images is not None and texts is not None and len(images) != len(texts):
+        raise InputError(f"Got {len(images)} images but {len(texts)} texts; pair them one to one or pass None entries.")
+    images = images if images is not None else [None] * n
+    texts = texts if texts is not None else [None] * n
+    instructions = instruction if isinstance(instruction, list) else [instruction] * n
+    if len(instructions) != n:
+        raise InputError(f"Got {len(instructions)} instructions for {n} inputs.")
+    items = []
+    for i, (image, text, inst) in enumerate(zip(images, texts, instructions)):
+        decoded = load_image(image, name=f"image {i + 1}") if image is not None else None
+        cleaned = clean_text(text, name=f"text {i + 1}", allow_empty=decoded is not None)
+        items.append(Item(decoded, cleaned or None, clean_text(inst, allow_empty=True) or None))
+    return items

@@ -24,11 +24,8 @@ The batch API every caller uses (training, adapters, timing, probes, scripts):
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,31 +34,28 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen3Config
 
-from lame_tools.atomic import atomic_write_json
 from lame_tools.backbone import (
     build_backbone,
     build_decoder_config,
     build_image_processor,
     build_tiny_backbone_config,
     build_tokenizer,
-    default_device,
     load_backbone,
 )
 from lame_tools.config import LameConfig, get_preset
-from lame_tools.constants import EMBED_TOKEN, MODES, VISION_TOKENS, latent_special_tokens
+from lame_tools.constants import MODES, latent_special_tokens
 from lame_tools.decoder import LatentDecoder
-from lame_tools.errors import InputError, ModelLoadError
-from lame_tools.inputs import Item, clean_text, load_image
+from lame_tools.errors import InputError
+from lame_tools.inputs import Item, make_items
+from lame_tools.model_files import CONFIG_FILE, TRAINING_FILE, WEIGHTS_FILE, load_folder, save_folder
 from lame_tools.processor import LameProcessor
 
-CONFIG_FILE = "lame_config.json"
-WEIGHTS_FILE = "model.safetensors"
-TRAINING_FILE = "training.json"
+__all__ = ["CONFIG_FILE", "TRAINING_FILE", "WEIGHTS_FILE", "EmbedOutput", "LameModel"]
+
 
 
 @dataclass
@@ -132,10 +126,10 @@ class LameModel(nn.Module):
             prompt_format=lame_config.prompt_format,
             max_text_tokens=lame_config.max_text_tokens,
         )
-        return cls._assemble(lame_config, processor, seed)
+        return cls.assemble(lame_config, processor, seed)
 
     @classmethod
-    def _assemble(cls, lame_config: LameConfig, processor: LameProcessor, seed: int = 0) -> LameModel:
+    def assemble(cls, lame_config: LameConfig, processor: LameProcessor, seed: int = 0) -> LameModel:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             backbone = build_backbone(Qwen2VLConfig.from_dict(lame_config.backbone), seed=seed)
@@ -192,28 +186,7 @@ class LameModel(nn.Module):
     def save_pretrained(self, folder: str | os.PathLike, training_info: dict[str, Any] | None = None) -> Path:
         """Write config, safetensors weights, processor files and training JSON, atomically: the
         folder is built beside the target and renamed into place, so a crash never leaves half a model."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            atomic_write_json(staging / CONFIG_FILE, self.config.to_dict())
-            save_model(self, str(staging / WEIGHTS_FILE))
-            self.processor.save_pretrained(staging)
-            info = training_info if training_info is not None else self.training_info
-            if info:
-                atomic_write_json(staging / TRAINING_FILE, info)
-            if folder.exists():
-                retired = folder.with_name(f".{folder.name}.old")
-                shutil.rmtree(retired, ignore_errors=True)
-                folder.rename(retired)
-                staging.rename(folder)
-                shutil.rmtree(retired, ignore_errors=True)
-            else:
-                staging.rename(folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return folder
+        return save_folder(self, folder, training_info)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device | None = None) -> LameModel:
@@ -222,39 +195,7 @@ class LameModel(nn.Module):
         Raises:
             ModelLoadError: one sentence naming what is missing or broken.
         """
-        folder = Path(folder).expanduser()
-        if not folder.is_dir():
-            raise ModelLoadError(f"The model folder {str(folder)!r} does not exist.")
-        for required in (CONFIG_FILE, WEIGHTS_FILE, "tokenizer.json", "preprocessor_config.json"):
-            if not (folder / required).is_file():
-                raise ModelLoadError(f"The model folder {str(folder)!r} is incomplete: {required} is missing.")
-        try:
-            lame_config = LameConfig.load(folder / CONFIG_FILE)
-        except (ValueError, TypeError) as exc:
-            raise ModelLoadError(f"{CONFIG_FILE} in {str(folder)!r} is not a valid LaME config ({exc}).") from None
-        try:
-            processor = LameProcessor.from_pretrained(folder)
-        except Exception as exc:  # noqa: BLE001 - any tokenizer/processor parse failure
-            raise ModelLoadError(f"The processor files in {str(folder)!r} could not be read ({type(exc).__name__}).") from None
-        try:
-            model = cls._assemble(lame_config, processor)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"The config in {str(folder)!r} does not describe a buildable model ({exc}).") from None
-        try:
-            missing, unexpected = load_model(model, str(folder / WEIGHTS_FILE), strict=False)
-        except Exception as exc:  # noqa: BLE001 - truncated or corrupt safetensors
-            raise ModelLoadError(f"{WEIGHTS_FILE} in {str(folder)!r} is corrupt or truncated ({type(exc).__name__}).") from None
-        if missing or unexpected:
-            raise ModelLoadError(
-                f"{WEIGHTS_FILE} in {str(folder)!r} does not match its config "
-                f"({len(missing)} missing, {len(unexpected)} unexpected tensors)."
-            )
-        if (folder / TRAINING_FILE).is_file():
-            try:
-                model.training_info = json.loads((folder / TRAINING_FILE).read_text())
-            except ValueError:
-                model.training_info = {}
-        return model.to(torch.device(device) if device is not None else default_device()).eval()
+        return load_folder(cls, folder, device)
 
     # ---- forward --------------------------------------------------------------------------------
 
@@ -445,7 +386,7 @@ class LameModel(nn.Module):
             eos_token_id=stops,
             pad_token_id=self.processor.pad_id,
             streamer=streamer,
-            suppress_tokens=self._cot_suppressed_ids(),
+            suppress_tokens=self.processor.cot_suppressed_ids(),
             stopping_criteria=stopping_criteria,
         )
         generated = out[:, batch["input_ids"].shape[1] :].tolist()
@@ -454,16 +395,6 @@ class LameModel(nn.Module):
             cut = next((i for i, t in enumerate(row) if t in stops or t == self.processor.pad_id), len(row))
             rationales.append(row[:cut])
         return rationales
-
-    def _cot_suppressed_ids(self) -> list[int]:
-        """Tokens a rationale may never contain: vision placeholders, padding, our latent tokens."""
-        tok = self.processor.tokenizer
-        names = [*VISION_TOKENS, "<|endoftext|>"]
-        names += [t for t in latent_special_tokens() if t != EMBED_TOKEN]
-        ids = [tok.convert_tokens_to_ids(n) for n in names]
-        if tok.unk_token_id is not None:
-            ids.append(tok.unk_token_id)
-        return sorted({i for i in ids if i is not None})
 
     def forward_cot(self, items: list[Item], rationales: Sequence[Sequence[int]] | None = None) -> EmbedOutput:
         """The CoT embedding: generate each item's rationale (unless given), then read `[EMBED]` in one
@@ -483,29 +414,8 @@ class LameModel(nn.Module):
         texts: Iterable[str | None] | None = None,
         instruction: str | list[str | None] | None = None,
     ) -> list[Item]:
-        """Validate and align user inputs into items (images decoded safely, text cleaned).
-
-        Raises:
-            InputError: mismatched lengths, an item with neither image nor text, or a bad image/text.
-        """
-        images = list(images) if images is not None else None
-        texts = list(texts) if texts is not None else None
-        if images is None and texts is None:
-            raise InputError("Give at least one image or one text to embed.")
-        n = len(images if images is not None else texts)
-        if images is not None and texts is not None and len(images) != len(texts):
-            raise InputError(f"Got {len(images)} images but {len(texts)} texts; pair them one to one or pass None entries.")
-        images = images if images is not None else [None] * n
-        texts = texts if texts is not None else [None] * n
-        instructions = instruction if isinstance(instruction, list) else [instruction] * n
-        if len(instructions) != n:
-            raise InputError(f"Got {len(instructions)} instructions for {n} inputs.")
-        items = []
-        for i, (image, text, inst) in enumerate(zip(images, texts, instructions)):
-            decoded = load_image(image, name=f"image {i + 1}") if image is not None else None
-            cleaned = clean_text(text, name=f"text {i + 1}", allow_empty=decoded is not None)
-            items.append(Item(decoded, cleaned or None, clean_text(inst, allow_empty=True) or None))
-        return items
+        """Validate and align user inputs into items (`lame_tools.inputs.make_items`)."""
+        return make_items(images, texts, instruction)
 
     @torch.no_grad()
     def encode(

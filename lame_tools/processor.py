@@ -19,7 +19,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from lame_tools.constants import EMBED_TOKEN, THINK_TOKEN, UNK_TOKEN, reason_token
+from lame_tools.constants import EMBED_TOKEN, THINK_TOKEN, UNK_TOKEN, VISION_TOKENS, latent_special_tokens, reason_token
 from lame_tools.inputs import Item
 
 __all__ = ["Item", "LameProcessor", "PROMPT_FORMATS"]
@@ -139,6 +139,16 @@ class LameProcessor:
             batch["pixel_values"] = vision["pixel_values"]
             batch["image_grid_thw"] = vision["image_grid_thw"]
         return batch
+
+    def cot_suppressed_ids(self) -> list[int]:
+        """Tokens a rationale may never contain: vision placeholders, padding, our latent tokens but `[EMBED]`."""
+        tok = self.tokenizer
+        names = [*VISION_TOKENS, "<|endoftext|>"]
+        names += [t for t in latent_special_tokens() if t != EMBED_TOKEN]
+        ids = [tok.convert_tokens_to_ids(n) for n in names]
+        if tok.unk_token_id is not None:
+            ids.append(tok.unk_token_id)
+        return sorted({i for i in ids if i is not None})
 
     def decode(self, ids: list[int] | torch.Tensor) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -118,7 +118,7 @@ def test_cot_mode_generates_then_embeds(micro_model, scenes):
         out = micro_model.forward_items(items, "cot")
     assert out.rationale_ids is not None and len(out.rationale_ids) == 2
     assert all(len(r) <= micro_model.config.cot_max_new_tokens for r in out.rationale_ids)
-    forbidden = set(micro_model._cot_suppressed_ids())
+    forbidden = set(micro_model.processor.cot_suppressed_ids())
     assert not forbidden & {t for r in out.rationale_ids for t in r}
 
 
