@@ -10,6 +10,7 @@ import pytest
 
 from lame_tools.data.shapes import VOCABULARY
 from lame_tools.errors import InputError
+from lame_tools.fingerprint import folder_fingerprint, model_fingerprint
 from lame_tools.project import (
     clear_memory_cache,
     corpus_key,
@@ -18,7 +19,6 @@ from lame_tools.project import (
     project_shapes,
     projection_key,
 )
-from lame_tools.fingerprint import folder_fingerprint, model_fingerprint
 
 
 def _corpus(n: int = 150, dim: int = 16, seed: int = 0) -> np.ndarray:
