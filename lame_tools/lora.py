@@ -2,7 +2,7 @@
 merged into it once, shared by every lane that asks for the same weights.
 
 - `merge_lora(model, folder)`: merge a peft adapter folder (`adapter_config.json` +
-  `adapter_model.safetensors`) into a model in place. With `peft` installed (`pip install .[lora]`)
+  `adapter_model.safetensors`) into a model in place. With `peft` installed (`pip install '.[lora]'`)
   peft's own merge does it (every peft method and option); without it a plain merge handles LoRA
   with its scale alpha / r, rsLoRA's alpha / sqrt(r), per-module `rank_pattern` / `alpha_pattern`
   and `fan_in_fan_out`, and refuses, in one sentence, what it cannot apply (DoRA, other methods,
@@ -106,7 +106,7 @@ def _merge_with_peft(model: torch.nn.Module, folder: Path) -> int:
 
 def _check_plain(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Refuse, in one sentence, an adapter the plain merge would apply wrongly."""
-    hint = "install peft (pip install .[lora]) to merge it"
+    hint = "install peft (pip install '.[lora]') to merge it"
     if config.get("peft_type", "LORA") != "LORA" or config.get("use_dora"):
         raise ModelLoadError(f"Only plain LoRA adapters can be merged without peft (this one is DoRA or another method); {hint}.")
     if config.get("modules_to_save"):

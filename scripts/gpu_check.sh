@@ -26,7 +26,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PAR
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 # the latency benchmarks (DEADLINE=seconds skips the less important parts once passed), then the
-# probing issue's memory check, bounded by PROBE_TIMEOUT seconds
+# peak memory and time of reason-token attention capture on the 2B-sized model
+# (scripts/gpu_probe_memory.py), bounded by PROBE_TIMEOUT seconds
 "$PY" scripts/gpu_bench.py --out "$OUT" ${DEADLINE:+--deadline "$DEADLINE"} "$@"
 rc=$?
 if [ -f scripts/gpu_probe_memory.py ]; then

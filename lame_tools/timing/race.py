@@ -1,5 +1,27 @@
 """The live race for the app: the latent lane against the explicit-CoT lane on the same inputs, as a
-generator of events, every number a wall-clock reading of a lane that really ran (`run_lane`)."""
+generator of events, every number a wall-clock reading of a lane that really ran (`run_lane`).
+
+`race()` yields dicts; every event has "event" and "t_ms" (ms since the race started):
+    {"event": "start", "lanes": [names in run order], "batch_size": int,
+     "prompt_tokens": [per row], "max_new_tokens": int, "hardware": {...},
+     "lanes_info": {lane: {...}}}
+    {"event": "lane_start", "lane": name}
+    {"event": "token", "lane": "cot", "elapsed_ms": float (since the CoT lane began),
+     "tokens": int (row 0's generated tokens so far), "text": str (row 0's rationale so far),
+     "tokens_per_s": float, "slowdown": float (elapsed_ms / latent lane ms: how many latent
+     embeddings fit in the time so far)}      -- one per decoding step
+    {"event": "lane_done", "lane": name, "elapsed_ms": float (whole lane, batch),
+     "ms_per_item": float, "stages_ms": {...}, "tokens": int (row 0; 0 for one-pass),
+     "tokens_per_row": [int], "text": str | None (row 0's rationale, CoT only),
+     "tokens_per_s": float | None, "embedding_dim": int}
+    {"event": "done", "elapsed_ms": {lane: float}, "ms_per_item": {lane: float},
+     "slowdown": float (cot / latent ms per item), "latent_vs_discriminative": float | None,
+     "cot_tokens": float (mean per row), "text": str (row 0's rationale)}
+
+Deprecated alias: "token" and "done" events also carry "speedup", with the same value as
+"slowdown" (the ratio is CoT time over latent time, how many times slower CoT is; the old name
+stays so readers of recorded race JSON keep working).
+"""
 
 from __future__ import annotations
 
@@ -46,26 +68,8 @@ def race(
         max_new_tokens: the CoT cap (default: the CoT model's own).
         warmup: untimed runs of each lane before timing.
 
-    Yields dicts; every event has "event" and "t_ms" (ms since the race started):
-        {"event": "start", "lanes": [names in run order], "batch_size": int,
-         "prompt_tokens": [per row], "max_new_tokens": int, "hardware": {...},
-         "lanes_info": {lane: {...}}}
-        {"event": "lane_start", "lane": name}
-        {"event": "token", "lane": "cot", "elapsed_ms": float (since the CoT lane began),
-         "tokens": int (row 0's generated tokens so far), "text": str (row 0's rationale so far),
-         "tokens_per_s": float, "slowdown": float (elapsed_ms / latent lane ms: how many latent
-         embeddings fit in the time so far)}      -- one per decoding step
-        {"event": "lane_done", "lane": name, "elapsed_ms": float (whole lane, batch),
-         "ms_per_item": float, "stages_ms": {...}, "tokens": int (row 0; 0 for one-pass),
-         "tokens_per_row": [int], "text": str | None (row 0's rationale, CoT only),
-         "tokens_per_s": float | None, "embedding_dim": int}
-        {"event": "done", "elapsed_ms": {lane: float}, "ms_per_item": {lane: float},
-         "slowdown": float (cot / latent ms per item), "latent_vs_discriminative": float | None,
-         "cot_tokens": float (mean per row), "text": str (row 0's rationale)}
-
-    Deprecated alias: "token" and "done" events also carry "speedup", with the same value as
-    "slowdown" (the ratio is CoT time over latent time, how many times slower CoT is; the old name
-    stays so readers of recorded race JSON keep working).
+    Yields the events of the module docstring, in that order (one `lane_start` / `lane_done` pair per
+    lane, one `token` per CoT decoding step).
 
     Closing the generator early stops the CoT generation at its next step.
     """
