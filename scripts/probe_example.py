@@ -130,6 +130,82 @@ def projection_timing(model, n: int) -> dict[str, float]:
     }
 
 
+def print_attention(attention: dict[str, Any], n: int) -> None:
+    print(
+        f"\n1. attention on objects ({n} relational test queries; last layer, mean of heads; "
+        "x uniform; image = share of all attention)"
+    )
+    print(f"{'token':<12} {'anchor':>7} {'answer':>7} {'other':>7} {'image':>7}")
+    for token, row in attention["by_token_last_layer"].items():
+        print(
+            f"{token:<12} {row['anchor']:>7.2f} {row['answer']:>7.2f} {row.get('other', float('nan')):>7.2f} {row['image']:>7.2f}"
+        )
+    by_head = attention["by_layer_head"]
+    print("   per layer and head (mean of the K+1 tokens), anchor / answer / other:")
+    for layer, row in enumerate(by_head["anchor"]):
+        cells = [
+            f"H{h} {a:.2f}/{by_head['answer'][layer][h]:.2f}/{by_head['other'][layer][h]:.2f}"
+            for h, a in enumerate(row)
+        ]
+        print(f"   layer {layer}: " + "  ".join(cells))
+
+
+def linear_probes(model, baseline, n: int) -> dict[str, Any]:
+    """Section 2: the answer's colour and shape and the object count, against controls and K = 0."""
+    probes = {}
+    print(f"\n2. linear probes ({n} train-split queries, 30% held out)")
+    print(
+        f"{'attribute':<14} {'best reason/[EMBED] (layer, token)':<40} {'control':>8} {'majority':>9} {'K=0 [EMBED] best':>17}"
+    )
+    for attribute in ("answer_colour", "answer_shape", "n_objects"):
+        lame = linear_probe(model, attribute, n=n)
+        base = linear_probe(baseline, attribute, n=n, mode="discriminative")
+        layer, token, acc = lame.best()
+        probes[attribute] = {
+            "best": {"layer": layer, "token": token, "accuracy": round(acc, 3)},
+            "embed_by_layer": lame.accuracy[:, -1].round(3).tolist(),
+            "reason_best_by_layer": lame.accuracy[:, :-1].max(1).round(3).tolist()
+            if lame.accuracy.shape[1] > 1
+            else [],
+            "control_max": round(float(lame.control.max()), 3),
+            "majority": round(lame.majority, 3),
+            "k0_embed_by_layer": base.accuracy[:, -1].round(3).tolist(),
+            "k0_control_max": round(float(base.control.max()), 3),
+            "n_train": lame.n_train,
+            "n_test": lame.n_test,
+        }
+        print(
+            f"{attribute:<14} {f'{acc:.3f} (layer {layer}, {token})':<40} {lame.control.max():>8.3f} {lame.majority:>9.3f} "
+            f"{base.accuracy[:, -1].max():>17.3f}"
+        )
+    return probes
+
+
+def readouts(model, sample: list[Example]) -> list[dict[str, str]]:
+    """Section 3: the decoder's read-out of a few queries beside their targets."""
+    result = readout_items(model, [e.query_item() for e in sample], max_new_tokens=16)
+    rows = [{"query": e.query_text, "target": e.target_text, "readout": t} for e, t in zip(sample, result.texts)]
+    print("\n3. decoder read-out")
+    for row in rows:
+        print(f"  {row['query']:<40} target {row['target']!r:<22} read-out {row['readout']!r}")
+    return rows
+
+
+def ablations(model, examples: list[Example]) -> list[dict[str, Any]]:
+    """Section 4: zero each token and all, swap all streams with the next query's, drop all."""
+    each = ablate(model, examples, tokens="each", how="zero")
+    every = ablate(model, examples, tokens="all", how="zero")
+    swapped = ablate(model, examples, tokens="all", how="swap")  # donor: the next query
+    dropped = ablate(model, examples, tokens="all", how="drop")
+    rows = each.summary() + every.summary() + swapped.summary() + dropped.summary()
+    print(f"\n4. ablation of reason tokens ({each.cosine.shape[1]} relational test queries, 16 candidates)")
+    for row in rows:
+        print(
+            f"  {row['condition']:<58} cosine {row['mean_cosine']:.4f}  hit@1 {row['hit1_before']:.3f} -> {row['hit1_after']:.3f}"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=SHIPPED_MODELS["latent"])
@@ -157,74 +233,11 @@ def main(argv: list[str] | None = None) -> int:
 
     test = relational_examples(max(args.n_attention, args.n_ablate), "test")
     report["attention_on_objects"] = attention_on_objects(model, test[: args.n_attention])
-    print(
-        f"\n1. attention on objects ({args.n_attention} relational test queries; last layer, mean of heads; "
-        "x uniform; image = share of all attention)"
-    )
-    print(f"{'token':<12} {'anchor':>7} {'answer':>7} {'other':>7} {'image':>7}")
-    for token, row in report["attention_on_objects"]["by_token_last_layer"].items():
-        print(
-            f"{token:<12} {row['anchor']:>7.2f} {row['answer']:>7.2f} {row.get('other', float('nan')):>7.2f} {row['image']:>7.2f}"
-        )
-
-    by_head = report["attention_on_objects"]["by_layer_head"]
-    print("   per layer and head (mean of the K+1 tokens), anchor / answer / other:")
-    for layer, row in enumerate(by_head["anchor"]):
-        cells = [
-            f"H{h} {a:.2f}/{by_head['answer'][layer][h]:.2f}/{by_head['other'][layer][h]:.2f}"
-            for h, a in enumerate(row)
-        ]
-        print(f"   layer {layer}: " + "  ".join(cells))
-
-    probes = {}
-    print(f"\n2. linear probes ({args.n_probe} train-split queries, 30% held out)")
-    print(
-        f"{'attribute':<14} {'best reason/[EMBED] (layer, token)':<40} {'control':>8} {'majority':>9} {'K=0 [EMBED] best':>17}"
-    )
-    for attribute in ("answer_colour", "answer_shape", "n_objects"):
-        lame = linear_probe(model, attribute, n=args.n_probe)
-        base = linear_probe(baseline, attribute, n=args.n_probe, mode="discriminative")
-        layer, token, acc = lame.best()
-        probes[attribute] = {
-            "best": {"layer": layer, "token": token, "accuracy": round(acc, 3)},
-            "embed_by_layer": lame.accuracy[:, -1].round(3).tolist(),
-            "reason_best_by_layer": lame.accuracy[:, :-1].max(1).round(3).tolist()
-            if lame.accuracy.shape[1] > 1
-            else [],
-            "control_max": round(float(lame.control.max()), 3),
-            "majority": round(lame.majority, 3),
-            "k0_embed_by_layer": base.accuracy[:, -1].round(3).tolist(),
-            "k0_control_max": round(float(base.control.max()), 3),
-            "n_train": lame.n_train,
-            "n_test": lame.n_test,
-        }
-        print(
-            f"{attribute:<14} {f'{acc:.3f} (layer {layer}, {token})':<40} {lame.control.max():>8.3f} {lame.majority:>9.3f} "
-            f"{base.accuracy[:, -1].max():>17.3f}"
-        )
-    report["linear_probes"] = probes
-
-    sample = test[:4]
-    items = [e.query_item() for e in sample]
+    print_attention(report["attention_on_objects"], args.n_attention)
+    report["linear_probes"] = linear_probes(model, baseline, args.n_probe)
     if model.decoder is not None:
-        result = readout_items(model, items, max_new_tokens=16)
-        report["readout"] = [
-            {"query": e.query_text, "target": e.target_text, "readout": t} for e, t in zip(sample, result.texts)
-        ]
-        print("\n3. decoder read-out")
-        for row in report["readout"]:
-            print(f"  {row['query']:<40} target {row['target']!r:<22} read-out {row['readout']!r}")
-
-    each = ablate(model, test[: args.n_ablate], tokens="each", how="zero")
-    every = ablate(model, test[: args.n_ablate], tokens="all", how="zero")
-    swapped = ablate(model, test[: args.n_ablate], tokens="all", how="swap")  # donor: the next query
-    dropped = ablate(model, test[: args.n_ablate], tokens="all", how="drop")
-    report["ablation"] = each.summary() + every.summary() + swapped.summary() + dropped.summary()
-    print(f"\n4. ablation of reason tokens ({each.cosine.shape[1]} relational test queries, 16 candidates)")
-    for row in report["ablation"]:
-        print(
-            f"  {row['condition']:<58} cosine {row['mean_cosine']:.4f}  hit@1 {row['hit1_before']:.3f} -> {row['hit1_after']:.3f}"
-        )
+        report["readout"] = readouts(model, test[:4])
+    report["ablation"] = ablations(model, test[: args.n_ablate])
 
     report["projection_timing"] = projection_timing(model, args.n_map)
     t = report["projection_timing"]

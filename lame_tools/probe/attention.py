@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lame_tools.inputs import Item
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import ActivationCache, num_layers, prepare_batch, run_with_cache
-from lame_tools.processor import Item
 
 
 @dataclass

@@ -129,6 +129,73 @@ def recompute_attention_rows(
     return torch.softmax(scores, dim=-1)
 
 
+def _output_hook(ctx: HookContext, fn: HookFn):
+    """A forward hook passing a module's output (or its first element) to `fn`; a returned tensor replaces it."""
+
+    def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        value = output[0] if isinstance(output, tuple) else output
+        new = fn(value, ctx)
+        if new is None:
+            return None
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    return hook
+
+
+def _input_hook(ctx: HookContext, fn: HookFn, key: str):
+    """A forward pre-hook passing a module's first input (positional or keyword `key`) to `fn`."""
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        value = args[0] if args else kwargs[key]
+        new = fn(value, ctx)
+        if new is None:
+            return None
+        if args:
+            return (new, *args[1:]), kwargs
+        return args, {**kwargs, key: new}
+
+    return hook
+
+
+def _pattern_hook(ctx: HookContext, fn: HookFn):
+    """A pre-hook on an attention module that recomputes the rows `ctx.positions` of its pattern for `fn`."""
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        with torch.no_grad():
+            pattern = recompute_attention_rows(
+                module, hidden, kwargs["position_embeddings"], ctx.attention_mask, ctx.positions
+            )
+        fn(pattern, ctx)
+
+    return hook
+
+
+def _attach(lm: nn.Module, name: str, fn: HookFn, mask: torch.Tensor, pos: torch.Tensor) -> Any:
+    """Register `fn` at hook point `name` of the language model `lm`; returns the handle."""
+    unknown = InputError(f"Unknown hook point {name!r}; see lame_tools.probe.hook_point_names(model).")
+    if name == "hook_embed":
+        return lm.register_forward_pre_hook(
+            _input_hook(HookContext(name, None, mask, pos), fn, "inputs_embeds"), with_kwargs=True
+        )
+    if name == "ln_final.hook_normalized":
+        return lm.norm.register_forward_hook(_output_hook(HookContext(name, None, mask, pos), fn))
+    parts = name.split(".")
+    if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit() or int(parts[1]) >= len(lm.layers):
+        raise unknown
+    layer_index, point = int(parts[1]), ".".join(parts[2:])
+    layer = lm.layers[layer_index]
+    ctx = HookContext(name, layer_index, mask, pos)
+    if point == "hook_resid_pre":
+        return layer.register_forward_pre_hook(_input_hook(ctx, fn, "hidden_states"), with_kwargs=True)
+    if point == "attn.hook_pattern":
+        return layer.self_attn.register_forward_pre_hook(_pattern_hook(ctx, fn), with_kwargs=True)
+    modules = {"hook_resid_post": layer, "hook_attn_out": layer.self_attn, "hook_mlp_out": layer.mlp}
+    if point not in modules:
+        raise unknown
+    return modules[point].register_forward_hook(_output_hook(ctx, fn))
+
+
 @contextmanager
 def hooks(
     model: LameModel,
@@ -145,71 +212,9 @@ def hooks(
     handles: list[torch.utils.hooks.RemovableHandle] = []
     mask = attention_mask.to(model.device)
     pos = positions.to(model.device)
-
-    def output_hook(name: str, layer: int | None, fn: HookFn):
-        def hook(module: nn.Module, args: Any, output: Any) -> Any:
-            value = output[0] if isinstance(output, tuple) else output
-            new = fn(value, HookContext(name, layer, mask, pos))
-            if new is None:
-                return None
-            return (new, *output[1:]) if isinstance(output, tuple) else new
-
-        return hook
-
-    def input_hook(name: str, layer: int | None, fn: HookFn, key: str):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
-            value = args[0] if args else kwargs[key]
-            new = fn(value, HookContext(name, layer, mask, pos))
-            if new is None:
-                return None
-            if args:
-                return (new, *args[1:]), kwargs
-            return args, {**kwargs, key: new}
-
-        return hook
-
-    def pattern_hook(name: str, layer: int, fn: HookFn):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            hidden = args[0] if args else kwargs["hidden_states"]
-            with torch.no_grad():
-                pattern = recompute_attention_rows(module, hidden, kwargs["position_embeddings"], mask, pos)
-            fn(pattern, HookContext(name, layer, mask, pos))
-
-        return hook
-
     try:
         for name, fn in fwd_hooks:
-            if name == "hook_embed":
-                handles.append(
-                    lm.register_forward_pre_hook(input_hook(name, None, fn, "inputs_embeds"), with_kwargs=True)
-                )
-                continue
-            if name == "ln_final.hook_normalized":
-                handles.append(lm.norm.register_forward_hook(output_hook(name, None, fn)))
-                continue
-            parts = name.split(".")
-            if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit() or int(parts[1]) >= len(lm.layers):
-                raise InputError(f"Unknown hook point {name!r}; see lame_tools.probe.hook_point_names(model).")
-            layer_index, point = int(parts[1]), ".".join(parts[2:])
-            layer = lm.layers[layer_index]
-            if point == "hook_resid_pre":
-                handles.append(
-                    layer.register_forward_pre_hook(
-                        input_hook(name, layer_index, fn, "hidden_states"), with_kwargs=True
-                    )
-                )
-            elif point == "hook_resid_post":
-                handles.append(layer.register_forward_hook(output_hook(name, layer_index, fn)))
-            elif point == "hook_attn_out":
-                handles.append(layer.self_attn.register_forward_hook(output_hook(name, layer_index, fn)))
-            elif point == "hook_mlp_out":
-                handles.append(layer.mlp.register_forward_hook(output_hook(name, layer_index, fn)))
-            elif point == "attn.hook_pattern":
-                handles.append(
-                    layer.self_attn.register_forward_pre_hook(pattern_hook(name, layer_index, fn), with_kwargs=True)
-                )
-            else:
-                raise InputError(f"Unknown hook point {name!r}; see lame_tools.probe.hook_point_names(model).")
+            handles.append(_attach(lm, name, fn, mask, pos))
         yield
     finally:
         for handle in handles:
