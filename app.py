@@ -276,8 +276,8 @@ def attention_tab(page: Page) -> None:
         """Show the image overlay only for a query with an image; show the download."""
         return gr.update(visible=has_image_attention(attention_state)), gr.update(visible=True)
 
-    attention_state, readout_state = gr.State(None), gr.State(None)
     with gr.Tab("Attention", id="attention", elem_id="tab-attention"):
+        attention_state, readout_state = gr.State(None), gr.State(None)
         gr.Markdown(
             "Where the reason tokens look, in **latent mode**: each `[REASON_k]` (and `[EMBED]`) row of "
             "attention over the image patches (after Qwen2-VL's 2x2 merge) and over the text tokens, by "
@@ -300,6 +300,7 @@ def attention_tab(page: Page) -> None:
         grid = gr.Plot(label="every layer and head", elem_id="a-grid")
         files = gr.File(label="download (NPZ: every layer, head and token; PNG: the overlay shown)", file_count="multiple",
                         elem_id="a-file", visible=False)
+        redraw = gr.Button(visible=False)  # the `attention_view` endpoint
 
     drawn = [overlay, strip, grid, facts]
     attention_btn.click(
@@ -309,7 +310,7 @@ def attention_tab(page: Page) -> None:
     view_inputs = [attention_state, readout_state, layer, head, token]
     for control in (layer, head, token):
         control.change(attention_view, view_inputs, drawn, api_name=False, show_progress="hidden")
-    gr.Button(visible=False).click(attention_view, view_inputs, drawn, api_name="attention_view")
+    redraw.click(attention_view, view_inputs, drawn, api_name="attention_view")
 
 
 def map_tab(page: Page) -> None:

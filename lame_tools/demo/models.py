@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lame_tools import DEFAULT_MODEL_DIR, SHIPPED_MODELS
-from lame_tools.config import MODES
+from lame_tools.constants import MODES
 from lame_tools.errors import ModelLoadError
 from lame_tools.model import CONFIG_FILE, LameModel
 
