@@ -24,25 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def main() -> int:
-    import numpy as np
-    import torch
-
-    from lame_tools.atomic import atomic_write_json
-    from lame_tools.checkpoint import save_checkpoint
-    from lame_tools.losses import decoder_loss
-    from lame_tools.timing import hardware_info, summarize
-    from lame_tools.train import (
-        build_model,
-        decoder_targets,
-        get_train_preset,
-        make_batch,
-        make_optimizer,
-        make_scheduler,
-        set_stage,
-        train_step,
-    )
-
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="lame,discriminative,cot,lame-nodecoder")
     parser.add_argument("--steps", type=int, default=20)
@@ -51,8 +33,12 @@ def main() -> int:
     parser.add_argument("--init-from", default="runs/stage0/model")
     parser.add_argument("--render-cache", default="runs/cache")
     parser.add_argument("--out", default="assets/results/train_throughput.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    return parser.parse_args()
+
+
+def _build_runs(args: argparse.Namespace) -> dict:
+    """Per preset: (config, model, optimizer, scheduler, step times, decoder times), in stage 2."""
+    from lame_tools.train import build_model, get_train_preset, make_optimizer, make_scheduler, set_stage
 
     runs = {}
     for name in args.presets.split(","):
@@ -65,26 +51,49 @@ def main() -> int:
         optimizer = make_optimizer(model, config)
         scheduler = make_scheduler(optimizer, config, first_step=config.stage1_steps)
         runs[name] = (config, model, optimizer, scheduler, [], [])
-    for i in range(args.warmup + args.steps):
+    return runs
+
+
+def _decoder_seconds(model, config, step: int) -> float:
+    """The latent decoder's forward + backward on the step's reason states (computed apart)."""
+    import torch
+
+    from lame_tools.losses import decoder_loss
+    from lame_tools.train import decoder_targets, make_batch
+
+    batch = make_batch(config, step)
+    with torch.no_grad():
+        reason = model.forward_items(batch.queries, "latent").reason_states
+    reason.requires_grad_()
+    d0 = time.perf_counter()
+    ids, mask = decoder_targets(model.processor.tokenizer, batch.decoder_texts, reason.device)
+    decoder_loss(model.decoder, reason, ids, mask).backward()
+    return time.perf_counter() - d0
+
+
+def _time_rounds(runs: dict, warmup: int, steps: int) -> None:
+    """The presets take turns, one `train_step` each per round; times after `warmup` rounds are kept."""
+    from lame_tools.train import train_step
+
+    for i in range(warmup + steps):
         for config, model, optimizer, scheduler, times, decoder_times in runs.values():
             step = config.stage1_steps + i
             start = time.perf_counter()
             train_step(model, optimizer, scheduler, config, step)
             elapsed = time.perf_counter() - start
-            if model.decoder is not None:
-                batch = make_batch(config, step)
-                with torch.no_grad():
-                    reason = model.forward_items(batch.queries, "latent").reason_states
-                reason.requires_grad_()
-                d0 = time.perf_counter()
-                ids, mask = decoder_targets(model.processor.tokenizer, batch.decoder_texts, reason.device)
-                decoder_loss(model.decoder, reason, ids, mask).backward()
-                decoder_elapsed = time.perf_counter() - d0
-            if i >= args.warmup:
+            decoder_elapsed = _decoder_seconds(model, config, step) if model.decoder is not None else None
+            if i >= warmup:
                 times.append(elapsed)
-                if model.decoder is not None:
+                if decoder_elapsed is not None:
                     decoder_times.append(decoder_elapsed)
-        print(f"round {i + 1}/{args.warmup + args.steps}", file=sys.stderr)
+        print(f"round {i + 1}/{warmup + steps}", file=sys.stderr)
+
+
+def _result(runs: dict, args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from lame_tools.checkpoint import save_checkpoint
+    from lame_tools.timing import hardware_info, summarize
 
     result = {"hardware": hardware_info(), "threads": args.threads, "steps": args.steps, "presets": {}}
     for name, (config, model, optimizer, scheduler, times, decoder_times) in runs.items():
@@ -108,6 +117,19 @@ def main() -> int:
         t_full = result["presets"]["lame"]["step_s"]["median"]
         t_nodec = result["presets"]["lame-nodecoder"]["step_s"]["median"]
         result["decoder_share_by_difference"] = 1 - t_nodec / t_full
+    return result
+
+
+def main() -> int:
+    import torch
+
+    from lame_tools.atomic import atomic_write_json
+
+    args = _parse_args()
+    torch.set_num_threads(args.threads)
+    runs = _build_runs(args)
+    _time_rounds(runs, args.warmup, args.steps)
+    result = _result(runs, args)
     atomic_write_json(args.out, result)
     print(f"{'preset':<16} {'samples/s':>10} {'step s':>8} {'decoder':>8} {'ckpt':>7}")
     for name, e in result["presets"].items():

@@ -8,13 +8,15 @@ the held-out Shapes test split; resumable (rerun the same command after a kill) 
 Each run lives in `runs/<preset>-s<seed>/` (checkpoints, log.jsonl, model/, summary.json, eval.json).
 A finished run (eval.json present) is skipped; an unfinished one resumes from its newest checkpoint.
 `--set KEY=VALUE` applies to every run (e.g. shorter stages); `--deadline S` stops the children after
-S seconds (they resume on the next call). `--ship` copies the seed-0 lame / discriminative / cot
-models into assets/models/ as soon as each has been evaluated.
+S seconds (they resume on the next call). `--ship` writes the seed-0 lame / discriminative / cot
+models into assets/models/ as soon as each has been evaluated (`LameModel.save_pretrained`, which
+replaces the folder atomically).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -49,12 +51,13 @@ def one_run(args: argparse.Namespace) -> int:
 
     from lame_tools.atomic import atomic_write_json
     from lame_tools.evaluate import evaluate_shapes
-    from lame_tools.train import build_config, train, training_info
+    from lame_tools.train import build_config, parse_override, train, training_info
 
     torch.set_num_threads(args.threads)
     preset, seed = args.one[0], int(args.one[1])
     out = Path(args.runs) / run_name(preset, seed)
-    config = build_config(preset, args.set or (), seed=seed, threads=args.threads, init_from=args.stage0)
+    config = build_config(preset, seed=seed, threads=args.threads, init_from=args.stage0)
+    config = dataclasses.replace(config, **dict(map(parse_override, args.set or [])))  # --set has the last word
     command = f"python -m lame_tools train --preset {preset} --seed {seed} --out {out} " + " ".join(
         f"--set {s}" for s in args.set or []
     )
@@ -71,19 +74,17 @@ def one_run(args: argparse.Namespace) -> int:
     info["test_scores"] = {"overall": scores["overall"], "meta_tasks": scores["meta_tasks"],
                            "tasks": {k: v["score"] for k, v in scores["tasks"].items()}, "split": "test"}
     atomic_write_json(out / "model" / "training.json", info)
+    if args.ship_to:
+        model.save_pretrained(args.ship_to, training_info=info)
+        print(f"shipped {out / 'model'} -> {args.ship_to}", flush=True)
     atomic_write_json(out / "eval.json", scores)
     print(f"{run_name(preset, seed)}: overall {scores['overall']:.3f} {scores['meta_tasks']}", flush=True)
     return 0
 
 
-def ship(runs: Path, preset: str, seed: int) -> None:
-    """Write a finished run's model into assets/models/ (`save_pretrained` replaces the folder atomically)."""
-    from lame_tools.model import LameModel
-
-    src = runs / run_name(preset, seed) / "model"
-    dst = ROOT / "assets" / "models" / SHIP[preset]
-    LameModel.from_pretrained(src, device="cpu").save_pretrained(dst)
-    print(f"shipped {src} -> {dst}", flush=True)
+def ship_dir(preset: str) -> Path:
+    """Where `--ship` writes the model of a shipped preset."""
+    return ROOT / "assets" / "models" / SHIP[preset]
 
 
 def aggregate(runs: Path) -> dict:
@@ -146,6 +147,7 @@ def main() -> int:
                         "stage 0 and of the parallel runs, then choose stage0_steps and stage2_steps to fit")
     parser.add_argument("--eval-reserve", type=float, default=80.0, help="seconds kept for evaluation (auto-size)")
     parser.add_argument("--one", nargs=2, metavar=("PRESET", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--ship-to", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         return one_run(args)
@@ -205,6 +207,8 @@ class Runner:
                     cmd += ["--set", s]
                 if stop_after:
                     cmd += ["--stop-after", str(stop_after)]
+                elif ship_seed is not None and seed == ship_seed and preset in SHIP:
+                    cmd += ["--ship-to", str(ship_dir(preset))]
                 logs[(preset, seed)] = open(folder / "stdout.log", "a")
                 running[(preset, seed)] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=logs[(preset, seed)], start_new_session=True,
                                                            stderr=subprocess.STDOUT)
@@ -220,7 +224,7 @@ class Runner:
                 if code != 0:
                     failed.append(job)
                 elif ship_seed is not None and job[1] == ship_seed and job[0] in SHIP and not stop_after:
-                    ship(self.runs, *job)
+                    self.say(f"shipped {run_name(*job)} -> {ship_dir(job[0])}")
             if deadline is not None and time.monotonic() > deadline:
                 for job, proc in running.items():
                     proc.send_signal(signal.SIGTERM)

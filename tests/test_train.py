@@ -239,6 +239,8 @@ def test_smoke_run_each_preset_writes_a_loadable_model(tmp_path, preset):
     assert "model" not in summary and json.loads((tmp_path / "summary.json").read_text()) == summary
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == config.total_steps and all(r["loss"] == r["loss"] for r in rows)  # no NaN
+    # the decoder's right padding leaves no padding setting in the saved tokenizer
+    assert json.loads((tmp_path / "model" / "tokenizer.json").read_text())["padding"] is None
     model = LameModel.from_pretrained(tmp_path / "model", device="cpu")
     assert model.config.default_mode == config.default_mode
     assert model.training_info["trained"] and model.training_info["steps"] == config.total_steps

@@ -19,8 +19,12 @@ from lame_tools.train.data import TrainBatch, make_batch, stage0_rows
 
 def decoder_targets(tokenizer, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) of the texts the latent decoder reconstructs, right-padded by the tokenizer."""
-    encoded = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="right", return_tensors="pt")
-    return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    # `pad` (not `tokenizer(..., padding=True)`, which leaves the padding set on the fast tokenizer's
+    # backend, and so in every tokenizer.json saved after it)
+    padded = tokenizer.pad({"input_ids": ids}, padding=True, padding_side="right", return_tensors="pt",
+                           return_attention_mask=True)
+    return padded["input_ids"].to(device), padded["attention_mask"].to(device)
 
 
 def lm_rows_loss(model, items: list[Item], continuations: list[list[int]]) -> torch.Tensor:
