@@ -10,17 +10,22 @@ from lame_tools.atomic import atomic_write_json
 from lame_tools.errors import InputError
 
 
+def _show(table: str, report: dict, out: Path | None) -> int:
+    """Print a benchmark's table, and write its JSON report when `--out` was given."""
+    print(table)
+    if out:
+        atomic_write_json(out, report)
+        print(f"wrote {out}")
+    return 0
+
+
 def _bench_encode(args: argparse.Namespace) -> int:
     from lame_tools.model import LameModel
     from lame_tools.timing import bench_encode, format_encode_table
 
     model = LameModel.from_pretrained(args.model, device=args.device)
     report = bench_encode(model, tuple(args.batch_sizes), rounds=args.rounds, warmup=args.warmup, mode=args.mode)
-    print(format_encode_table(report))
-    if args.out:
-        atomic_write_json(args.out, report)
-        print(f"wrote {args.out}")
-    return 0
+    return _show(format_encode_table(report), report, args.out)
 
 
 def _bench_race(args: argparse.Namespace) -> int:
@@ -52,11 +57,7 @@ def _bench_race(args: argparse.Namespace) -> int:
         report["generator_agreement"] = generator_agreement(
             lanes, report, items=min(args.agreement_items, args.n), max_new_tokens=args.max_new_tokens
         )
-    print(format_race_table(report))
-    if args.out:
-        atomic_write_json(args.out, report)
-        print(f"wrote {args.out}")
-    return 0
+    return _show(format_race_table(report), report, args.out)
 
 
 def _add_encode_parser(verbs: argparse._SubParsersAction) -> None:
