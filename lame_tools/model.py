@@ -94,7 +94,8 @@ class LameModel(nn.Module):
         self.latent_embeddings = nn.Parameter(init.to(table.dtype))
         self.embed_head = nn.Linear(hidden, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
-        self._reason_ids = torch.tensor(processor.reason_token_ids(k), dtype=torch.long)
+        # ids whose input rows are ours, in row order: [REASON_0..K-1], then [EMBED] (a Python list: no device sync)
+        self._latent_ids = [*processor.reason_token_ids(k), processor.embed_token_id]
         self.training_info: dict[str, Any] = {}
 
     # ---- construction ---------------------------------------------------------------------------
@@ -249,8 +250,7 @@ class LameModel(nn.Module):
         latent = self.latent_embeddings.to(embeds.dtype)
         # latent row of each position: i for [REASON_i], K for [EMBED], -1 elsewhere
         latent_row = torch.full_like(input_ids, -1)
-        latent_ids = torch.cat([self._reason_ids, self._reason_ids.new_tensor([self.processor.embed_token_id])])
-        for row, token_id in enumerate(latent_ids.tolist()):
+        for row, token_id in enumerate(self._latent_ids):
             latent_row.masked_fill_(input_ids == token_id, row)
         is_latent = (latent_row >= 0)[..., None]
         return torch.where(is_latent, latent[latent_row.clamp(min=0)], embeds)
