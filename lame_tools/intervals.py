@@ -52,7 +52,9 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> I
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends (no rounding residue)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(p, low, high, n)
 
 
 def _strata(values: Mapping[str, Sequence[float]] | Sequence[float]) -> dict[str, np.ndarray]:

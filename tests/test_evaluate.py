@@ -264,3 +264,42 @@ def test_eval_throughput_reports_the_scores_of_the_timed_run(micro_model, tmp_pa
     assert table[0].startswith("| model | mode | CLS | QA | RET | GD | overall |")
     assert table[2].startswith(f"| micro | {entry['mode']} |")
     assert table[2].split(" | ")[-2] == f"{100 * entry['overall']:.1f}"
+
+
+def test_balanced_shapes_eval_carries_per_query_scores_and_intervals(micro_model):
+    from lame_tools.data.shapes import SUBTASKS
+    from lame_tools.evaluate import evaluate_shapes
+    from lame_tools.evaluate.compare import compare_results
+
+    result = evaluate_shapes(micro_model, split="validation", per_subtask=6, batch_size=16)
+    assert set(result["tasks"]) == set(SUBTASKS) and result["per_subtask"] == 6
+    for name, task in result["tasks"].items():
+        assert len(task["per_query"]) == task["n"] == 6 and set(task["per_query"]) <= {0.0, 1.0}
+        assert task["score"] == pytest.approx(sum(task["per_query"]) / 6)
+        low, high = task["interval"]
+        assert low <= task["score"] <= high
+    groups = result["tasks"]["shape_of"]["query_groups"]
+    assert sum(g["n"] for g in groups.values()) == 6 and set(groups) == {"seen"}  # validation: no held-out pairs
+    low, high = result["intervals"]["overall"]
+    assert low <= result["overall"] <= high
+    same = compare_results(result, result)
+    assert same["overall"]["difference"]["estimate"] == 0.0 and same["overall"]["p_mcnemar"] == 1.0
+    better = json.loads(json.dumps(result))
+    better["tasks"]["count"]["per_query"] = [1.0] * 6
+    gain = 1 - result["tasks"]["count"]["score"]
+    report = compare_results(better, result)
+    assert report["tasks"]["count"]["difference"]["estimate"] == pytest.approx(gain)
+    assert report["overall"]["difference"]["estimate"] == pytest.approx(gain / len(SUBTASKS))
+
+
+def test_a_rendering_style_changes_the_images_not_the_queries(micro_model):
+    from lame_tools.data.formats import shapes_tasks
+    from lame_tools.errors import InputError
+
+    plain = next(s for s in shapes_tasks(0, "test", per_subtask=3) if s.name == "count").load()
+    styled = next(s for s in shapes_tasks(0, "test", per_subtask=3, style="pastel") if s.name == "count").load()
+    assert [q.text for q in plain.queries] == [q.text for q in styled.queries]
+    ref = plain.queries[0].images[0]
+    assert plain.load_image(ref).tobytes() != styled.load_image(ref).tobytes()
+    with pytest.raises(InputError, match="Unknown rendering style"):
+        shapes_tasks(0, "test", per_subtask=3, style="sepia")

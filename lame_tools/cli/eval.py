@@ -32,9 +32,45 @@ def _eval_command(args: argparse.Namespace) -> int:
         kind=args.kind,
         allow_hub=args.allow_hub,
         trust_remote_code=args.trust_remote_code,
+        per_subtask=_per_subtask(args),
+        style=args.style,
     )
     print(format_table(summary))
     print(f"wrote {args.out}")
+    return 0
+
+
+def _per_subtask(args: argparse.Namespace) -> int | None:
+    from lame_tools.data.shapes import BALANCED_SIZES
+    from lame_tools.errors import InputError
+
+    if args.per_subtask is not None:
+        return args.per_subtask
+    if not args.balanced:
+        return None
+    if args.split not in BALANCED_SIZES:
+        raise InputError(f"The {args.split} split has no balanced size; give --per-subtask N.")
+    return BALANCED_SIZES[args.split]
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    import json
+
+    from lame_tools.atomic import atomic_write_json
+    from lame_tools.errors import InputError
+    from lame_tools.evaluate.compare import compare_results, format_comparison
+
+    results = []
+    for path in (args.a, args.b):
+        try:
+            results.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path} is not a readable evaluation JSON ({type(exc).__name__}).") from None
+    report = compare_results(*results)
+    print(format_comparison(report))
+    if args.out:
+        atomic_write_json(args.out, report)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -76,6 +112,11 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="Shapes: first N examples; files: first N queries per task"
     )
+    parser.add_argument(
+        "--balanced", action="store_true", help="Shapes: the balanced split (300 queries per subtask on test, 100 on validation)"
+    )
+    parser.add_argument("--per-subtask", type=int, default=None, help="Shapes: the balanced split with N queries per subtask")
+    parser.add_argument("--style", default=None, help="Shapes: a rendering variant of the same scenes (pastel, gradient, ...)")
     parser.add_argument("--mode", choices=MODES, default=None, help="default: the mode the model was trained for")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-frames", type=int, default=8, help="frames sampled per video (MMEB-v2 video tasks)")
@@ -89,6 +130,16 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-resume", action="store_true", help="recompute tasks finished by an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_eval_command)
+
+
+def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
+    compare = subparsers.add_parser(
+        "eval-compare", help="paired comparison of two eval JSONs on the same queries (bootstrap interval, McNemar)"
+    )
+    compare.add_argument("a", type=Path, help="eval JSON of model A")
+    compare.add_argument("b", type=Path, help="eval JSON of model B")
+    compare.add_argument("--out", type=Path, default=None, help="write the comparison as JSON")
+    compare.set_defaults(func=_compare_command)
 
 
 def _add_throughput_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -109,6 +160,7 @@ def _add_throughput_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """The `eval` and `eval-throughput` verbs."""
+    """The `eval`, `eval-compare` and `eval-throughput` verbs."""
     _add_eval_parser(subparsers)
+    _add_compare_parser(subparsers)
     _add_throughput_parser(subparsers)

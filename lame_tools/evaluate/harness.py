@@ -32,7 +32,7 @@ from lame_tools.atomic import atomic_write_json
 from lame_tools.data.formats import CandidateTask, CorpusTask, EmbedInput, Task, TaskSource
 from lame_tools.errors import InputError
 from lame_tools.evaluate.metrics import hit_at_k, mean_or_none, metric, parse_metric
-from lame_tools.evaluate.report import summarize_tasks
+from lame_tools.evaluate.report import query_intervals, summarize_tasks
 from lame_tools.evaluate.sources import benchmark_sources, select_tasks
 from lame_tools.fingerprint import folder_fingerprint
 from lame_tools.index import EmbeddingIndex
@@ -107,7 +107,9 @@ def _score_candidate_task(task: CandidateTask, embeddings: np.ndarray, position:
         top = top_k_pessimistic(scores, gains, 1)
         hits.append(hit_at_k([distinct[i] for i in top], {distinct[0]: 1}, 1))
     value, n = mean_or_none(hits)
-    return {"metric": "hit@1", "score": value, "hit@1": value, "n": n}
+    result = {"metric": "hit@1", "score": value, "hit@1": value, "n": n}
+    result.update(query_intervals(hits, task.query_groups))
+    return result
 
 
 def _score_corpus_task(task: CorpusTask, query_embeddings: np.ndarray, doc_embeddings: np.ndarray) -> dict:
@@ -178,8 +180,11 @@ def evaluate_shapes(
     batch_size: int = 32,
     show_progress_bar: bool = False,
     tasks: Sequence[str] | None = None,
+    per_subtask: int | None = None,
+    style: str | None = None,
 ) -> dict:
-    """Evaluate `model` on a Shapes split, MMEB style (per query a candidate list, first positive, Hit@1).
+    """Evaluate `model` on a Shapes split, MMEB style (per query a candidate list, first positive, Hit@1);
+    `per_subtask`: the balanced split; `style`: a rendering variant of the same scenes.
 
     Queries are embedded with their instruction, candidates with `TARGET_INSTRUCTION` (t2i
     candidates are images).
@@ -189,13 +194,16 @@ def evaluate_shapes(
          "meta_tasks": {classification/vqa/retrieval/grounding: mean}, "tasks": {subtask: {"hit@1",
          "score", "n", "meta_task", ...}}}
     """
-    sources = select_tasks(benchmark_sources("shapes", None, split, seed, limit), tasks)
+    sources = benchmark_sources("shapes", None, split, seed, limit, per_subtask=per_subtask, style=style)
+    sources = select_tasks(sources, tasks)
     results = {s.name: evaluate_task(model, s.load(), mode, batch_size, show_progress_bar) for s in sources}
     return {
         "benchmark": "shapes",
         "split": split,
         "seed": seed,
         "limit": limit,
+        **({"per_subtask": per_subtask} if per_subtask is not None else {}),
+        **({"style": style} if style is not None else {}),
         "mode": model_mode(model, mode),
         **summarize_tasks(results),
         "tasks": results,
@@ -289,8 +297,11 @@ def run_benchmark(
     kind: str = "lame",
     allow_hub: bool = False,
     trust_remote_code: bool = False,
+    per_subtask: int | None = None,
+    style: str | None = None,
 ) -> dict:
     """Evaluate a model folder on a benchmark, one task at a time, resumably; write `out` atomically.
+    Shapes only: `per_subtask` evaluates the balanced split, `style` a rendering variant.
 
     `kind` "lame" reads a LaME folder; "qwen2-vl-base", "ume-r1" and "vlm2vec" load a baseline
     through `lame_tools.adapters.load_lane` (`mode` then picks its lane: "cot" = UME-R1's generative
@@ -302,7 +313,10 @@ def run_benchmark(
     same bytes as an uninterrupted one; throughput is printed and kept in the per-task files.
     """
     instructions = [query_instruction, doc_instruction]
-    sources = select_tasks(benchmark_sources(benchmark, data, split, seed, limit, num_frames, *instructions), tasks)
+    sources = benchmark_sources(
+        benchmark, data, split, seed, limit, num_frames, *instructions, per_subtask=per_subtask, style=style
+    )
+    sources = select_tasks(sources, tasks)
     fingerprint = {
         "model": folder_fingerprint(Path(model_dir)) if Path(model_dir).is_dir() else str(model_dir),
         "kind": kind,
@@ -315,6 +329,8 @@ def run_benchmark(
         "batch_size": batch_size,
         "num_frames": num_frames if benchmark == "mmeb-v2" else None,
         "instructions": instructions,
+        **({"per_subtask": per_subtask} if per_subtask is not None else {}),
+        **({"style": style} if style is not None else {}),
     }
     model = None
     results: dict[str, dict] = {}
@@ -336,6 +352,8 @@ def run_benchmark(
         "split": split if benchmark == "shapes" else None,
         "seed": seed if benchmark == "shapes" else None,
         "limit": limit,
+        **({"per_subtask": per_subtask} if per_subtask is not None else {}),
+        **({"style": style} if style is not None else {}),
         "mode": _run_mode(model, model_dir, kind, mode),
         **summarize_tasks(results),
         "tasks": results,

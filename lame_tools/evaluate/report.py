@@ -39,13 +39,50 @@ def _block(results: list[dict]) -> dict:
 def summarize_tasks(task_results: Mapping[str, dict]) -> dict:
     """`overall` (mean score over tasks), `meta_tasks` (mean per meta-task) and, when the tasks span
     several groups (MMEB-v2's image / video / visdoc), `groups` {group: {"overall", "meta_tasks"}}.
+    When every task kept its per-query scores, `intervals` {"overall": [low, high], "meta_tasks":
+    {meta: [low, high]}}: 95% stratified-bootstrap intervals (queries resampled within their task).
     Tasks without a score are left out."""
     scored = {name: r for name, r in task_results.items() if r.get("score") is not None}
     summary = _block(list(scored.values()))
     groups = sorted({r["group"] for r in scored.values()})
     if len(groups) > 1:
         summary["groups"] = {g: _block([r for r in scored.values() if r["group"] == g]) for g in groups}
+    if scored and all(r.get("per_query") for r in scored.values()):
+        summary["intervals"] = _summary_intervals(scored, summary["meta_tasks"])
     return summary
+
+
+def _summary_intervals(scored: Mapping[str, dict], metas: Iterable[str]) -> dict:
+    from lame_tools.intervals import bootstrap_interval
+
+    def interval(names: list[str]) -> list[float]:
+        found = bootstrap_interval({n: scored[n]["per_query"] for n in names})
+        return [found.low, found.high]
+
+    return {
+        "overall": interval(list(scored)),
+        "meta_tasks": {m: interval([n for n, r in scored.items() if r["meta_task"] == m]) for m in metas},
+    }
+
+
+def query_intervals(scores: Sequence[float | None], groups: Sequence[str] | None = None) -> dict:
+    """Per-query scores of one task, their 95% interval (Wilson for 0/1 scores) and, with `groups`
+    (one name per query), the score, size and interval of each group."""
+    from lame_tools.intervals import score_interval
+
+    kept = [(float(v), g) for v, g in zip(scores, groups or [None] * len(scores)) if v is not None]
+    if not kept:
+        return {}
+    values = [v for v, _ in kept]
+    found = score_interval(values)
+    out: dict = {"per_query": values, "interval": [found.low, found.high]}
+    if groups is not None:
+        out["query_groups"] = {}
+        for name in sorted({g for _, g in kept}):
+            members = [v for v, g in kept if g == name]
+            inner = score_interval(members)
+            out["query_groups"][name] = {"score": inner.estimate, "n": inner.n, "interval": [inner.low, inner.high]}
+    return out
 
 
 def _percent(value: float | None) -> str:
@@ -57,11 +94,19 @@ def format_table(results: dict) -> str:
     """The per-task table, then per-meta-task means (per group where there are several) and overall."""
     lines = [f"{'task':<24} {'meta-task':<15} {'metric':<8} {'n':>6} {'score':>6}"]
     for name, r in results["tasks"].items():
-        lines.append(f"{name:<24} {r['meta_task']:<15} {r['metric']:<8} {r['n']:>6} {_percent(r['score']):>6}")
+        line = f"{name:<24} {r['meta_task']:<15} {r['metric']:<8} {r['n']:>6} {_percent(r['score']):>6}"
+        if r.get("interval"):
+            line += f"  [{_percent(r['interval'][0]).strip()}, {_percent(r['interval'][1]).strip()}]"
+        for group, g in r.get("query_groups", {}).items():
+            line += f"  {group} {_percent(g['score']).strip()} (n={g['n']})"
+        lines.append(line)
     blocks = [(g, b) for g, b in results.get("groups", {}).items()] or [("", results)]
     for group, b in blocks:
         cells = " | ".join(f"{META_ABBREVIATIONS.get(m, m)} {_percent(v)}" for m, v in b["meta_tasks"].items())
         lines.append(f"{(group + ': ') if group else ''}{cells} | overall {_percent(b['overall'])}")
+    if results.get("intervals"):
+        low, high = results["intervals"]["overall"]
+        lines.append(f"overall 95% interval (stratified bootstrap): [{_percent(low).strip()}, {_percent(high).strip()}]")
     if results.get("groups"):
         lines.append(f"all: overall {_percent(results['overall'])}")
     return "\n".join(lines)

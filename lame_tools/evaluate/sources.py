@@ -20,8 +20,11 @@ def benchmark_sources(
     num_frames: int = 8,
     query_instruction: str | None = None,
     doc_instruction: str | None = None,
+    per_subtask: int | None = None,
+    style: str | None = None,
 ) -> list[TaskSource]:
-    """The tasks of a benchmark, by name, not yet read.
+    """The tasks of a benchmark, by name, not yet read (Shapes: `per_subtask` for the balanced split,
+    `style` for a rendering variant; see `formats.shapes_tasks`).
 
     Raises:
         InputError: an unknown benchmark, a `limit` below 1, or a file benchmark without `data`.
@@ -31,7 +34,9 @@ def benchmark_sources(
     if limit is not None and limit < 1:
         raise InputError("--limit must be at least 1.")
     if benchmark == "shapes":
-        return formats.shapes_tasks(seed, split, limit)
+        if per_subtask is not None and per_subtask < 1:
+            raise InputError("--per-subtask must be at least 1.")
+        return formats.shapes_tasks(seed, split, limit, per_subtask, style)
     if data is None:
         raise InputError(f"The {benchmark} benchmark needs --data DIR (see the README for where to download it).")
     if benchmark == "mmeb-v2":

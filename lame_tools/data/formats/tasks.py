@@ -33,6 +33,9 @@ class CandidateTask:
     load_image: Callable[[str], Image.Image]
     metric: str = "hit@1"
     source: str = ""  # the file the task was read from, for messages
+    # per query, the groups it belongs to beyond its task (e.g. "held_out" / "seen" on the balanced
+    # Shapes split); scores are also reported per group
+    query_groups: list[str] | None = None
 
 
 @dataclass
@@ -75,21 +78,35 @@ def _shapes_image(value: object, what: str, scenes: dict) -> tuple[str, ...]:
 # ---- Shapes ---------------------------------------------------------------------------------------
 
 
-def shapes_tasks(seed: int = 0, split: str = "test", limit: int | None = None) -> list[TaskSource]:
+def shapes_tasks(
+    seed: int = 0,
+    split: str = "test",
+    limit: int | None = None,
+    per_subtask: int | None = None,
+    style: str | None = None,
+) -> list[TaskSource]:
     """The Shapes split as MMEB-style candidate tasks, one per subtask, with images rendered in memory.
 
     The rows come from `shapes.mmeb_rows`, the same function `shapes export` writes to disk, so the
-    in-memory benchmark and the exported files are the same data.
-    """
-    from lame_tools.data.shapes import mmeb_rows, render
+    in-memory benchmark and the exported files are the same data. `per_subtask` gives the balanced
+    split (that many queries per subtask; queries then carry held-out / seen groups); `style` names a
+    rendering variant of `ROBUSTNESS_VARIANTS` (the same scene graphs, drawn another way).
 
-    rows_by_subtask, images = mmeb_rows(seed, split, limit)
+    Raises:
+        InputError: an unknown style.
+    """
+    from lame_tools.data.shapes import ROBUSTNESS_VARIANTS, mmeb_rows, render
+
+    if style is not None and style not in ROBUSTNESS_VARIANTS:
+        raise InputError(f"Unknown rendering style {style!r}; known: {', '.join(sorted(ROBUSTNESS_VARIANTS))}.")
+    render_style = ROBUSTNESS_VARIANTS[style] if style is not None else None
+    rows_by_subtask, images = mmeb_rows(seed, split, limit, per_subtask)
     scenes = dict(images)
     rendered: dict[str, Image.Image] = {}
 
     def render_image(ref: str) -> Image.Image:
         if ref not in rendered:
-            rendered[ref] = render(scenes[ref])
+            rendered[ref] = render(scenes[ref], render_style)
         return rendered[ref]
 
     sources = []
@@ -97,7 +114,7 @@ def shapes_tasks(seed: int = 0, split: str = "test", limit: int | None = None) -
         rows = rows_by_subtask[subtask]
 
         def load(subtask: str = subtask, rows: list[dict] = rows) -> CandidateTask:
-            return candidate_task_from_rows(
+            task = candidate_task_from_rows(
                 subtask,
                 rows,
                 render_image,
@@ -106,6 +123,9 @@ def shapes_tasks(seed: int = 0, split: str = "test", limit: int | None = None) -
                 meta_task=rows[0]["task"],
                 group="shapes",
             )
+            if "held_out" in rows[0] and subtask in ("colour_of", "shape_of"):  # the answer is one object's pair
+                task.query_groups = ["held_out" if r["held_out"] else "seen" for r in rows]
+            return task
 
         sources.append(TaskSource(subtask, load, {"meta_task": rows[0]["task"], "group": "shapes"}))
     return sources

@@ -1,0 +1,69 @@
+"""Paired comparisons of two evaluation results on the same queries (the eval JSON of two models).
+
+Each task's per-query scores of model A and model B are paired query by query: the difference of
+their means with a 95% bootstrap interval and McNemar's exact p-value (0/1 scores); the overall and
+per-meta-task differences use the stratified bootstrap (queries resampled within their task, the
+same indices for both models). A claim that one model beats another needs the interval above 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lame_tools.errors import InputError
+from lame_tools.intervals import paired_comparison
+
+
+def _per_query(result: Mapping[str, Any], which: str) -> dict[str, list[float]]:
+    tasks = result.get("tasks", {})
+    found = {name: r["per_query"] for name, r in tasks.items() if r.get("per_query")}
+    if not found:
+        raise InputError(f"The {which} result has no per-query scores; evaluate it again with this version.")
+    return found
+
+
+def compare_results(a: Mapping[str, Any], b: Mapping[str, Any], seed: int = 0) -> dict[str, Any]:
+    """A minus B per task, per meta-task and overall (tasks present in both with the same queries).
+
+    Raises:
+        InputError: no shared tasks, or a task whose query counts differ (not the same queries).
+    """
+    qa, qb = _per_query(a, "first"), _per_query(b, "second")
+    shared = [name for name in qa if name in qb]
+    if not shared:
+        raise InputError("The two results share no task with per-query scores.")
+    for name in shared:
+        if len(qa[name]) != len(qb[name]):
+            raise InputError(f"Task {name!r} has {len(qa[name])} queries in one result and {len(qb[name])} in the other.")
+    metas: dict[str, list[str]] = {}
+    for name in shared:
+        metas.setdefault(a["tasks"][name]["meta_task"], []).append(name)
+
+    def compare(names: list[str]) -> dict[str, Any]:
+        return paired_comparison({n: qa[n] for n in names}, {n: qb[n] for n in names}, seed=seed).to_dict()
+
+    return {
+        "a": {k: a.get(k) for k in ("model", "mode", "split", "seed")},
+        "b": {k: b.get(k) for k in ("model", "mode", "split", "seed")},
+        "overall": compare(shared),
+        "meta_tasks": {meta: compare(names) for meta, names in metas.items()},
+        "tasks": {name: compare([name]) for name in shared},
+    }
+
+
+def format_comparison(report: Mapping[str, Any]) -> str:
+    """One line per task, meta-task and overall: difference in points, its interval, McNemar's p."""
+
+    def line(label: str, c: Mapping[str, Any]) -> str:
+        d = c["difference"]
+        p = "   -  " if c["p_mcnemar"] is None else f"{c['p_mcnemar']:.4f}"
+        verdict = "A better" if d["low"] > 0 else "B better" if d["high"] < 0 else "no difference"
+        return (f"{label:<24} {100 * d['estimate']:+6.1f} [{100 * d['low']:+6.1f}, {100 * d['high']:+6.1f}]"
+                f"  p={p}  n={d['n']:<5} {verdict}")
+
+    lines = [f"{'A - B (points)':<24} {'diff':>6} {'95% interval':>17}"]
+    lines += [line(name, c) for name, c in report["tasks"].items()]
+    lines += [line(f"[{meta}]", c) for meta, c in report["meta_tasks"].items()]
+    lines.append(line("overall", report["overall"]))
+    return "\n".join(lines)
