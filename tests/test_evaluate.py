@@ -273,7 +273,7 @@ def test_balanced_shapes_eval_carries_per_query_scores_and_intervals(micro_model
 
     result = evaluate_shapes(micro_model, split="validation", per_subtask=6, batch_size=16)
     assert set(result["tasks"]) == set(SUBTASKS) and result["per_subtask"] == 6
-    for name, task in result["tasks"].items():
+    for task in result["tasks"].values():
         assert len(task["per_query"]) == task["n"] == 6 and set(task["per_query"]) <= {0.0, 1.0}
         assert task["score"] == pytest.approx(sum(task["per_query"]) / 6)
         low, high = task["interval"]
