@@ -9,6 +9,11 @@ from __future__ import annotations
 MODES = ("latent", "discriminative", "cot")
 # Modes that read the embedding in one forward pass (no generation).
 ONE_PASS_MODES = ("latent", "discriminative")
+# The sequential-latent baseline (Coconut / PLUME style: K latent steps one after another, then
+# [EMBED]); any LaME model can run it, no shipped model is trained for it yet.
+SEQUENTIAL_MODE = "sequential"
+# Every mode `LameModel.forward_items` / `encode` accepts.
+EMBED_MODES = (*MODES, SEQUENTIAL_MODE)
 MAX_REASON_TOKENS = 16
 
 # Model families the evaluation and benchmark verbs can load.

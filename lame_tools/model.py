@@ -47,7 +47,7 @@ from lame_tools.backbone import (
     load_backbone,
 )
 from lame_tools.config import LameConfig, get_preset
-from lame_tools.constants import MODES, latent_special_tokens
+from lame_tools.constants import MODES, SEQUENTIAL_MODE
 from lame_tools.decoder import LatentDecoder
 from lame_tools.errors import InputError
 from lame_tools.inputs import Item, make_items
@@ -299,7 +299,7 @@ class LameModel(nn.Module):
         mode = mode or self.config.default_mode
         if mode == "cot":
             return self.forward_cot(items)
-        if mode == "sequential":
+        if mode == SEQUENTIAL_MODE:
             return self.forward_sequential(items)
         k = self.num_reason_tokens if mode == "latent" else 0
         return EmbedOutput(*self.pool(self.hidden_states(self.prepare(items, mode)), k))

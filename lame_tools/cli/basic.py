@@ -40,7 +40,7 @@ def _shapes_export(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from lame_tools.cli.common import add_model_argument
-    from lame_tools.config import MODES
+    from lame_tools.constants import EMBED_MODES
     from lame_tools.data.shapes import SPLITS
 
     embed = subparsers.add_parser("embed", help="embed images and/or texts to a .npy file")
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     embed.add_argument("--image", action="append", help="image file (repeatable)")
     embed.add_argument("--text", action="append", help="text (repeatable; paired with --image in order)")
     embed.add_argument("--instruction", default=None, help="task instruction prepended to every input")
-    embed.add_argument("--mode", choices=MODES, default=None, help="default: the mode the model was trained for")
+    embed.add_argument("--mode", choices=EMBED_MODES, default=None, help="default: the mode the model was trained for")
     embed.add_argument("--batch-size", type=int, default=32)
     embed.add_argument("--out", type=Path, required=True, help="output .npy file")
     embed.set_defaults(func=_embed)
