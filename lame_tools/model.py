@@ -47,7 +47,7 @@ from lame_tools.backbone import (
     load_backbone,
 )
 from lame_tools.config import LameConfig, get_preset
-from lame_tools.constants import MODES, SEQUENTIAL_MODE
+from lame_tools.constants import MODES, SEQUENTIAL_MODE, latent_special_tokens
 from lame_tools.decoder import LatentDecoder
 from lame_tools.errors import InputError
 from lame_tools.inputs import Item, make_items
