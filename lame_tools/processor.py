@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from lame_tools.constants import EMBED_TOKEN, THINK_TOKEN, UNK_TOKEN, VISION_TOKENS, latent_special_tokens, reason_token
+from lame_tools.image_batch import pixel_inputs
 from lame_tools.inputs import Item
 
 __all__ = ["Item", "LameProcessor", "PROMPT_FORMATS"]
@@ -118,7 +119,7 @@ class LameProcessor:
         vision: dict[str, torch.Tensor] = {}
         token_counts: list[int] = []
         if images:
-            vision = dict(self.image_processor(images=images, return_tensors="pt"))
+            vision = pixel_inputs(self.image_processor, images)  # batched, same values as the processor
             grid = vision["image_grid_thw"]
             token_counts = [int(t * h * w) // (self.merge_size**2) for t, h, w in grid.tolist()]
         rows, counts = [], iter(token_counts)
