@@ -92,6 +92,13 @@ class TinyBackbonePreset:
 
 TINY_PRESETS: dict[str, TinyBackbonePreset] = {
     "tiny": TinyBackbonePreset(),
+    # the tiny language model with a deeper, wider vision tower (4 blocks of width 128)
+    "tiny-vision": TinyBackbonePreset(vision_depth=4, vision_width=128, vision_heads=4),
+    # a few million parameters: a wider, deeper language model and the wider vision tower
+    "small": TinyBackbonePreset(
+        hidden_size=192, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=576,
+        vision_depth=4, vision_width=128, vision_heads=4, mrope_section=(8, 8, 8),
+    ),
     # for unit tests: builds in milliseconds
     "micro": TinyBackbonePreset(
         hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128,

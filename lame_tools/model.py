@@ -111,12 +111,16 @@ class LameModel(nn.Module):
         seed: int = 0,
         *,
         vocabulary: Sequence[str],
+        image_pixels: int | None = None,
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
-        (the shipped models use `lame_tools.data.shapes.VOCABULARY`)."""
+        (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
+        resized to about this many pixels (default 112 x 112; 224 x 224 gives 4x the visual tokens)."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode)
+        if image_pixels:
+            lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config.backbone = backbone_config.to_dict()
         decoder_config = build_decoder_config(tokenizer, sizes) if with_decoder else None

@@ -3,6 +3,7 @@ fallback, and one process vs two gloo processes. Everything on the `micro` backb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -364,3 +365,55 @@ def test_base_qwen2vl_folder_with_gradient_checkpointing(tmp_path):
     # the decoder is sized from the base's width (64 -> 32), not taken from the "tiny" preset (96)
     assert result.model.config.decoder["hidden_size"] == decoder_sizes_for(64).decoder_hidden_size == 32
     assert LameModel.from_pretrained(tmp_path / "run" / "model", device="cpu").config.num_reason_tokens == 4
+
+
+def test_subtask_batches_hold_one_subtask_and_are_deterministic():
+    from lame_tools.train import get_train_preset
+    from lame_tools.train.data import make_batch, subtask_draws
+
+    config = dataclasses.replace(get_train_preset("micro-discriminative"), subtasks="shape_of,relation_attribute")
+    seen = set()
+    for step in range(6):
+        draws = subtask_draws(config, step)
+        assert len(draws) == config.batch_size and len({i for i, _ in draws}) == config.batch_size
+        kinds = {ex.subtask for _, ex in draws}
+        assert len(kinds) == 1 and kinds <= {"shape_of", "relation_attribute"}
+        seen |= kinds
+        again = subtask_draws(config, step)
+        assert [(i, e.query_text) for i, e in draws] == [(i, e.query_text) for i, e in again]
+    assert seen == {"shape_of", "relation_attribute"}
+    batch = make_batch(config, 0)
+    assert [e.subtask for e in batch.examples] == [e.subtask for _, e in subtask_draws(config, 0)]
+    halves = [make_batch(config, 0, rank, 2).examples for rank in (0, 1)]
+    assert len(halves[0]) + len(halves[1]) == config.batch_size
+
+
+def test_render_variation_draws_styled_images_deterministically():
+    import numpy as np
+
+    from lame_tools.data.shapes import make_example, render
+    from lame_tools.train import get_train_preset
+    from lame_tools.train.data import training_image
+
+    example = make_example(0, "train", 3)
+    plain = dataclasses.replace(get_train_preset("micro-discriminative"), render_variation=0.0)
+    styled = dataclasses.replace(plain, render_variation=1.0)
+    default = np.asarray(render(example.scene))
+    assert np.array_equal(np.asarray(training_image(plain, example, 3, step=5)), default)
+    images = [np.asarray(training_image(styled, example, 3, step=s)) for s in range(4)]
+    assert all(im.shape != default.shape or not np.array_equal(im, default) for im in images)
+    assert np.array_equal(np.asarray(training_image(styled, example, 3, step=2)), images[2])
+
+
+def test_image_pixels_sets_the_tiny_models_image_size():
+    from lame_tools.data.shapes import make_example, render
+    from lame_tools.train import get_train_preset
+    from lame_tools.train.build import build_model
+
+    config = dataclasses.replace(get_train_preset("micro-discriminative"), image_pixels=224 * 224)
+    model = build_model(config)
+    assert model.config.image_min_pixels == model.config.image_max_pixels == 224 * 224
+    batch = model.processor([make_example(0, "train", 0).query_item(render(make_example(0, "train", 0).scene))],
+                            model.suffix_ids("discriminative"))
+    t, h, w = batch["image_grid_thw"][0].tolist()
+    assert h * w * 14 * 14 == pytest.approx(224 * 224, rel=0.15)  # ~256 patches instead of ~64

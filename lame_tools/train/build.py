@@ -61,6 +61,10 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
         )
     pretrained = LameModel.from_pretrained(source, device="cpu")
     model.backbone.load_state_dict(pretrained.backbone.state_dict())
+    if not config.image_pixels:  # the backbone learned to see at its own image size: keep it
+        model.config.image_min_pixels = pretrained.config.image_min_pixels
+        model.config.image_max_pixels = pretrained.config.image_max_pixels
+        model.processor.image_processor = pretrained.processor.image_processor
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(config.seed)
         table = model.backbone.get_input_embeddings().weight
@@ -83,6 +87,7 @@ def build_model(config: TrainConfig):
         default_mode=config.default_mode,
         seed=config.seed,
         vocabulary=VOCABULARY,
+        image_pixels=config.image_pixels or None,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)

@@ -50,6 +50,14 @@ class TrainConfig:
         save_every: steps between resume checkpoints; eval_every: steps between quick validations.
         render_cache: a folder of pre-rendered train scenes (`prerender`); the images are the same
             as `render`'s (PNG is lossless), only cheaper to get. Missing files are rendered and added.
+        image_pixels: the tiny model's image size in pixels (0: 112 x 112, or the `init_from`
+            backbone's own size); ignored with `base`.
+        subtasks: comma list of subtasks (`lame_tools.data.shapes.SUBTASKS`) to train on instead of the
+            task-kind cycle: each batch is one subtask (drawn per step), its scenes drawn from the train
+            scenes that can pose it. "" = the task-kind cycle of `task_kinds`.
+        render_variation: the share of training images drawn with a random rendering style
+            (`random_style`: tints, gradients, shades, canvas, resampling, JPEG, noise) instead of the
+            default renderer.
     """
 
     kind: str = "contrastive"
@@ -91,6 +99,9 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 0
     render_cache: str | None = None
+    image_pixels: int = 0
+    subtasks: str = ""
+    render_variation: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -103,6 +114,11 @@ class TrainConfig:
     def kind_list(self) -> list[str] | None:
         """The task kinds named in `task_kinds`, or None for all of them."""
         return [k for k in self.task_kinds.split(",") if k] or None
+
+    @property
+    def subtask_list(self) -> list[str] | None:
+        """The subtasks named in `subtasks`, or None for the task-kind cycle."""
+        return [k for k in self.subtasks.split(",") if k] or None
 
     @property
     def total_steps(self) -> int:

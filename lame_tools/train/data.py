@@ -18,6 +18,8 @@ from lame_tools.data.shapes import (
     TASK_KINDS,
     Example,
     make_example,
+    make_subtask_example,
+    random_style,
     render,
 )
 from lame_tools.errors import LameError
@@ -101,6 +103,46 @@ def step_indices(config: TrainConfig, step: int, rank: int = 0, world: int = 1) 
     return indices[rank::world]
 
 
+def subtask_draws(config: TrainConfig, step: int) -> list[tuple[int, Example]]:
+    """The global batch of `step` when training on named subtasks (`config.subtasks`): (train scene
+    index, example) pairs, a pure function of (seed, step). With `homogeneous_batches` the whole batch
+    is one subtask, drawn per step; scenes that cannot pose it are skipped, and no scene repeats."""
+    subtasks = config.subtask_list or []
+    rng = random.Random(f"train/{config.seed}/{step}/subtasks")
+    fixed = subtasks[rng.randrange(len(subtasks))] if config.homogeneous_batches else None
+    drawn: list[tuple[int, Example]] = []
+    taken: set[int] = set()
+    for _ in range(100 * config.batch_size):
+        if len(drawn) == config.batch_size:
+            return drawn
+        subtask = fixed or subtasks[rng.randrange(len(subtasks))]
+        index = rng.randrange(SPLIT_SIZES["train"])
+        if index in taken:
+            continue
+        example = make_subtask_example(config.world_seed, "train", index, subtask)
+        if example is not None:
+            taken.add(index)
+            drawn.append((index, example))
+    raise LameError(f"Could not draw {config.batch_size} train examples of {subtasks} for step {step}.")
+
+
+def step_examples(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> list[tuple[int, Example]]:
+    """This process's slice of the global batch of `step` as (train scene index, example) pairs."""
+    if config.subtask_list:
+        return subtask_draws(config, step)[rank::world]
+    return [(i, make_example(config.world_seed, "train", i)) for i in step_indices(config, step, rank, world)]
+
+
+def training_image(config: TrainConfig, example: Example, index: int, step: int):
+    """The image of train scene `index` at `step`: in a random rendering style for a
+    `render_variation` share of draws (a pure function of seed, step and index), else the default one."""
+    if config.render_variation > 0:
+        rng = random.Random(f"style/{config.seed}/{step}/{index}")
+        if rng.random() < config.render_variation:
+            return render(example.scene, random_style(rng))
+    return scene_image(config, example, index)
+
+
 def cache_path(cache: str | os.PathLike, world_seed: int, index: int) -> Path:
     """Where the render cache keeps train scene `index` of world `world_seed`."""
     return Path(cache) / f"seed{world_seed}" / f"{index:06d}.png"
@@ -169,9 +211,8 @@ def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) ->
     """This process's slice of the global batch of `step` (queries, targets, keys, decoder texts)."""
     rng = random.Random(f"hard/{config.seed}/{step}/{rank}")
     examples, queries, targets, keys, dec, hard = [], [], [], [], [], []
-    for index in step_indices(config, step, rank, world):
-        ex = make_example(config.world_seed, "train", index)
-        image = scene_image(config, ex, index) if (ex.query_has_image or ex.target_has_image) else None
+    for index, ex in step_examples(config, step, rank, world):
+        image = training_image(config, ex, index, step) if (ex.query_has_image or ex.target_has_image) else None
         examples.append(ex)
         queries.append(ex.query_item(image))
         targets.append(ex.target_item(image))
