@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lame_tools.constants import MAX_REASON_TOKENS, MODES
+from lame_tools.constants import EMBED_MODES, MAX_REASON_TOKENS
 
 
 @dataclass
@@ -49,8 +49,8 @@ class LameConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:
             raise ValueError(f"num_reason_tokens must be in 0..{MAX_REASON_TOKENS}, got {self.num_reason_tokens}")
-        if self.default_mode not in MODES:
-            raise ValueError(f"default_mode must be one of {MODES}, got {self.default_mode!r}")
+        if self.default_mode not in EMBED_MODES:
+            raise ValueError(f"default_mode must be one of {EMBED_MODES}, got {self.default_mode!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

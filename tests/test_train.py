@@ -417,3 +417,25 @@ def test_image_pixels_sets_the_tiny_models_image_size():
                             model.suffix_ids("discriminative"))
     t, h, w = batch["image_grid_thw"][0].tolist()
     assert h * w * 14 * 14 == pytest.approx(224 * 224, rel=0.15)  # ~256 patches instead of ~64
+
+
+def test_sequential_latent_preset_trains_through_its_steps(tmp_path):
+    from lame_tools.model import LameModel
+    from lame_tools.train import build_config, train
+    from lame_tools.train.build import build_model
+    from lame_tools.train.data import make_batch
+
+    config = build_config("micro-sequential")
+    assert config.default_mode == "sequential"
+    model = build_model(config)
+    out = model.forward_items(make_batch(config, 0).queries, "sequential")
+    out.reason_states[:, 0].sum().backward()  # the first step's state depends on the prompt, not on our rows
+    assert model.latent_embeddings.grad is None or model.latent_embeddings.grad.abs().sum() == 0
+    model.zero_grad()
+    model.forward_items(make_batch(config, 0).queries, "sequential").embeddings.sum().backward()
+    assert model.latent_embeddings.grad[-1].abs().sum() > 0  # the [EMBED] row is read after the K steps
+    result = train(config, tmp_path / "run")
+    assert result.summary["complete"]
+    loaded = LameModel.from_pretrained(tmp_path / "run" / "model", device="cpu")
+    assert loaded.config.default_mode == "sequential"
+    assert loaded.encode(texts=["a red circle"]).shape == (1, loaded.config.embed_dim)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lame_tools.constants import SEQUENTIAL_MODE
 from lame_tools.errors import LameError
 
 DEFAULT_STAGE0_DIR = Path("runs/stage0/model")
@@ -55,6 +56,8 @@ class TrainConfig:
         subtasks: comma list of subtasks (`lame_tools.data.shapes.SUBTASKS`) to train on instead of the
             task-kind cycle: each batch is one subtask (drawn per step), its scenes drawn from the train
             scenes that can pose it. "" = the task-kind cycle of `task_kinds`.
+        latent_steps: "parallel" (LaME: the K reason tokens in one pass) or "sequential" (the
+            sequential-latent baseline: K one-position steps, each fed the previous state; Coconut / PLUME).
         render_variation: the share of training images drawn with a random rendering style
             (`random_style`: tints, gradients, shades, canvas, resampling, JPEG, noise) instead of the
             default renderer.
@@ -102,13 +105,18 @@ class TrainConfig:
     image_pixels: int = 0
     subtasks: str = ""
     render_variation: float = 0.0
+    latent_steps: str = "parallel"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def default_mode(self) -> str:
         if self.kind == "cot":
             return "cot"
-        return "latent" if self.num_reason_tokens > 0 else "discriminative"
+        if self.num_reason_tokens == 0:
+            return "discriminative"
+        if self.latent_steps not in ("parallel", "sequential"):
+            raise LameError(f"latent_steps must be parallel or sequential, not {self.latent_steps!r}.")
+        return SEQUENTIAL_MODE if self.latent_steps == "sequential" else "latent"
 
     @property
     def kind_list(self) -> list[str] | None:
@@ -166,12 +174,15 @@ PRESETS: dict[str, TrainConfig] = {
     "discriminative": _preset(num_reason_tokens=0, with_decoder=False),
     "cot": _preset(kind="cot", num_reason_tokens=0, with_decoder=False),
     "lame-nodecoder": _preset(num_reason_tokens=8, with_decoder=False),
+    # the sequential-latent baseline, trained like LaME (same K, decoder, budget)
+    "sequential": _preset(num_reason_tokens=8, latent_steps="sequential"),
     "lame-rationale": _preset(num_reason_tokens=8, decoder_target="rationale"),
     **{f"lame-k{k}": _preset(num_reason_tokens=k, with_decoder=k > 0) for k in (0, 1, 2, 4, 8, 16)},
     # for tests: builds in milliseconds, a few steps
     "micro-stage0": _micro(kind="stage0", num_reason_tokens=0, with_decoder=False, stage0_steps=4,
                            stage1_steps=0, stage2_steps=0),
     "micro-lame": _micro(num_reason_tokens=4),
+    "micro-sequential": _micro(num_reason_tokens=4, latent_steps="sequential"),
     "micro-discriminative": _micro(num_reason_tokens=0, with_decoder=False),
     "micro-cot": _micro(kind="cot", num_reason_tokens=0, with_decoder=False),
 }
