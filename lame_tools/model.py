@@ -453,8 +453,18 @@ class LameModel(nn.Module):
         items = self.make_items(images, texts, instruction)
         if batch_size < 1:
             raise InputError("batch_size must be at least 1.")
+        # Batch inputs of similar length together (little padding), as sentence-transformers does:
+        # a stable sort by (image area, text length); the original order is restored at the end.
+        areas = [it.image.width * it.image.height if it.image is not None else 0 for it in items]
+        lengths = [len(it.text or "") + len(it.instruction or "") for it in items]
+        order = sorted(range(len(items)), key=lambda i: (areas[i], lengths[i]))
         chunks = []
         for start in tqdm(range(0, len(items), batch_size), disable=not show_progress_bar, desc="encode"):
-            chunks.append(self.forward_items(items[start : start + batch_size], mode).embeddings.float().cpu())
-        embeddings = torch.cat(chunks) if chunks else torch.zeros(0, self.config.embed_dim)
+            batch = [items[i] for i in order[start : start + batch_size]]
+            chunks.append(self.forward_items(batch, mode).embeddings.float().cpu())
+        embeddings = torch.zeros(0, self.config.embed_dim)
+        if chunks:
+            stacked = torch.cat(chunks)
+            embeddings = torch.empty_like(stacked)
+            embeddings[torch.tensor(order)] = stacked
         return embeddings.numpy() if convert_to_numpy else embeddings
