@@ -37,6 +37,7 @@ from lame_tools.evaluate.sources import benchmark_sources, select_tasks
 from lame_tools.fingerprint import folder_fingerprint
 from lame_tools.index import EmbeddingIndex
 from lame_tools.ranking import top_k_pessimistic
+from lame_tools.sharding import barrier, gather_rows, process_group, split
 
 # The lane a baseline kind runs in when no mode is asked for (see `lame_tools.adapters.load_lane`).
 BASELINE_LANES = {"qwen2-vl-base": "latent", "ume-r1": "discriminative", "vlm2vec": "discriminative"}
@@ -66,21 +67,29 @@ def embed_inputs(
     # Text-only inputs first, then image inputs, each by text length: batches of similar length waste
     # little on padding (a stable sort, so the order, and the numbers, are the same on every run).
     items.sort(key=lambda item: (item[1] is not None, len(item[2]) + len(item[3])))
-    sums: np.ndarray | None = None
+    # Under a launcher each process embeds a contiguous run of chunks; the rows are gathered back in
+    # order, so every chunk is the same batch as in one process and gives the same numbers.
+    group = process_group()
     chunk = max(batch_size * 4, 64)
-    with tqdm(total=len(items), disable=not show_progress_bar, desc=desc, unit="input", leave=False) as bar:
-        for start in range(0, len(items), chunk):
+    starts = list(range(0, len(items), chunk))
+    mine = [starts[i] for i in split(len(starts), group.world)[group.rank]]
+    local = []
+    total = sum(len(items[s : s + chunk]) for s in mine)
+    with tqdm(
+        total=total, disable=not (show_progress_bar and group.is_main), desc=desc, unit="input", leave=False
+    ) as bar:
+        for start in mine:
             part = items[start : start + chunk]
             images = [load_image(ref) if ref is not None else None for _, ref, _, _ in part]
             texts = [text or None for _, _, text, _ in part]
             instructions = [inst or None for _, _, _, inst in part]
-            embeddings = _encode(model, images, texts, instructions, batch_size, mode)
-            if sums is None:
-                sums = np.zeros((len(inputs), embeddings.shape[1]), dtype=np.float64)
-            np.add.at(sums, [position for position, _, _, _ in part], embeddings.astype(np.float64))
+            local.append(_encode(model, images, texts, instructions, batch_size, mode).astype(np.float32))
             bar.update(len(part))
-    if sums is None:
+    rows = gather_rows(np.concatenate(local) if local else np.zeros((0, 0), np.float32), group)
+    if not items:
         return np.zeros((0, 0), np.float32)
+    sums = np.zeros((len(inputs), rows.shape[1]), dtype=np.float64)
+    np.add.at(sums, [position for position, _, _, _ in items], rows.astype(np.float64))
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
 
@@ -249,7 +258,8 @@ def _load_model(model_dir: Path, kind: str, mode: str | None, device: str | None
 
 
 def _run_task(model: Any, source: TaskSource, path: Path, fingerprint: dict, log: Callable, **options: Any) -> dict:
-    """Evaluate one task, write its result, the run's fingerprint and its timing to `path`, and log a line."""
+    """Evaluate one task, write its result, the run's fingerprint and its timing to `path`, and log a
+    line (under a launcher: every process evaluates, the main one writes and logs)."""
     task = source.load()
     start = time.perf_counter()
     result = evaluate_task(model, task, **options)
@@ -257,6 +267,8 @@ def _run_task(model: Any, source: TaskSource, path: Path, fingerprint: dict, log
     queries = len(task.queries)
     rate = queries / max(elapsed, 1e-9)
     timing = {"seconds": elapsed, "queries": queries, "queries_per_s": rate}
+    if not process_group().is_main:
+        return result
     atomic_write_json(path, {"fingerprint": fingerprint, "result": result, "timing": timing})
     log(
         f"{source.name}: {result['metric']} {100 * (result['score'] or 0):.1f} ({queries} queries, {rate:.1f} queries/s)"
@@ -274,6 +286,37 @@ def _run_mode(model: Any, model_dir: Path, kind: str, mode: str | None) -> str:
 
         return mode or LameConfig.load(Path(model_dir) / CONFIG_FILE).default_mode
     return mode or BASELINE_LANES.get(kind, "discriminative")
+
+
+def run_fingerprint(
+    model_dir: Path, kind: str, benchmark: str, data: Path | None, instructions: list, **options: Any
+) -> dict:
+    """What a finished task's file must carry to be reused: model files, benchmark, data, split,
+    seed, limit, mode, batch size, frames (MMEB-v2), instructions, balanced split and style."""
+    per_subtask, style = options.pop("per_subtask", None), options.pop("style", None)
+    return {
+        "model": folder_fingerprint(Path(model_dir)) if Path(model_dir).is_dir() else str(model_dir),
+        "kind": kind,
+        "benchmark": benchmark,
+        "data": str(Path(data).resolve()) if data else None,
+        "split": options["split"],
+        "seed": options["seed"],
+        "limit": options["limit"],
+        "mode": options["mode"],
+        "batch_size": options["batch_size"],
+        "num_frames": options["num_frames"] if benchmark == "mmeb-v2" else None,
+        "instructions": instructions,
+        **({"per_subtask": per_subtask} if per_subtask is not None else {}),
+        **({"style": style} if style is not None else {}),
+    }
+
+
+def _finished_before(sources: Sequence[TaskSource], out: Path, fingerprint: dict, resume: bool, group: Any) -> dict:
+    """The stored result of each finished task (None: to run). Under a launcher (`torchrun` /
+    `accelerate launch`) every process reads them before any process writes, so all agree."""
+    finished = {s.name: finished_task(task_file(out, s.name), fingerprint) if resume else None for s in sources}
+    barrier(group)
+    return finished
 
 
 def run_benchmark(
@@ -310,33 +353,41 @@ def run_benchmark(
     Each finished task is written to `<out>.tasks/<task>.json` with a fingerprint of the run (model
     files, benchmark, data, split, seed, limit, mode, batch size); a rerun skips tasks whose file
     carries the same fingerprint. The summary JSON holds no timings, so a resumed run writes the
-    same bytes as an uninterrupted one; throughput is printed and kept in the per-task files.
+    same bytes as an uninterrupted one; throughput is printed and kept in the per-task files. Under
+    `torchrun --nproc_per_node N` (or `accelerate launch --num_processes N`) the processes share each
+    task's inputs and the main process writes the same files as one process would.
     """
     instructions = [query_instruction, doc_instruction]
     sources = benchmark_sources(
         benchmark, data, split, seed, limit, num_frames, *instructions, per_subtask=per_subtask, style=style
     )
     sources = select_tasks(sources, tasks)
-    fingerprint = {
-        "model": folder_fingerprint(Path(model_dir)) if Path(model_dir).is_dir() else str(model_dir),
-        "kind": kind,
-        "benchmark": benchmark,
-        "data": str(Path(data).resolve()) if data else None,
-        "split": split,
-        "seed": seed,
-        "limit": limit,
-        "mode": mode,
-        "batch_size": batch_size,
-        "num_frames": num_frames if benchmark == "mmeb-v2" else None,
-        "instructions": instructions,
-        **({"per_subtask": per_subtask} if per_subtask is not None else {}),
-        **({"style": style} if style is not None else {}),
-    }
+    fingerprint = run_fingerprint(
+        model_dir,
+        kind,
+        benchmark,
+        data,
+        instructions,
+        split=split,
+        seed=seed,
+        limit=limit,
+        mode=mode,
+        batch_size=batch_size,
+        num_frames=num_frames,
+        per_subtask=per_subtask,
+        style=style,
+    )
     model = None
     results: dict[str, dict] = {}
+    group = process_group()
+    finished = _finished_before(sources, out, fingerprint, resume, group)
+    if not group.is_main:
+        log, show_progress_bar = (lambda *_: None), False
+    if device is None and group.distributed:
+        device = group.device
     for source in sources:
         path = task_file(out, source.name)
-        stored = finished_task(path, fingerprint) if resume else None
+        stored = finished[source.name]
         if stored is not None:
             results[source.name] = stored
             log(f"{source.name}: finished earlier, skipped")
@@ -358,5 +409,7 @@ def run_benchmark(
         **summarize_tasks(results),
         "tasks": results,
     }
-    atomic_write_json(out, summary)
+    if group.is_main:
+        atomic_write_json(out, summary)
+    barrier(group)
     return summary
