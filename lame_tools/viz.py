@@ -2,9 +2,13 @@
 
 Nothing here runs a model: every function takes numpy arrays, lists and dicts (the outputs of
 `lame_tools.probe`, `lame_tools.project`, `lame_tools.timing`) and returns a `plotly.graph_objects.Figure`.
-Exports: `save_figure` writes self-contained HTML (plotly.js inlined: works offline); PNG of
-plotly figures needs kaleido + a Chrome build, which this project does not ship, so the attention
-overlay has a Pillow PNG renderer instead (`overlay_png`).
+Exports: `save_figure` writes self-contained HTML (plotly.js inlined: works offline);
+`export_figure` writes HTML, PNG and SVG (paper figures): PNG/SVG go through kaleido driving the
+system's Chromium (`chromium_path`: $LAME_CHROMIUM, else /usr/bin/chromium, else one on PATH; kaleido
+is never allowed to download a browser, and MathJax is off so nothing is fetched), and without a
+Chromium they fail with one sentence. `save_data` writes the data behind a figure as CSV or NPZ.
+The attention overlay also has a Pillow PNG renderer that needs no browser (`overlay_png`).
+Figures of the researcher's bench (attribution, flow, K sweep) live in `lame_tools.viz_probe`.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from lame_tools.atomic import atomic_write, atomic_write_text
+from lame_tools.atomic import atomic_write
 from lame_tools.constants import MODES
+from lame_tools.viz_export import chromium_path, export_figure, figure_bytes, rows_to_csv, save_data, save_figure
+
+__all__ = ["chromium_path", "export_figure", "figure_bytes", "rows_to_csv", "save_data", "save_figure"]  # + the figures
 
 WEBGL_THRESHOLD = 1000
 LANE_COLOURS = {"latent": "#2a9d8f", "discriminative": "#8d99ae", "cot": "#e76f51"}
@@ -139,10 +146,17 @@ def overlay_png(
 
 
 def token_strip(
-    tokens: Sequence[str], weights: np.ndarray, title: str = "", query_labels: Sequence[str] | None = None
+    tokens: Sequence[str],
+    weights: np.ndarray,
+    title: str = "",
+    query_labels: Sequence[str] | None = None,
+    signed: bool = False,
 ) -> go.Figure:
-    """Attention on text tokens as a highlighted strip: weights [T] (one row) or [Q, T] (one row per query)."""
+    """Attention on text tokens as a highlighted strip: weights [T] (one row) or [Q, T] (one row per query).
+    `signed`: scores of either sign (attribution) on a diverging blue-white-red scale centred on 0."""
     z = np.atleast_2d(np.asarray(weights, dtype=np.float32))
+    bound = float(np.abs(z).max()) or 1.0
+    scale = {"colorscale": "RdBu_r", "zmin": -bound, "zmax": bound} if signed else {"colorscale": "Blues", "zmin": 0}
     labels = list(query_labels) if query_labels is not None else [f"query {i}" for i in range(z.shape[0])]
     text = np.array([list(tokens)] * z.shape[0])
     fig = go.Figure(
@@ -152,10 +166,9 @@ def token_strip(
             y=labels,
             text=text,
             texttemplate="%{text}",
-            colorscale="Blues",
-            zmin=0,
             hovertemplate="%{y} -> %{text}: %{z:.3f}<extra></extra>",
-            colorbar={"title": "attention"},
+            colorbar={"title": "attribution" if signed else "attention"},
+            **scale,
         )
     )
     fig.update_xaxes(showticklabels=False)
@@ -371,8 +384,3 @@ def race_chart(
         title=title, height=110 + 60 * len(lanes), margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False
     )
     return fig
-
-
-def save_figure(fig: go.Figure, path: str | os.PathLike) -> Path:
-    """Write a figure as self-contained HTML (plotly.js inlined, so it opens offline)."""
-    return atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))

@@ -5,9 +5,13 @@
     readout    what the latent decoder reads from the K reason states
     ablation   drop / zero / swap reason tokens; cosine and target-rank changes
     linear     logistic probes from reason states to Shapes attributes, with controls
+    attribution  why a query is close to an item: integrated gradients / gradient x input on the input
+               embeddings per patch and token, attention flow through the reason tokens, a deletion check
+    k_sweep    K in the loop: embedding, top result and read-out as reason tokens are removed K..0
+    results    `to_frame()` (pandas) and `rows_csv()` for every result; each also has `plot()`
 
-Every public function returns plain numpy arrays in small dataclasses; figures live in
-`lame_tools.viz`, projections in `lame_tools.project`, the `probe` verb in `lame_tools.cli.probe`.
+Every public function returns plain numpy arrays in small dataclasses, each with `rows()`,
+`to_frame()` and `plot()` for notebooks; figures live in `lame_tools.viz` / `lame_tools.viz_probe`, projections in `lame_tools.project`, the `probe` verb in `lame_tools.cli.probe`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ from lame_tools.probe.attention import (
     reason_attention,
     reason_attention_items,
     region_mass,
+)
+from lame_tools.probe.attribution import (
+    AttentionFlow,
+    Attribution,
+    DeletionCheck,
+    SideAttribution,
+    attention_flow,
+    attribute,
+    deletion_check,
 )
 from lame_tools.probe.hooks import (
     ActivationCache,
@@ -31,6 +44,7 @@ from lame_tools.probe.hooks import (
     run_with_cache,
     run_with_hooks,
 )
+from lame_tools.probe.k_sweep import KSweep, k_sweep
 from lame_tools.probe.linear import (
     ATTRIBUTES,
     LinearProbeResult,
@@ -50,6 +64,15 @@ __all__ = [
     "ATTRIBUTES",
     "AblationResult",
     "ActivationCache",
+    "AttentionFlow",
+    "Attribution",
+    "DeletionCheck",
+    "KSweep",
+    "SideAttribution",
+    "attention_flow",
+    "attribute",
+    "deletion_check",
+    "k_sweep",
     "HookContext",
     "LinearProbeResult",
     "PreparedBatch",

@@ -24,13 +24,14 @@ from lame_tools.data.shapes import TARGET_INSTRUCTION, Example
 from lame_tools.errors import InputError
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import HookContext, num_layers, prepare_batch, run_prepared, run_with_cache, run_with_hooks
+from lame_tools.probe.results import FrameMixin
 from lame_tools.ranking import positive_rank
 
 ABLATIONS = ("drop", "zero", "swap")
 
 
 @dataclass
-class AblationResult:
+class AblationResult(FrameMixin):
     """Shapes: C conditions, N queries.
 
     Attributes:
@@ -65,6 +66,21 @@ class AblationResult:
                 }
             )
         return rows
+
+    def rows(self) -> list[dict[str, object]]:
+        """Long format: one row per (condition, query)."""
+        return [{"condition": name, "query": q, "cosine": float(self.cosine[c, q]),
+                 "rank_before": int(self.rank_before[q]), "rank_after": int(self.rank_after[c, q]),
+                 "n_candidates": int(self.n_candidates[q])}
+                for c, name in enumerate(self.conditions) for q in range(self.cosine.shape[1])]
+
+    def plot(self, title: str = ""):
+        """Per condition: 1 - mean cosine to the original embedding, and the mean rank change."""
+        from lame_tools import viz
+
+        rows = self.summary()
+        return viz.ablation_bars([r["condition"] for r in rows], [r["mean_cosine"] for r in rows],
+                                 [r["mean_rank_change"] for r in rows], title=title or f"{self.how} ablation")
 
     def to_csv(self) -> str:
         """Long format: condition, query, cosine, rank_before, rank_after, n_candidates."""

@@ -17,10 +17,11 @@ import numpy as np
 from lame_tools.inputs import Item
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import ActivationCache, num_layers, prepare_batch, run_with_cache
+from lame_tools.probe.results import FrameMixin
 
 
 @dataclass
-class ReasonAttention:
+class ReasonAttention(FrameMixin):
     """Attention of the probed tokens of ONE input, every layer and head.
 
     Attributes:
@@ -46,6 +47,32 @@ class ReasonAttention:
     @property
     def grid(self) -> tuple[int, int] | None:
         return None if self.image_attention is None else tuple(self.image_attention.shape[-2:])  # type: ignore[return-value]
+
+    def rows(self) -> list[dict[str, object]]:
+        """Long format over layers, heads and probed tokens: attention on the image and on each text key."""
+        rows = []
+        n_layers, n_heads = self.text_attention.shape[:2]
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                for q, name in enumerate(self.query_tokens):
+                    rows.append({"layer": layer, "head": head, "query": name, "key": "<image>",
+                                 "attention": float(self.image_mass[layer, head, q])})
+                    rows += [{"layer": layer, "head": head, "query": name, "key": key,
+                              "attention": float(self.text_attention[layer, head, q, t])}
+                             for t, key in enumerate(self.text_tokens)]
+        return rows
+
+    def plot(self, token: str | None = None, title: str = ""):
+        """One probed token's attention, mean of layers and heads: on the image (with one), else on the text."""
+        from lame_tools import viz
+
+        q = self.query_tokens.index(token) if token is not None else len(self.query_tokens) - 1
+        name = self.query_tokens[q]
+        if self.image_attention is not None and self.image is not None:
+            return viz.attention_overlay(self.image, self.image_attention[:, :, q].mean((0, 1)),
+                                         title=title or f"{name} on the image (mean of layers and heads)")
+        return viz.token_strip(self.text_tokens, self.text_attention.mean((0, 1)), title=title or "attention on the text",
+                               query_labels=self.query_tokens)
 
     def to_npz_dict(self) -> dict[str, np.ndarray]:
         """Arrays for `np.savez` (token strings as unicode arrays)."""

@@ -28,6 +28,7 @@ from lame_tools.data.shapes import COLOURS, Example, make_example
 from lame_tools.errors import InputError
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import num_layers, prepare_batch, run_with_cache
+from lame_tools.probe.results import FrameMixin
 
 ATTRIBUTES = ("n_objects", "colours_present", "answer_colour", "answer_shape")
 
@@ -43,7 +44,7 @@ class ProbeStates:
 
 
 @dataclass
-class LinearProbeResult:
+class LinearProbeResult(FrameMixin):
     """Held-out accuracy of linear probes for one attribute.
 
     Attributes:
@@ -71,6 +72,20 @@ class LinearProbeResult:
         """(layer, token, accuracy) of the best probe."""
         layer, token = np.unravel_index(int(self.accuracy.argmax()), self.accuracy.shape)
         return self.layers[layer], self.query_tokens[token], float(self.accuracy[layer, token])
+
+    def rows(self) -> list[dict[str, object]]:
+        """One row per (layer, token): accuracy, control, majority, sizes."""
+        return [{"attribute": self.attribute, "layer": layer, "token": token, "accuracy": float(self.accuracy[li, qi]),
+                 "control": float(self.control[li, qi]), "majority": self.majority, "n_train": self.n_train,
+                 "n_test": self.n_test}
+                for li, layer in enumerate(self.layers) for qi, token in enumerate(self.query_tokens)]
+
+    def plot(self, title: str = ""):
+        """Held-out accuracy by layer per token, with the shuffled-label control and the majority floor."""
+        from lame_tools import viz
+
+        return viz.probe_accuracy(self.layers, self.accuracy, self.query_tokens, self.control, self.majority,
+                                  title=title or f"{self.attribute}: held-out accuracy")
 
     def to_csv(self) -> str:
         out = io.StringIO()

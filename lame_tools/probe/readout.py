@@ -17,10 +17,11 @@ from lame_tools.errors import InputError
 from lame_tools.inputs import Item
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import prepare_batch, run_prepared
+from lame_tools.probe.results import FrameMixin
 
 
 @dataclass
-class Readout:
+class Readout(FrameMixin):
     """Decoded reason states, one entry per input.
 
     Attributes:
@@ -36,6 +37,27 @@ class Readout:
     tokens: list[list[str]]
     token_probs: list[np.ndarray]
     kept_reason_tokens: list[int]
+
+    def rows(self) -> list[dict[str, object]]:
+        """One row per generated token: input, step, token, probability (NaN for beams)."""
+        return [{"input": i, "step": j, "token": token,
+                 "probability": float(probs[j]) if j < len(probs) else float("nan"), "text": text}
+                for i, (text, tokens, probs) in enumerate(zip(self.texts, self.tokens, self.token_probs))
+                for j, token in enumerate(tokens)]
+
+    def plot(self, title: str = ""):
+        """The read-out tokens of each input, shaded by the decoder's probability."""
+        from lame_tools import viz
+
+        width = max((len(t) for t in self.tokens), default=0)
+        z = np.full((len(self.tokens), width), np.nan, np.float32)
+        for i, probs in enumerate(self.token_probs):
+            z[i, : len(probs)] = probs
+        grid = [t + [""] * (width - len(t)) for t in self.tokens]
+        fig = viz.token_strip(grid[0] if grid else [], np.nan_to_num(z), title=title or "decoder read-out",
+                              query_labels=[f"input {i}" for i in range(len(grid))])
+        fig.data[0].text = np.array(grid)
+        return fig
 
 
 def decode_reason_states(

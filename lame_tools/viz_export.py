@@ -1,0 +1,105 @@
+"""Figure export for papers: HTML (offline), PNG and SVG through the system Chromium, and the data as CSV / NPZ.
+
+PNG and SVG go through kaleido driving the machine's own Chromium (`chromium_path`:
+$LAME_CHROMIUM, else /usr/bin/chromium, else one on PATH). kaleido is handed that path, so it never
+looks for (or downloads) a browser of its own, and MathJax is switched off so the page it renders
+fetches nothing (plotly.js comes from the plotly package). Without a Chromium, PNG/SVG export fails
+with one sentence and HTML still works. `lame_tools.viz` re-exports everything here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from lame_tools.atomic import atomic_write, atomic_write_text
+from lame_tools.errors import InputError
+
+
+def save_figure(fig: go.Figure, path: str | os.PathLike) -> Path:
+    """Write a figure as self-contained HTML (plotly.js inlined, so it opens offline)."""
+    return atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+
+
+IMAGE_FORMATS = ("png", "svg")
+FIGURE_FORMATS = ("html", *IMAGE_FORMATS)
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+
+
+def chromium_path() -> str | None:
+    """The Chromium kaleido drives: $LAME_CHROMIUM, else /usr/bin/chromium, else one on PATH; None if none."""
+    for candidate in (os.environ.get("LAME_CHROMIUM"), *CHROMIUM_CANDIDATES):
+        found = candidate and (candidate if os.path.isfile(candidate) else shutil.which(candidate))
+        if found and os.access(found, os.X_OK):
+            return found
+    return None
+
+
+def figure_bytes(fig: go.Figure, fmt: str = "png", width: int | None = None, height: int | None = None,
+                 scale: float = 2.0) -> bytes:
+    """A figure rendered as PNG or SVG by kaleido in the system Chromium (never a downloaded one).
+
+    Raises:
+        InputError: an unknown format, kaleido missing, or no Chromium on this machine.
+    """
+    if fmt not in IMAGE_FORMATS:
+        raise InputError(f"Figures render as {' or '.join(IMAGE_FORMATS)} images, not {fmt!r}.")
+    browser = chromium_path()
+    if browser is None:
+        raise InputError("PNG and SVG export needs Chromium (none at /usr/bin/chromium or on PATH; set "
+                         "LAME_CHROMIUM to one); HTML export works without it.")
+    try:
+        import kaleido
+    except ImportError:
+        raise InputError("PNG and SVG export needs kaleido: pip install kaleido==1.5.0.") from None
+    layout = fig.layout
+    opts = {"format": fmt, "width": width or layout.width or 900, "height": height or layout.height or 600,
+            "scale": scale}
+    # path: the system browser (kaleido would otherwise look for its own); mathjax off: no CDN fetch
+    return kaleido.calc_fig_sync(fig.to_dict(), opts=opts, kopts={"path": browser, "mathjax": False})
+
+
+def export_figure(fig: go.Figure, stem: str | os.PathLike, formats: Sequence[str] = FIGURE_FORMATS,
+                  width: int | None = None, height: int | None = None) -> list[Path]:
+    """Write `stem`.html / .png / .svg (the formats asked for); returns the paths written."""
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown:
+        raise InputError(f"Export formats are {', '.join(FIGURE_FORMATS)}, not {unknown[0]!r}.")
+    stem = Path(stem)
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(stem.name + "." + fmt)
+        if fmt == "html":
+            paths.append(save_figure(fig, path))
+        else:
+            data = figure_bytes(fig, fmt, width, height)
+            paths.append(atomic_write(path, lambda f, data=data: f.write(data)))
+    return paths
+
+
+def rows_to_csv(rows: Sequence[Mapping[str, object]]) -> str:
+    """CSV text of a list of dicts (the first row's keys are the columns)."""
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out.getvalue()
+
+
+def save_data(path: str | os.PathLike, data: Sequence[Mapping[str, object]] | Mapping[str, np.ndarray]) -> Path:
+    """The data behind a figure: rows (a list of dicts) as `.csv`, or named arrays (a dict) as `.npz`."""
+    path = Path(path)
+    if path.suffix not in (".csv", ".npz") or (path.suffix == ".npz") != isinstance(data, Mapping):
+        raise InputError("Data export writes rows (a list of dicts) as .csv or named arrays (a dict) as .npz.")
+    if isinstance(data, Mapping):
+        arrays = {k: np.asarray(v) for k, v in data.items()}
+        return atomic_write(path, lambda f: np.savez(f, **arrays))
+    return atomic_write_text(path, rows_to_csv(list(data)))
