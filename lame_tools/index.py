@@ -39,6 +39,42 @@ def as_embedding_matrix(array: object, dim: int | None = None, name: str = "embe
     return np.ascontiguousarray(matrix)
 
 
+def unit_rows(matrix: np.ndarray, normalize: bool) -> np.ndarray:
+    """`matrix` with L2-normalised rows (`normalize`), else `matrix` after checking its rows are unit-norm.
+
+    Raises:
+        InputError: an all-zero row to normalise, or rows that are not unit-norm.
+    """
+    norms = np.linalg.norm(matrix, axis=1)
+    if normalize:
+        if (norms == 0).any():
+            raise InputError("Cannot normalise an all-zero embedding row.")
+        return np.ascontiguousarray(matrix / norms[:, None])
+    if matrix.shape[0] and np.abs(norms - 1.0).max() > NORM_TOLERANCE:
+        raise InputError("The embeddings are not unit-norm; pass normalize=True to normalise them.")
+    return matrix
+
+
+def new_index_ids(ids: object | None, n: int, existing: np.ndarray) -> np.ndarray:
+    """The int64 ids of `n` new rows: `ids` checked, or (None) the next n integers after the largest held.
+
+    Raises:
+        InputError: not one integer per row, negative, repeated or already in `existing`.
+    """
+    if ids is None:
+        start = int(existing.max()) + 1 if existing.size else 0
+        return np.arange(start, start + n, dtype=np.int64)
+    new_ids = np.asarray(ids)
+    if new_ids.shape != (n,) or not np.issubdtype(new_ids.dtype, np.integer):
+        raise InputError(f"Give one integer id per embedding ({n}), not an array of shape {new_ids.shape}.")
+    new_ids = new_ids.astype(np.int64)
+    if (new_ids < 0).any():
+        raise InputError("Index ids must be non-negative integers.")
+    if np.unique(new_ids).size != n or np.isin(new_ids, existing).any():
+        raise InputError("Index ids must be distinct and not already in the index.")
+    return new_ids
+
+
 class EmbeddingIndex:
     """Exact top-k inner-product search over unit-norm float32 embeddings.
 
@@ -87,27 +123,8 @@ class EmbeddingIndex:
             InputError: wrong shape or dimension, non-finite values, rows that are not unit-norm
                 (unless `normalize`), or ids that are negative, repeated or already present.
         """
-        matrix = as_embedding_matrix(embeddings, self._dim, "embeddings")
-        norms = np.linalg.norm(matrix, axis=1)
-        if normalize:
-            if (norms == 0).any():
-                raise InputError("Cannot normalise an all-zero embedding row.")
-            matrix = matrix / norms[:, None]
-        elif matrix.shape[0] and np.abs(norms - 1.0).max() > NORM_TOLERANCE:
-            raise InputError("The embeddings are not unit-norm; pass normalize=True to normalise them.")
-        n = matrix.shape[0]
-        if ids is None:
-            start = int(self._ids.max()) + 1 if len(self) else 0
-            new_ids = np.arange(start, start + n, dtype=np.int64)
-        else:
-            new_ids = np.asarray(ids)
-            if new_ids.shape != (n,) or not np.issubdtype(new_ids.dtype, np.integer):
-                raise InputError(f"Give one integer id per embedding ({n}), not an array of shape {new_ids.shape}.")
-            new_ids = new_ids.astype(np.int64)
-            if (new_ids < 0).any():
-                raise InputError("Index ids must be non-negative integers.")
-            if np.unique(new_ids).size != n or np.isin(new_ids, self._ids).any():
-                raise InputError("Index ids must be distinct and not already in the index.")
+        matrix = unit_rows(as_embedding_matrix(embeddings, self._dim, "embeddings"), normalize)
+        new_ids = new_index_ids(ids, matrix.shape[0], self._ids)
         self._dim = matrix.shape[1]
         self._embeddings = np.concatenate([self._embeddings.reshape(-1, self._dim), matrix])
         self._ids = np.concatenate([self._ids, new_ids])
