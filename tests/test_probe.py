@@ -280,3 +280,42 @@ def test_cli_ablate_and_project_write_files(micro_model, tmp_path):
     assert json.loads((proj / "summary.json").read_text())["source"] == "fit"
     assert main([*args, "--out", str(proj)]) == 0
     assert json.loads((proj / "summary.json").read_text())["source"] in ("memory", "disk")
+
+
+def test_every_probe_result_has_rows_a_frame_and_a_plot(micro_model, scenes):
+    import plotly.graph_objects as go
+
+    from lame_tools.probe import LinearProbeResult
+
+    items = _items(micro_model, scenes, n=2)
+    attention = reason_attention_items(micro_model, items)
+    frame = attention[0].to_frame()
+    n_layers, n_heads = attention[0].text_attention.shape[:2]
+    assert len(frame) == n_layers * n_heads * len(attention[0].query_tokens) * (1 + len(attention[0].text_tokens))
+    # each probed row's attention sums to 1 over the image and the text keys
+    sums = frame.groupby(["layer", "head", "query"])["attention"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, atol=1e-4)
+    assert isinstance(attention[0].plot(), go.Figure) and isinstance(attention[1].plot(EMBED_TOKEN), go.Figure)
+    read = readout_items(micro_model, items, max_new_tokens=4)
+    assert len(read.to_frame()) == sum(len(t) for t in read.tokens)
+    assert isinstance(read.plot(), go.Figure)
+    examples = [make_example(0, "test", i, task="vqa") for i in range(4)]
+    ablation = ablate(micro_model, examples, tokens=[0], how="zero")
+    assert list(ablation.to_frame().columns)[:3] == ["condition", "query", "cosine"]
+    assert ablation.rows_csv().splitlines()[0] == ablation.to_csv().splitlines()[0]  # the same long format
+    assert len(ablation.plot().data) == 2
+    probe = LinearProbeResult("n_objects", [0, 1], ["[EMBED]"], np.array([[0.5], [0.75]]), np.array([[0.3], [0.3]]),
+                              0.25, 10, 4, ["1", "2"])
+    assert probe.to_frame()["accuracy"].tolist() == [0.5, 0.75]
+    assert len(probe.plot().data) == 2
+
+
+def test_to_frame_without_pandas_says_so_in_one_sentence(micro_model, scenes, monkeypatch):
+    import sys
+
+    items = _items(micro_model, scenes, n=2)
+    result = readout_items(micro_model, items, max_new_tokens=2)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(InputError, match="needs pandas"):
+        result.to_frame()
+    assert result.rows_csv().startswith("input,step,token")  # CSV needs no pandas

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import plotly.graph_objects as go
+import pytest
 from PIL import Image
 
-from lame_tools import viz
+from lame_tools import viz, viz_export
+from lame_tools.errors import InputError
 
 
 def test_attention_overlay_spans_the_image_and_exports(tmp_path):
@@ -76,3 +80,54 @@ def test_upsample_to_image_gives_each_cell_its_share_of_the_pixels():
     uneven = viz.upsample_to_image(grid, Image.new("RGB", (7, 5)))  # PIL size is (width, height)
     assert uneven.shape == (5, 7)
     assert uneven[0, 0] == 0 and uneven[-1, -1] == 5 and set(np.unique(uneven)) == set(range(6))
+
+
+def test_png_and_svg_export_through_the_system_chromium(tmp_path):
+    if viz.chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Chromium for figure export (apt-get install chromium).")
+        pytest.skip("no Chromium on this machine (looked at $LAME_CHROMIUM, /usr/bin/chromium and PATH)")
+    fig = viz.ablation_bars(["zero [REASON_0]", "zero [REASON_1]"], [0.9, 0.99], [1.5, 0.1], title="ablation")
+    paths = viz.export_figure(fig, tmp_path / "ablation", width=500, height=300)
+    assert [p.suffix for p in paths] == [".html", ".png", ".svg"]
+    picture = Image.open(paths[1])
+    assert picture.size == (1000, 600)  # scale 2 for print
+    pixels = np.asarray(picture.convert("RGB")).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 20  # bars and text were drawn, not a blank page
+    svg = paths[2].read_text()
+    assert svg.startswith("<svg") and "REASON_0" in svg
+
+
+def test_export_errors_are_one_sentence(tmp_path, monkeypatch):
+    fig = go.Figure(go.Bar(x=[1], y=[1]))
+    monkeypatch.setenv("LAME_CHROMIUM", str(tmp_path / "missing"))
+    monkeypatch.setattr(viz_export, "CHROMIUM_CANDIDATES", ())
+    with pytest.raises(InputError, match="needs Chromium"):
+        viz.figure_bytes(fig, "png")
+    with pytest.raises(InputError):
+        viz.export_figure(fig, tmp_path / "x", formats=["pdf"])
+    html = viz.export_figure(fig, tmp_path / "only", formats=["html"])  # HTML needs no browser
+    assert html[0].is_file()
+
+
+def test_save_data_writes_csv_rows_and_npz_arrays(tmp_path):
+    csv_path = viz.save_data(tmp_path / "rows.csv", [{"k": 2, "score": 0.5}, {"k": 1, "score": 0.25}])
+    assert csv_path.read_text().splitlines() == ["k,score", "2,0.5", "1,0.25"]
+    npz = viz.save_data(tmp_path / "arrays.npz", {"grid": np.eye(2)})
+    with np.load(npz, allow_pickle=False) as data:
+        assert np.array_equal(data["grid"], np.eye(2))
+    with pytest.raises(InputError):
+        viz.save_data(tmp_path / "rows.npz", [{"k": 1}])
+
+
+def test_map_scatter_carries_index_and_thumbnail_per_point():
+    from lame_tools import viz_probe
+
+    coords = np.arange(10, dtype=np.float32).reshape(5, 2)
+    thumbs = [f"data:image/png;base64,{i}" for i in range(5)]
+    fig = viz_probe.map_scatter(coords, ["a", "b", "a", "b", "a"], [f"p{i}" for i in range(5)], thumbs)
+    seen = {int(c[0]): c[1] for trace in fig.data for c in trace.customdata}
+    assert seen == {i: thumbs[i] for i in range(5)}
+    assert fig.layout.dragmode == "lasso"
+    big = viz_probe.map_scatter(np.zeros((1200, 2)), ["x"] * 1200, [""] * 1200, [""] * 1200)
+    assert isinstance(big.data[0], go.Scattergl)  # WebGL past 1,000 points
