@@ -27,7 +27,7 @@ from typing import Any
 import gradio as gr
 
 from lame_tools.demo import figures
-from lame_tools.demo.gradio_parts import safe_image
+from lame_tools.demo.gradio_parts import guard_inputs, safe_image
 from lame_tools.demo.maps import COLOUR_BY
 from lame_tools.demo.probes import ABLATION_COLUMNS, ABLATION_HOWS, has_image_attention
 from lame_tools.demo.query import (
@@ -48,6 +48,8 @@ GPU_DURATION_S = 60
 GPU_CONCURRENCY_ID = "gpu"  # one id for every event that runs a model: they share the device
 MAX_UPLOAD = "10mb"
 CSS = "#results-gallery {min-height: 260px}"
+# Gradio deletes its cached uploads and outputs older than an hour, every hour (and all of them on exit).
+UPLOAD_CACHE_CLEANUP = (3600, 3600)
 
 
 def on_gpu(fn: Callable) -> Callable:
@@ -216,9 +218,9 @@ def corpus_additions(page: Page) -> None:
         gallery, summary = service.add_to_gallery(user_gallery, files, texts)
         return gallery, summary, None, ""
 
-    def reset_corpus():
-        """Forget the images and texts you added in this session."""
-        return None, "Your additions were removed; the corpus is the shipped Shapes set again."
+    def reset_corpus(user_gallery):
+        """Forget the images and texts you added in this session (their stored files are deleted)."""
+        return service.reset_gallery(user_gallery)
 
     with gr.Accordion("Add your own images and texts to the corpus", open=False):
         with gr.Row():
@@ -230,7 +232,7 @@ def corpus_additions(page: Page) -> None:
         add_status = gr.Markdown(service.corpus_summary())
     add_btn.click(add_to_corpus, [add_files, add_texts, page.user_gallery], [page.user_gallery, add_status, add_files, add_texts],
                   api_name="add_to_corpus", **page.model_events)
-    reset_btn.click(reset_corpus, None, [page.user_gallery, add_status], api_name="reset_corpus")
+    reset_btn.click(reset_corpus, page.user_gallery, [page.user_gallery, add_status], api_name="reset_corpus")
 
 
 def known_words_panel(service: DemoService) -> None:
@@ -342,45 +344,61 @@ def map_tab(page: Page) -> None:
 
 
 def race_tab(page: Page) -> None:
-    """Explicit CoT against latent (and K=0) inference on one query, timed live; recorded benchmarks below."""
+    """Explicit CoT against latent (and K=0, and sequential-latent) inference on one query, timed live;
+    each lane's answer from the corpus; the recorded benchmarks and the cost/quality frontier below."""
+    import lame_tools
+    from lame_tools.demo.frontier import frontier_figure, frontier_markdown, frontier_points
+
     service = page.service
+    records = service.recorded_benchmarks()
 
     @on_gpu
     @user_errors
-    def race(image, text, task, with_discriminative):
-        """Race explicit CoT against latent (and K=0) inference on the same query, streamed live.
+    def race(image, text, task, with_discriminative, with_sequential=True, repeats=3):
+        """Race explicit CoT against latent (and K=0, and sequential-latent) inference on the same query.
 
-        Yields (chart, CoT text, latent lane, live numbers, hardware) as the lanes run; every number
-        is measured on this machine by `lame_tools.timing.race`, nothing is simulated.
+        Yields (chart, CoT text, latent lane, live numbers and each lane's top result, hardware and
+        protocol, JSON download) as the lanes run; every number is measured on this machine by
+        `lame_tools.timing.race`, nothing is simulated.
         """
         service.warm_up(page.device)
-        for board, record in service.race_boards(image, text, task, bool(with_discriminative)):
-            yield figures.race_figure(board), board.cot_text, board.latent, board.numbers, board.hardware, record
+        for board, record in service.race_boards(image, text, task, bool(with_discriminative), bool(with_sequential),
+                                                 int(repeats or 3)):
+            numbers = "\n\n".join(part for part in (board.numbers, board.lane_lines()) if part)
+            hardware = "\n\n".join(part for part in (board.hardware, board.recorded_note(records)) if part)
+            yield figures.race_figure(board), board.cot_text, board.latent, numbers, hardware, record
 
     with gr.Tab("Race", id="race", elem_id="tab-race"):
         gr.Markdown(
-            "The same query through **explicit CoT** (generate a rationale, then embed) and **latent** "
-            "reasoning (one pass), timed live on this machine by `lame_tools.timing.race`: the CoT text grows "
-            "token by token while its clock runs. Lanes run one after another, and no other model request "
-            "runs meanwhile, so neither steals the other's cores."
+            "The same query through **explicit CoT** (generate a rationale, then embed), **latent** reasoning "
+            "(one pass), the **discriminative** K=0 pass and the **sequential-latent** baseline (K one-position "
+            "steps), timed live on this machine by `lame_tools.timing.race`. Each lane runs once to warm up, then "
+            "several timed times, one run at a time in rotating order, in a worker the page only reads from "
+            "between runs; the race first waits for the app's start-up work, and says what else ran. Each lane's "
+            "top result in the corpus is shown beside its time (right or wrong for the corpus's own examples)."
         )
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
                 query = query_inputs("race", "image (optional)", "text", 200)
                 with_disc = gr.Checkbox(value=True, label="also run the discriminative (K=0) lane")
+                with_seq = gr.Checkbox(value=True, label="also run the sequential-latent lane", elem_id="race-seq")
+                repeats = gr.Slider(1, 9, value=3, step=1, label="timed runs per lane", elem_id="race-repeats")
                 race_btn = gr.Button("Start the race", variant="primary", elem_id="race-btn")
             with gr.Column(scale=3, min_width=300):
-                chart = gr.Plot(label="elapsed ms", elem_id="race-chart")
+                chart = gr.Plot(label="elapsed ms (median of the timed runs)", elem_id="race-chart")
                 numbers = gr.Markdown(elem_id="race-numbers")
                 latent = gr.Markdown(elem_id="race-latent")
-                cot = gr.Textbox(label="CoT lane: the rationale as it is written", lines=3, elem_id="race-cot")
+                cot = gr.Textbox(label="CoT lane: the rationale (first timed run)", lines=3, elem_id="race-cot")
                 hardware = gr.Markdown(elem_id="race-hw")
                 file = gr.File(label="download the measured events (JSON)", elem_id="race-file", visible=False)
         gr.Examples(service.example_rows(("image", "text", "task")), query.components(),
                     label="Examples: click one, then Start the race")
-        gr.Markdown(recorded_markdown(service.recorded_benchmarks()), elem_id="race-recorded")
-    race_btn.click(race, [*query.components(), with_disc], [chart, cot, latent, numbers, hardware, file], api_name="race",
-                   **page.model_events).success(reveal, None, file, **QUIET)
+        gr.Markdown(recorded_markdown(records), elem_id="race-recorded")
+        points, label = frontier_points(lame_tools.ASSETS_DIR / "results", lame_tools.ASSETS_DIR / "benchmarks")
+        gr.Plot(frontier_figure(points, label), label="cost / quality frontier (recorded)", elem_id="race-frontier")
+        gr.Markdown(frontier_markdown(points, label), elem_id="race-frontier-table")
+    race_btn.click(race, [*query.components(), with_disc, with_seq, repeats], [chart, cot, latent, numbers, hardware, file],
+                   api_name="race", **page.model_events).success(reveal, None, file, **QUIET)
 
 
 def probe_tab(page: Page) -> None:
@@ -459,12 +477,13 @@ def build_app(service: DemoService, concurrency: int = 1) -> gr.Blocks:
     """
     device = "cuda" if spaces is not None else None
     model_events = {"concurrency_id": GPU_CONCURRENCY_ID, "concurrency_limit": concurrency}
-    with gr.Blocks(title="LaME: latent reasoning embeddings") as demo:
+    with gr.Blocks(title="LaME: latent reasoning embeddings", delete_cache=UPLOAD_CACHE_CLEANUP) as demo:
         page = Page(service, device, model_events, gr.State(None), gr.State([]), gr.State(None))
         header(service)
         with gr.Tabs(elem_id="tabs"):
             for tab in TABS:
                 tab(page)
+        guard_inputs(demo.blocks.values())  # malformed API values: one sentence, no traceback
     return demo
 
 

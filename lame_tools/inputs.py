@@ -8,6 +8,8 @@ with one sentence; obvious fixes are applied silently (mode conversion) or with 
 from __future__ import annotations
 
 import io
+import re
+import unicodedata
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lame_tools.errors import InputError
 
@@ -25,6 +27,8 @@ MAX_FILE_BYTES = 25 * 1024 * 1024
 MAX_DECODE_PIXELS = 40_000_000
 MAX_SIDE = 2048
 MAX_TEXT_CHARS = 4000
+# Characters that print as nothing: zero-width space / non-joiner / joiner, word joiner, BOM, soft hyphen.
+ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 
 
 @dataclass
@@ -50,8 +54,51 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _read_source(source: object, name: str) -> tuple[bytes, str]:
+    """The bytes of a path or bytes source, and `name` with the file's name added once ("image 'a.png'")."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"The {name} file {path.name!r} does not exist.")
+        size = path.stat().st_size
+        if size == 0:
+            raise InputError(f"The {name} file {path.name!r} is empty (0 bytes).")
+        if size > MAX_FILE_BYTES:
+            raise InputError(f"The {name} file {path.name!r} is larger than {MAX_FILE_BYTES // 2**20} MB.")
+        return path.read_bytes(), f"{name} {path.name!r}"
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise InputError(f"The {name} is empty (0 bytes).")
+        return bytes(source), name
+    raise InputError(f"The {name} must be a file path, bytes or an image, not {type(source).__name__}.")
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    """Open (not yet decode) encoded image bytes; `name` already says which file."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"The {name} is too large to decode; images above {MAX_DECODE_PIXELS // 1_000_000} megapixels are refused."
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(f"The {name} is not an image file Pillow can read.") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
+        raise InputError(f"The {name} could not be opened ({type(exc).__name__}).") from None
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation tag says (unchanged when the tag is absent or unreadable)."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is no reason to refuse the pixels
+        return image
+
+
 def load_image(source: object, name: str = "image") -> Image.Image:
     """Decode `source` (a path, bytes, a PIL image or an HxWx{1,3,4} uint8 array) into an RGB image.
+
+    The EXIF orientation tag is applied (a phone photo comes out the way a viewer shows it).
 
     Raises:
         InputError: the file is missing, empty, not an image, corrupt, or too large to decode.
@@ -63,33 +110,8 @@ def load_image(source: object, name: str = "image") -> Image.Image:
             raise InputError(f"The {name} array must be HxW or HxWxC with at least one pixel.")
         image = Image.fromarray(source.astype(np.uint8) if source.dtype != np.uint8 else source)
     else:
-        if isinstance(source, (str, Path)):
-            path = Path(source)
-            if not path.is_file():
-                raise InputError(f"The {name} file {path.name!r} does not exist.")
-            size = path.stat().st_size
-            if size == 0:
-                raise InputError(f"The {name} file {path.name!r} is empty (0 bytes).")
-            if size > MAX_FILE_BYTES:
-                raise InputError(f"The {name} file {path.name!r} is larger than {MAX_FILE_BYTES // 2**20} MB.")
-            data = path.read_bytes()
-            label = path.name
-        elif isinstance(source, (bytes, bytearray)):
-            data, label = bytes(source), name
-            if not data:
-                raise InputError(f"The {name} is empty (0 bytes).")
-        else:
-            raise InputError(f"The {name} must be a file path, bytes or an image, not {type(source).__name__}.")
-        try:
-            image = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError:
-            raise InputError(
-                f"The {name} {label!r} is too large to decode; images above {MAX_DECODE_PIXELS // 1_000_000} megapixels are refused."
-            ) from None
-        except UnidentifiedImageError:
-            raise InputError(f"The {name} {label!r} is not an image file Pillow can read.") from None
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's fault
-            raise InputError(f"The {name} {label!r} could not be opened ({type(exc).__name__}).") from None
+        data, name = _read_source(source, name)
+        image = _open(data, name)
     width, height = image.size
     if width * height > MAX_DECODE_PIXELS:
         raise InputError(
@@ -101,29 +123,32 @@ def load_image(source: object, name: str = "image") -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.load()
-            image = _to_rgb(image)
+            image = _to_rgb(_upright(image))
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"The {name} is corrupt or truncated and could not be decoded ({type(exc).__name__}).") from None
     if max(image.size) > MAX_SIDE:
         scale = MAX_SIDE / max(image.size)
-        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
     if max(image.size) / min(image.size) > 50:
         raise InputError(f"The {name} is {width}x{height}; aspect ratios above 50:1 are not supported.")
     return image
 
 
 def clean_text(text: object, name: str = "text", allow_empty: bool = False) -> str:
-    """Normalise whitespace; refuse empty text unless allowed; truncate very long text with a warning."""
+    """Normalise the text (NFKC, zero-width characters removed, whitespace runs made one space); refuse
+    empty text unless allowed; cut very long text at a word boundary, with a warning."""
     if text is None:
         text = ""
     if not isinstance(text, str):
         raise InputError(f"The {name} must be a string, not {type(text).__name__}.")
-    cleaned = " ".join(text.split())
+    cleaned = " ".join(ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text)).split())
     if not cleaned and not allow_empty:
         raise InputError(f"The {name} is empty.")
     if len(cleaned) > MAX_TEXT_CHARS:
         warnings.warn(f"The {name} has {len(cleaned)} characters; only the first {MAX_TEXT_CHARS} are used.", stacklevel=2)
-        cleaned = cleaned[:MAX_TEXT_CHARS]
+        cut = cleaned[: MAX_TEXT_CHARS + 1]
+        # drop the word the cut went through (unless the text is one long word)
+        cleaned = cut.rsplit(" ", 1)[0] if " " in cut[:MAX_TEXT_CHARS] else cut[:MAX_TEXT_CHARS]
     return cleaned
 
 

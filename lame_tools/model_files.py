@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
 from lame_tools.atomic import atomic_write_json
@@ -54,6 +55,21 @@ def save_folder(model: Any, folder: str | os.PathLike, training_info: dict[str, 
     return folder
 
 
+def _shape_mismatch(model: torch.nn.Module, weights: Path) -> str | None:
+    """The first tensor whose shape in the file differs from the model's, said as such (None: none differs,
+    or the file cannot be read, which loading then reports)."""
+    expected = {name: list(t.shape) for name, t in model.state_dict().items()}
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                shape = list(f.get_slice(name).get_shape())
+                if name in expected and shape != expected[name]:
+                    return f"{name} has shape {shape} in the file but {expected[name]} in this model's config"
+    except Exception:  # noqa: BLE001 - a corrupt file is named by the loading step
+        return None
+    return None
+
+
 def load_folder(cls: Any, folder: str | os.PathLike, device: str | torch.device | None = None) -> Any:
     """Load a folder written by `save_pretrained` (safetensors only; nothing is unpickled).
 
@@ -78,6 +94,9 @@ def load_folder(cls: Any, folder: str | os.PathLike, device: str | torch.device 
         model = cls.assemble(lame_config, processor)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"The config in {str(folder)!r} does not describe a buildable model ({exc}).") from None
+    mismatch = _shape_mismatch(model, folder / WEIGHTS_FILE)
+    if mismatch:
+        raise ModelLoadError(f"{WEIGHTS_FILE} in {str(folder)!r} holds another model's weights: {mismatch}.")
     try:
         missing, unexpected = load_model(model, str(folder / WEIGHTS_FILE), strict=False)
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt safetensors

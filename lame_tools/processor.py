@@ -80,7 +80,7 @@ class LameProcessor:
         unk_id = self.tokenizer.unk_token_id
         if unk_id is None or self.tokenizer.unk_token != UNK_TOKEN:
             return []  # a byte-level tokenizer (real checkpoints) knows every word
-        words = re.findall(r"\w+|[^\w\s]", text.lower())
+        words = re.findall(r"\w+|[^\w\s]+", text.lower())  # as the Whitespace pre-tokenizer splits
         return [w for w in dict.fromkeys(words) if self.tokenizer.convert_tokens_to_ids(w) == unk_id]
 
     def known_words(self) -> list[str]:

@@ -77,5 +77,9 @@ def test_text_cleaning():
         clean_text("   ")
     assert clean_text("  a   red\ncircle ") == "a red circle"
     with pytest.warns(UserWarning, match="characters"):
-        assert len(clean_text("x " * 50_000)) == MAX_TEXT_CHARS
+        cut = clean_text("x " * 50_000)
+    assert len(cut) == MAX_TEXT_CHARS - 1 and cut.endswith(" x")  # cut at a word boundary, no trailing space
+    with pytest.warns(UserWarning, match="characters"):
+        cut = clean_text("abcdefg " * 1000)
+    assert cut.split() == ["abcdefg"] * len(cut.split()) and len(cut) <= MAX_TEXT_CHARS  # no half word
 

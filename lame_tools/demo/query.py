@@ -23,7 +23,7 @@ from lame_tools.demo.exports import write_csv, write_npz
 from lame_tools.demo.gallery import Gallery, SearchHit, search_many
 from lame_tools.demo.models import ModeModels
 from lame_tools.errors import InputError
-from lame_tools.inputs import MAX_TEXT_CHARS, clean_text, load_image
+from lame_tools.inputs import clean_text, load_image
 
 AUTO = "auto"
 # The instructions of the Shapes tasks, by the name the app shows.
@@ -268,8 +268,6 @@ class QueryActions:
             decoded = load_image(image, name="query image") if image is not None and image != "" else None
             cleaned = clean_text(text, name="query text", allow_empty=True) or None
         notes = _caught_notes(caught)
-        if cleaned and len(cleaned) >= MAX_TEXT_CHARS and " " in cleaned:
-            cleaned = cleaned.rsplit(" ", 1)[0]  # truncation may have cut the last word in two
         if decoded is None and not cleaned:
             raise InputError("Give a query: type a text, upload an image, or both.")
         instruction = choose_instruction(task, decoded is not None, bool(cleaned))

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import threading
-import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from lame_tools.demo.query import (
     words_markdown,
 )
 from lame_tools.demo.race_board import RaceBoard, recorded_benchmarks
+from lame_tools.demo.uploads import UserUploads
 from lame_tools.errors import InputError
 from lame_tools.inputs import clean_text, load_image
 
@@ -80,6 +81,7 @@ class DemoService(ProbeActions, MapActions, AboutActions):
         self.map_state = MapState(umap=umap)
         self.probe_cache = {}
         self.ready = threading.Event()  # set once `prepare_in_background` has the latent-mode corpus
+        self.user_uploads = UserUploads(self.workdir / "uploads")  # the sessions' own images, bounded
 
     @classmethod
     def create(
@@ -167,15 +169,19 @@ class DemoService(ProbeActions, MapActions, AboutActions):
     def add_to_gallery(self, user_gallery: Gallery | None, files: list[Any] | None, texts: str | None) -> tuple[Gallery, str]:
         """Add uploaded images (checked with `load_image`) and texts (one per line) to a user's corpus.
 
+        Images are kept as thumbnails (`lame_tools.demo.uploads`), within a per-session and a global cap.
+
         Returns:
-            (the user's gallery, a one-line summary).
+            (the user's gallery, a one-line summary, with any note such as a text cut to length).
 
         Raises:
-            InputError: nothing to add, a bad file (named), unknown words, or the per-session limit.
+            InputError: nothing to add, a bad file (named), unknown words, or a per-session or global limit.
         """
         gallery = user_gallery if user_gallery is not None else Gallery()
         files = [f for f in (files or []) if f]
-        lines = [clean_text(line, allow_empty=True) for line in (texts or "").splitlines()]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lines = [clean_text(line, allow_empty=True) for line in (texts or "").splitlines()]
         lines = [line for line in lines if line]
         if not files and not lines:
             raise InputError("Upload images or type texts (one per line) to add to the corpus.")
@@ -183,50 +189,128 @@ class DemoService(ProbeActions, MapActions, AboutActions):
             raise InputError(f"A session can add at most {MAX_USER_IMAGES} images.")
         if gallery.count("text") + len(lines) > MAX_USER_TEXTS:
             raise InputError(f"A session can add at most {MAX_USER_TEXTS} texts.")
-        decoded = []
-        for number, file in enumerate(files, 1):
-            name = Path(str(file)).name if isinstance(file, (str, Path)) else f"upload {number}"
-            image = load_image(file, name=f"image {name!r}")
-            path = self.workdir / "uploads" / f"{time.time_ns()}_{number}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            image.save(path)
-            decoded.append((image, str(path), name))
+        self.user_uploads.check_room(len(files))
         for line in lines:
             self.check_words(line, "text")
-        for image, path, name in decoded:
-            gallery.add(GalleryEntry("image", name, path, "upload", "user"), image)
+        decoded = []
+        for number, file in enumerate(files, 1):
+            named = isinstance(file, (str, Path))
+            image = load_image(file, name="image" if named else f"image (upload {number})")
+            decoded.append((image, Path(str(file)).name if named else f"upload {number}"))
+        self.user_uploads.check_room(len(files))  # again: another session may have added meanwhile
+        for number, (image, name) in enumerate(decoded, gallery.count("image") + 1):
+            small, path = self.user_uploads.store(gallery, image, number)
+            gallery.add(GalleryEntry("image", name, path, "upload", "user"), small)
         for line in lines:
             gallery.add(GalleryEntry("text", line, "", "user text", "user"))
         summary = f"Your additions: {gallery.count('image')} images and {gallery.count('text')} texts (this session only)."
-        return gallery, summary
+        notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        return gallery, " ".join([summary, *notes])
+
+    def reset_gallery(self, user_gallery: Gallery | None) -> tuple[None, str]:
+        """Forget a session's additions and delete the files stored for them ("Remove my additions")."""
+        self.user_uploads.release(user_gallery)
+        return None, "Your additions were removed; the corpus is the shipped Shapes set again."
 
     # ---- race --------------------------------------------------------------------------------
 
-    def race(self, image: Any, text: str | None, task: str | None = AUTO, with_discriminative: bool = True):
-        """Stream `lame_tools.timing.race` on one query: latent vs explicit CoT (and K=0), measured live."""
+    RACE_WAIT_S = 60.0  # how long a race waits for start-up work before it runs labelled as disturbed
+    RACE_REDRAW_S = 0.25  # the least time between two board updates (redraws) during a race
+
+    def race(
+        self, image: Any, text: str | None, task: str | None = AUTO, with_discriminative: bool = True,
+        with_sequential: bool = False, repeats: int = 3, other_work: list[str] | None = None, wait: bool = True,
+    ):
+        """Stream `lame_tools.timing.race` on one query: latent vs explicit CoT (and K=0, and the
+        sequential-latent lane), measured live. With `wait`, first waits (at most `RACE_WAIT_S`) for the
+        app's background work to end; what still ran is recorded in the events (`other_work`)."""
         from lame_tools.timing import race
 
         query = self.prepare_query(image, text, task, AUTO)
+        other = list(other_work or [])
+        if wait:
+            other += self.wait_for_background_work()
         yield from race(
             latent=self.models.model_for("latent"),
             cot=self.models.model_for("cot"),
             discriminative=self.models.model_for("discriminative") if with_discriminative else None,
+            sequential=self.sequential_model() if with_sequential else None,
             images=[query.image] if query.image is not None else None,
             texts=[query.text] if query.text else None,
             instruction=query.instruction,
+            repeats=repeats,
+            other_work=other,
         )
 
+    def sequential_model(self):
+        """The model of the sequential-latent lane: a dedicated one if loaded, else the latent model."""
+        return self.models.models.get("sequential") or self.models.model_for("latent")
+
+    def wait_for_background_work(self) -> list[str]:
+        """Wait (at most `RACE_WAIT_S`) for the corpus embedding and map fits to end; what still runs."""
+        from lame_tools.demo.race_board import wait_for_background
+
+        _, still, waited = wait_for_background(self.RACE_WAIT_S)
+        return [f"{what}, still running after a {waited:.0f} s wait" for what in still]
+
     def race_boards(
-        self, image: Any, text: str | None, task: str | None = AUTO, with_discriminative: bool = True
+        self, image: Any, text: str | None, task: str | None = AUTO, with_discriminative: bool = True,
+        with_sequential: bool = False, repeats: int = 3,
     ) -> Iterator[tuple[RaceBoard, str | None]]:
-        """`race` applied to one `RaceBoard`: (the board, the events' JSON download once the race ended)
-        after every event."""
-        board, record = RaceBoard(), None
-        for event in self.race(image, text, task, with_discriminative):
+        """`race` applied to one `RaceBoard`: (the board, the events' JSON download once the race ended).
+
+        Redraws are throttled: the board is handed out on the start, on each CoT snapshot and lane
+        result, and for other events at most every `RACE_REDRAW_S` (the race's worker waits while the
+        board is drawn, so drawing never overlaps a timed run). Once the race ends, each lane's top
+        result in the corpus is added (right or wrong when the query is a corpus example).
+        """
+        import time
+
+        from lame_tools.demo.race_board import background_work
+
+        board, record, shown = RaceBoard(), None, 0.0
+        running = background_work()
+        if running:
+            board.hardware = "Waiting for " + "; ".join(running) + " to finish before timing..."
+            yield board, None
+        other = self.wait_for_background_work()
+        for event in self.race(image, text, task, with_discriminative, with_sequential, repeats, other, wait=False):
             board.update(event)
-            if board.finished:
+            if event["event"] == "done":
+                event["answers"] = board.answers = self.race_answers(board, image, text, task)
+                for kept in board.events:
+                    kept.pop("embedding", None)
                 record = str(self.export_race_json(board.events))
+            elif event["event"] in ("run_done", "lane_start") and time.perf_counter() - shown < self.RACE_REDRAW_S:
+                continue
+            shown = time.perf_counter()
             yield board, record
+
+    def race_answers(self, board: RaceBoard, image: Any, text: str | None, task: str | None) -> dict[str, Any]:
+        """Each lane's top result in the corpus for its race embedding (the lane's own model and mode;
+        the sequential lane searches the latent-mode corpus unless a sequential model is loaded), and
+        whether it is the known answer when the query is one of the corpus's examples."""
+        import numpy as np
+
+        from lame_tools.demo.gallery import search_many
+        from lame_tools.demo.race_board import known_answer
+
+        query = self.prepare_query(image, text, task, AUTO)
+        answer = known_answer(self.example_queries(), query.image, query.text, query.instruction, TASK_INSTRUCTIONS)
+        answers = {}
+        for event in board.events:
+            if event["event"] != "lane_done" or "embedding" not in event:
+                continue
+            lane = event["lane"]
+            model = self.sequential_model() if lane == "sequential" else self.models.model_for(lane)
+            mode = lane if lane != "sequential" or "sequential" in self.models.models else "latent"
+            vector = np.asarray(event["embedding"], dtype=np.float32)[None, :]
+            hits = search_many([self.gallery], vector, model, mode, query.target_kind, 1)
+            if hits:
+                top = hits[0].entry.text
+                answers[lane] = {"text": top, "score": hits[0].score, "corpus_mode": mode,
+                                 "right": None if answer is None else top == answer, "answer": answer}
+        return answers
 
     def export_race_json(self, events: list[dict[str, Any]]) -> Path:
         """A race's measured events (start, lane results, the final summary; token events summarised)."""

@@ -192,8 +192,10 @@ def _save(run: _Run) -> None:
     run.checkpoint_s += time.perf_counter() - c0
 
 
-def _step_once(run: _Run, stage: int, started: float) -> tuple[dict[str, Any], bool]:
-    """Train the current step; validate and checkpoint when due. Returns (log row, whether due to log)."""
+def _step_once(run: _Run, stage: int, started: float) -> tuple[dict[str, Any], bool, bool]:
+    """Train the current step and validate when due. Returns (log row, whether due to log, whether due
+    to checkpoint): the caller writes the row before the checkpoint, so a kill between the two never
+    leaves a checkpoint whose log line is missing (resuming truncates the log to the checkpoint's step)."""
     config, accelerator = run.config, run.accelerator
     t0 = time.perf_counter()
     factor = lr_factor(config, run.step)
@@ -207,15 +209,13 @@ def _step_once(run: _Run, stage: int, started: float) -> tuple[dict[str, Any], b
     if config.eval_every and (step % config.eval_every == 0 or step == config.total_steps) and stage > 0 and run.main:
         metrics.update(quick_validation(run.model, config))
     saved = step % config.save_every == 0 or step in (run.end, config.total_steps) or config.stage_of(step) != stage
-    if saved:
-        _save(run)
     row = {
         "step": step, "stage": stage, "lr_factor": round(factor, 6),
         "logit_scale": float(run.model.logit_scale.detach().exp()), "grad_norm": float(out.grad_norm),
         "step_s": round(run.step_times[-1], 4), "wall_s": round(run.previous_wall + time.perf_counter() - started, 2),
         "checkpoint_s": round(run.checkpoint_s, 3), **{k: round(v, 6) for k, v in metrics.items()},
     }
-    return row, step % config.log_every == 0 or saved or "val_overall" in metrics
+    return row, step % config.log_every == 0 or saved or "val_overall" in metrics, saved
 
 
 def _summary(run: _Run, command: str | None, wall: float) -> dict[str, Any]:
@@ -270,10 +270,12 @@ def train(
         if config.stage_of(run.step) != stage:
             stage = config.stage_of(run.step)
             set_stage(run.model, config, stage)
-        row, due = _step_once(run, stage, started)
+        row, due, saved = _step_once(run, stage, started)
         if log_file is not None and due:
             log_file.write(json.dumps(row) + "\n")
-            log_file.flush()
+            log_file.flush()  # in the OS's hands before the checkpoint exists: a SIGKILL cannot lose it
+        if saved:
+            _save(run)
         bar.set_postfix(stage=stage, loss=f"{row['loss']:.3f}")
         bar.update(1)
     bar.close()
