@@ -12,6 +12,7 @@ Every entry is embedded as a retrieval target, with the target instruction of th
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lame_tools.atomic import atomic_write
+from lame_tools.atomic import atomic_save_npy, atomic_write
 from lame_tools.data.shapes import (
     ALL_OBJECT_NAMES,
     COLOURS,
@@ -288,3 +289,142 @@ def shapes_gallery(
     entries.extend(GalleryEntry("text", text, "", group, "shapes") for text, group in texts.items())
     spec = ("shapes", split, seed, n_images, render_version())
     return Gallery(entries, images, cache_dir=cache_dir, spec=spec, shapes=ShapesSource(split, seed))
+
+
+# ---- a user's folder as the corpus ---------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+FOLDER_CHUNK = 256  # images decoded and embedded per step (progress and the cache advance per step)
+
+
+class FolderGallery(Gallery):
+    """The images of a folder (and the lines of a texts file) as the corpus (`app.py --gallery DIR`).
+
+    Embeddings are cached on disk per model weights, mode and kind, keyed by each file's sha256 (a
+    text's own), so a restart, a renamed file or a second copy costs nothing, and `refresh()` picks
+    up files added since: only they are embedded on the next search. A file that is not a readable
+    image is skipped with one line in `skipped`; everything else is kept. Images are decoded when
+    embedded and not kept in memory (a folder may hold many thousands).
+    """
+
+    def __init__(self, folder: str | Path, texts_file: str | Path | None = None, cache_dir: str | Path | None = None):
+        super().__init__()  # the base cache (keyed by entry order) stays off: this one is keyed by content
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputError(f"The gallery folder {str(self.folder)!r} does not exist.")
+        self.texts_file = Path(texts_file) if texts_file is not None else None
+        if self.texts_file is not None and not self.texts_file.is_file():
+            raise InputError(f"The gallery texts file {str(self.texts_file)!r} does not exist.")
+        self.content_cache = Path(cache_dir) if cache_dir is not None else None
+        self.skipped: list[str] = []
+        self.progress = {"kind": "", "mode": "", "done": 0, "total": 0}
+        self._keys: dict[int, str] = {}
+        self._listed: set[object] = set()  # image paths, ("text", line) pairs
+        self._vectors: dict[tuple[int, str, str], dict[str, np.ndarray]] = {}
+        self._bad: set[int] = set()
+        self._fill_lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> int:
+        """Add the folder's images and the texts file's lines not listed yet; returns how many were added."""
+        added = 0
+        for path in sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+            if str(path) in self._listed:
+                continue
+            self._listed.add(str(path))
+            entry_id = self.add(GalleryEntry("image", path.name, str(path), "folder image", "user"))
+            self._keys[entry_id] = "image-" + hashlib.sha256(path.read_bytes()).hexdigest()
+            added += 1
+        lines = self.texts_file.read_text(encoding="utf-8", errors="replace").splitlines() if self.texts_file else []
+        for line in dict.fromkeys(t.strip() for t in lines if t.strip()):
+            if ("text", line) in self._listed:
+                continue
+            self._listed.add(("text", line))
+            entry_id = self.add(GalleryEntry("text", line, "", "folder text", "user"))
+            self._keys[entry_id] = "text-" + hashlib.sha256(line.encode()).hexdigest()
+            added += 1
+        return added
+
+    def ids(self, kind: str) -> list[int]:
+        return [i for i in super().ids(kind) if i not in self._bad]
+
+    def count(self, kind: str) -> int:
+        return len(self.ids(kind))
+
+    def image(self, entry_id: int) -> Image.Image:
+        from lame_tools.inputs import load_image
+
+        return load_image(self.entries[entry_id].image_path, name=Path(self.entries[entry_id].image_path).name)
+
+    def index(self, model: LameModel, mode: str, kind: str) -> EmbeddingIndex:
+        self._fill(model, mode, kind)
+        return super().index(model, mode, kind)
+
+    def _embed(self, model: LameModel, mode: str, ids: list[int]) -> np.ndarray:
+        vectors = self._load_cache(model, mode, self.entries[ids[0]].kind)
+        return np.stack([vectors[self._keys[i]] for i in ids])
+
+    def _fill(self, model: LameModel, mode: str, kind: str) -> None:
+        """Embed every entry of `kind` whose content is not cached yet, a chunk at a time (progress),
+        saving the cache after each chunk; unreadable images are skipped with one line each."""
+        with self._fill_lock:
+            vectors = self._load_cache(model, mode, kind)
+            todo = [i for i in self.ids(kind) if self._keys[i] not in vectors]
+            self.progress = {"kind": kind, "mode": mode, "done": 0, "total": len(todo)}
+            for start in range(0, len(todo), FOLDER_CHUNK):
+                chunk, inputs = [], []
+                for entry_id in todo[start : start + FOLDER_CHUNK]:
+                    try:
+                        inputs.append(self.image(entry_id) if kind == "image" else self.entries[entry_id].text)
+                        chunk.append(entry_id)
+                    except InputError as exc:
+                        self._bad.add(entry_id)
+                        self.skipped.append(f"Skipped {self.entries[entry_id].text}: {exc}")
+                if chunk:
+                    given = {"images": inputs} if kind == "image" else {"texts": inputs}
+                    rows = model.encode(**given, instruction=TARGET_INSTRUCTION, batch_size=ENCODE_BATCH, mode=mode)
+                    vectors.update((self._keys[i], row) for i, row in zip(chunk, rows))
+                    self._save_cache(model, mode, kind, vectors)
+                self.progress = dict(self.progress, done=min(len(todo), start + FOLDER_CHUNK))
+
+    def _cache_path(self, model: LameModel, mode: str, kind: str) -> Path | None:
+        if self.content_cache is None:
+            return None
+        from lame_tools.project import model_fingerprint
+
+        if id(model) not in self._fingerprints:
+            self._fingerprints[id(model)] = model_fingerprint(model)
+        return self.content_cache / f"folder-{self._fingerprints[id(model)][:16]}-{mode}-{kind}"
+
+    def _load_cache(self, model: LameModel, mode: str, kind: str) -> dict[str, np.ndarray]:
+        """{content key: embedding} from memory, else the disk cache, else empty."""
+        memo, key = self._vectors, (id(model), mode, kind)
+        if key not in memo:
+            memo[key] = {}
+            folder = self._cache_path(model, mode, kind)
+            try:
+                keys = json.loads((folder / "keys.json").read_text()) if folder else []
+                array = np.load(folder / "vectors.npy", allow_pickle=False) if folder else None
+                if array is not None and array.shape == (len(keys), model.config.embed_dim):
+                    memo[key] = dict(zip(keys, array))
+            except (OSError, ValueError):
+                pass  # no cache yet, or an unreadable one: embed again
+        return memo[key]
+
+    def _save_cache(self, model: LameModel, mode: str, kind: str, vectors: dict[str, np.ndarray]) -> None:
+        folder = self._cache_path(model, mode, kind)
+        if folder is None:
+            return
+        try:
+            atomic_save_npy(folder / "vectors.npy", np.stack(list(vectors.values())).astype(np.float32))
+            atomic_write(folder / "keys.json", lambda f: f.write(json.dumps(list(vectors)).encode()))
+        except OSError:
+            pass  # a read-only cache only costs the next start its embedding time
+
+    def status_line(self) -> str:
+        """One line for the page: the folder's size, the embedding progress, and each skipped file."""
+        line = f"Your gallery ({self.folder.name}): {self.count('image')} images and {self.count('text')} texts."
+        done, total = self.progress["done"], self.progress["total"]
+        if total and done < total:
+            line += f" Embedding {self.progress['kind']}s ({self.progress['mode']} mode): {done} / {total}."
+        return " ".join([line, *self.skipped])
