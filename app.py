@@ -27,8 +27,9 @@ from typing import Any
 import gradio as gr
 
 from lame_tools.demo import figures
+from lame_tools.demo.bench import KSWEEP_COLUMNS, TOKEN_COLUMNS
 from lame_tools.demo.gradio_parts import guard_inputs, safe_image
-from lame_tools.demo.maps import COLOUR_BY
+from lame_tools.demo.maps import COLOUR_BY, MAP_EVENTS_JS, NEIGHBOUR_COLUMNS, SELECTION_COLUMNS
 from lame_tools.demo.probes import ABLATION_COLUMNS, ABLATION_HOWS, has_image_attention
 from lame_tools.demo.query import (
     AUTO,
@@ -42,6 +43,7 @@ from lame_tools.demo.query import (
 from lame_tools.demo.race_board import recorded_markdown
 from lame_tools.demo.service import DemoService
 from lame_tools.errors import LameError
+from lame_tools.probe.attribution import METHODS as ATTRIBUTION_METHODS
 from lame_tools.probe.linear import ATTRIBUTES as PROBE_ATTRIBUTES
 
 GPU_DURATION_S = 60
@@ -180,6 +182,9 @@ def retrieve_tab(page: Page) -> None:
                     )
                     k = gr.Slider(1, MAX_K, value=8, step=1, label="top-k", elem_id="q-k")
                 search_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
+                if service.gallery.shapes is None:  # a folder gallery: its size, progress and skipped files, live
+                    corpus_status = gr.Markdown(service.gallery_status(), elem_id="corpus-status")
+                    gr.Timer(5).tick(service.gallery_status, None, corpus_status, **QUIET)
             with gr.Column(scale=3, min_width=300):
                 summary = gr.Markdown("Run a search to see results.", elem_id="r-summary")
                 gallery = gr.Gallery(label="image results", columns=4, height=300, elem_id="results-gallery", visible=True)
@@ -303,6 +308,7 @@ def attention_tab(page: Page) -> None:
         files = gr.File(label="download (NPZ: every layer, head and token; PNG: the overlay shown)", file_count="multiple",
                         elem_id="a-file", visible=False)
         redraw = gr.Button(visible=False)  # the `attention_view` endpoint
+        bench_section(page, query)
 
     drawn = [overlay, strip, grid, facts]
     attention_btn.click(
@@ -315,8 +321,70 @@ def attention_tab(page: Page) -> None:
     redraw.click(attention_view, view_inputs, drawn, api_name="attention_view")
 
 
+def bench_section(page: Page, query: QueryInputs) -> None:
+    """Inside the Attention tab: why the query is close to an item (attribution, attention flow, the
+    deletion check) and K in the loop, with every figure exportable as PNG, SVG and HTML."""
+    service = page.service
+
+    @on_gpu
+    @user_errors
+    def attribution(image, text, task, item_text, item_image, method):
+        """Attribute cos(query, item) to both sides' image patches and text tokens (latent mode); the item
+        is the given text/image, else the query's top result; attention flow and the deletion check."""
+        service.warm_up(page.device)
+        view = service.attribution_view(image, text, task, item_text, item_image, method)
+        return (*figures.attribution_figures(view), view.facts, view.token_table(), view)
+
+    @on_gpu
+    @user_errors
+    def k_sweep(image, text, task):
+        """For one query: its embedding, top result and read-out with K, K-1, ..., 0 reason tokens."""
+        service.warm_up(page.device)
+        view = service.k_sweep_view(image, text, task)
+        return figures.k_sweep_figure(view), view.table(), view
+
+    @user_errors
+    def export(view):
+        """The last attribution's or K sweep's figures as HTML, PNG and SVG, with their data as CSV."""
+        return service.export_bench_figures(view)
+
+    with gr.Accordion("Why is it close? Similarity attribution and K in the loop", open=True, elem_id="bench"):
+        bench_state = gr.State(None)
+        gr.Markdown(
+            "Which image patches and text tokens of the query (above) and of one item raise (red) or lower "
+            "(blue) their cosine: integrated gradients on the input embeddings. Leave the item empty to use "
+            "the query's top result. *K in the loop* drops the reason tokens one by one."
+        )
+        with gr.Row():
+            item_text = gr.Textbox(label="item text (empty: the query's top result)", elem_id="b-item-text")
+            item_image = safe_image(label="item image (optional)", height=120, elem_id="b-item-image")
+            method = gr.Radio(list(ATTRIBUTION_METHODS), value=ATTRIBUTION_METHODS[0], label="method",
+                              elem_id="b-method")
+        with gr.Row():
+            attribute_btn = gr.Button("Attribute the similarity", variant="primary", elem_id="attribute-btn")
+            sweep_btn = gr.Button("K in the loop", elem_id="ksweep-btn")
+            export_btn = gr.Button("Export figures (PNG, SVG, HTML + CSV)", elem_id="b-export-btn")
+        bench_facts = gr.Markdown(elem_id="b-facts")
+        attribution_plot = gr.Plot(label="attribution", elem_id="b-attribution")
+        with gr.Row():
+            flow_plot = gr.Plot(label="attention flow into [EMBED]", elem_id="b-flow")
+            deletion_plot = gr.Plot(label="deletion check", elem_id="b-deletion")
+        tokens_table = gr.Dataframe(headers=list(TOKEN_COLUMNS), label="text tokens by |attribution|",
+                                    elem_id="b-tokens", interactive=False)
+        sweep_plot = gr.Plot(label="K in the loop", elem_id="b-ksweep")
+        sweep_table = gr.Dataframe(headers=list(KSWEEP_COLUMNS), elem_id="b-ksweep-table", interactive=False)
+        export_files = gr.File(file_count="multiple", label="figures and data", elem_id="b-files", visible=False)
+    attribute_btn.click(attribution, [*query.components(), item_text, item_image, method],
+                        [attribution_plot, flow_plot, deletion_plot, bench_facts, tokens_table, bench_state],
+                        api_name="attribution", **page.model_events)
+    sweep_btn.click(k_sweep, query.components(), [sweep_plot, sweep_table, bench_state], api_name="k_sweep",
+                    **page.model_events)
+    export_btn.click(export, bench_state, export_files, api_name=False).success(reveal, None, export_files, **QUIET)
+
+
 def map_tab(page: Page) -> None:
-    """The corpus in 2-D, with the session's searches placed on it."""
+    """The corpus in 2-D, drawn when the tab opens: thumbnails on hover, a click lists the point's
+    nearest neighbours in the full embedding space, a lasso/box selection lists what it holds."""
     service = page.service
 
     @on_gpu
@@ -325,22 +393,64 @@ def map_tab(page: Page) -> None:
         """The corpus in 2-D (UMAP fitted once, PCA while it fits) with your queries of this mode as stars."""
         service.warm_up(page.device)
         view = service.embedding_map(mode, session_queries)
-        return figures.map_figure(view, colour_by), view.status_markdown, str(service.export_map_csv(view))
+        return figures.map_figure(view, colour_by), view.status_markdown, str(service.export_map_csv(view)), view
 
-    with gr.Tab("Embedding map", id="map", elem_id="tab-map"):
+    @user_errors
+    def clicked_neighbours(view, point, k):
+        """The clicked point's nearest neighbours in the full embedding space (the point itself left out)."""
+        if view is None or str(point).strip() in ("", "-1"):
+            return gr.update(), gr.update()
+        point = int(point)
+        entry = view.entries[point] if 0 <= point < len(view.entries) else None
+        title = f"**Nearest to point {point}** ({entry.kind}: {entry.text}), in the full space:" if entry else ""
+        return view.neighbours(point, int(k)), title
+
+    @user_errors
+    def map_neighbours(mode, point, k):
+        """Nearest neighbours of corpus point `point` of the `mode` map in the full embedding space."""
+        return service.embedding_map(mode).neighbours(int(point), int(k))
+
+    @user_errors
+    def map_selection(view, points):
+        """The points of a lasso or box selection ("3,5,8"), listed."""
+        return view.selection(points) if view is not None else []
+
+    with gr.Tab("Embedding map", id="map", elem_id="tab-map") as tab:
+        map_state = gr.State(None)
         gr.Markdown(
             "The corpus in 2-D: UMAP fitted once per model and corpus (cached to disk), PCA while it fits. "
-            "Your searches in the Retrieve tab are placed on the map with UMAP's `transform` (stars)."
+            "Your searches in the Retrieve tab are placed on the map with UMAP's `transform` (stars). "
+            "Hover a point for its thumbnail, click it for its nearest neighbours in the **full** embedding "
+            "space, drag a lasso (or pick box select) to list a group."
         )
         with gr.Row():
             mode = gr.Radio(service.map_mode_choices(), value="latent", label="mode", elem_id="m-mode")
             colour = gr.Radio(list(COLOUR_BY), value="group", label="colour by", elem_id="m-colour")
+            n_neighbours = gr.Slider(1, 20, value=8, step=1, label="neighbours", elem_id="m-k")
             map_btn = gr.Button("Draw map", variant="primary", elem_id="map-btn")
         status = gr.Markdown(elem_id="m-status")
-        plot = gr.Plot(label="embedding map", elem_id="m-plot")
+        with gr.Row():
+            plot = gr.Plot(label="embedding map", elem_id="m-plot", scale=3)
+            with gr.Column(scale=1, min_width=220):
+                gr.HTML("<p>Hover over a point to see it here.</p>", elem_id="m-hover", js_on_load=None)
+                neighbour_title = gr.Markdown("Click a point to list its nearest neighbours.", elem_id="m-nn-title")
+                neighbours = gr.Dataframe(headers=list(NEIGHBOUR_COLUMNS), elem_id="m-neighbours", interactive=False)
+        selection = gr.Dataframe(headers=list(SELECTION_COLUMNS), label="selected points", elem_id="m-selection",
+                                 interactive=False)
+        clicked = gr.Textbox(visible="hidden", elem_id="m-clicked")
+        selected = gr.Textbox(visible="hidden", elem_id="m-selected")
+        point_number = gr.Number(visible=False, precision=0)
         file = gr.File(label="download coordinates (CSV)", elem_id="m-file", visible=False)
-    map_btn.click(embedding_map, [mode, colour, page.session_queries], [plot, status, file], api_name="embedding_map",
+        api_btn = gr.Button(visible=False)  # the `map_neighbours` endpoint
+    inputs, outputs = [mode, colour, page.session_queries], [plot, status, file, map_state]
+    map_btn.click(embedding_map, inputs, outputs, api_name="embedding_map",
                   **page.model_events).success(reveal, None, file, **QUIET)
+    for trigger in (tab.select, colour.change, mode.change):  # drawn when the tab opens (the fit is cached)
+        trigger(embedding_map, inputs, outputs, api_name=False, **page.model_events).success(reveal, None, file, **QUIET)
+    plot.change(None, None, None, js=MAP_EVENTS_JS, **QUIET)
+    clicked.change(clicked_neighbours, [map_state, clicked, n_neighbours], [neighbours, neighbour_title], **QUIET)
+    selected.change(map_selection, [map_state, selected], selection, **QUIET)
+    api_btn.click(map_neighbours, [mode, point_number, n_neighbours], neighbours, api_name="map_neighbours")
 
 
 def race_tab(page: Page) -> None:
@@ -500,6 +610,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="allow the checkpoint's own Python code (off unless asked for)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
     parser.add_argument("--gallery-size", type=int, default=int(os.environ.get("LAME_GALLERY_SIZE", "200")), help="Shapes scenes in the corpus")
+    parser.add_argument("--gallery", default=os.environ.get("LAME_GALLERY") or None,
+                        help="a folder of images to serve as the corpus instead of the Shapes scenes")
+    parser.add_argument("--gallery-texts", default=None, help="with --gallery: a file of texts, one a line")
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("LAME_CONCURRENCY", "1")), help="model events run at once")
     parser.add_argument("--max-queue", type=int, default=int(os.environ.get("LAME_MAX_QUEUE", "64")), help="queued events before new ones are refused")
     return parser.parse_args(argv)
@@ -548,6 +661,8 @@ def main(argv: list[str] | None = None) -> None:
             device=args.device,
             gallery_size=args.gallery_size,
             precompute=False,
+            gallery_dir=args.gallery,
+            gallery_texts=args.gallery_texts,
         )
     except LameError as exc:
         raise SystemExit(f"error: {exc}") from None

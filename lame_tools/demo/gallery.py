@@ -354,11 +354,23 @@ class FolderGallery(Gallery):
     def image(self, entry_id: int) -> Image.Image:
         from lame_tools.inputs import load_image
 
-        return load_image(self.entries[entry_id].image_path, name=Path(self.entries[entry_id].image_path).name)
+        return load_image(self.entries[entry_id].image_path, name="image")
 
     def index(self, model: LameModel, mode: str, kind: str) -> EmbeddingIndex:
-        self._fill(model, mode, kind)
-        return super().index(model, mode, kind)
+        """The index of every readable `kind` entry (embedding what is missing first); while another
+        thread is embedding, an index of what is embedded so far, so a search never waits for it."""
+        if self._fill_lock.acquire(blocking=False):
+            try:
+                self._fill(model, mode, kind)
+            finally:
+                self._fill_lock.release()
+            return super().index(model, mode, kind)
+        vectors = self._load_cache(model, mode, kind)
+        ids = [i for i in self.ids(kind) if self._keys[i] in vectors]
+        partial = EmbeddingIndex(dim=model.config.embed_dim)
+        if ids:
+            partial.add(np.stack([vectors[self._keys[i]] for i in ids]), ids=np.asarray(ids, dtype=np.int64))
+        return partial
 
     def _embed(self, model: LameModel, mode: str, ids: list[int]) -> np.ndarray:
         vectors = self._load_cache(model, mode, self.entries[ids[0]].kind)
@@ -367,25 +379,24 @@ class FolderGallery(Gallery):
     def _fill(self, model: LameModel, mode: str, kind: str) -> None:
         """Embed every entry of `kind` whose content is not cached yet, a chunk at a time (progress),
         saving the cache after each chunk; unreadable images are skipped with one line each."""
-        with self._fill_lock:
-            vectors = self._load_cache(model, mode, kind)
-            todo = [i for i in self.ids(kind) if self._keys[i] not in vectors]
-            self.progress = {"kind": kind, "mode": mode, "done": 0, "total": len(todo)}
-            for start in range(0, len(todo), FOLDER_CHUNK):
-                chunk, inputs = [], []
-                for entry_id in todo[start : start + FOLDER_CHUNK]:
-                    try:
-                        inputs.append(self.image(entry_id) if kind == "image" else self.entries[entry_id].text)
-                        chunk.append(entry_id)
-                    except InputError as exc:
-                        self._bad.add(entry_id)
-                        self.skipped.append(f"Skipped {self.entries[entry_id].text}: {exc}")
-                if chunk:
-                    given = {"images": inputs} if kind == "image" else {"texts": inputs}
-                    rows = model.encode(**given, instruction=TARGET_INSTRUCTION, batch_size=ENCODE_BATCH, mode=mode)
-                    vectors.update((self._keys[i], row) for i, row in zip(chunk, rows))
-                    self._save_cache(model, mode, kind, vectors)
-                self.progress = dict(self.progress, done=min(len(todo), start + FOLDER_CHUNK))
+        vectors = self._load_cache(model, mode, kind)
+        todo = [i for i in self.ids(kind) if self._keys[i] not in vectors]
+        self.progress = {"kind": kind, "mode": mode, "done": 0, "total": len(todo)}
+        for start in range(0, len(todo), FOLDER_CHUNK):
+            chunk, inputs = [], []
+            for entry_id in todo[start : start + FOLDER_CHUNK]:
+                try:
+                    inputs.append(self.image(entry_id) if kind == "image" else self.entries[entry_id].text)
+                    chunk.append(entry_id)
+                except InputError as exc:
+                    self._bad.add(entry_id)
+                    self.skipped.append(f"Skipped {self.entries[entry_id].text}: {exc}")
+            if chunk:
+                given = {"images": inputs} if kind == "image" else {"texts": inputs}
+                rows = model.encode(**given, instruction=TARGET_INSTRUCTION, batch_size=ENCODE_BATCH, mode=mode)
+                vectors.update((self._keys[i], row) for i, row in zip(chunk, rows))
+                self._save_cache(model, mode, kind, vectors)
+            self.progress = dict(self.progress, done=min(len(todo), start + FOLDER_CHUNK))
 
     def _cache_path(self, model: LameModel, mode: str, kind: str) -> Path | None:
         if self.content_cache is None:

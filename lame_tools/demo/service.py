@@ -24,7 +24,7 @@ from typing import Any
 from lame_tools.constants import MODES
 from lame_tools.demo.about import ABOUT, AboutActions
 from lame_tools.demo.exports import write_json
-from lame_tools.demo.gallery import Gallery, GalleryEntry, render_version, shapes_gallery
+from lame_tools.demo.gallery import FolderGallery, Gallery, GalleryEntry, render_version, shapes_gallery
 from lame_tools.demo.maps import ALL_MODES, COLOUR_BY, MapActions, MapState, MapView
 from lame_tools.demo.models import ModeModels, load_demo_models
 from lame_tools.demo.probes import AblationView, AttentionChoice, AttentionView, ProbeActions, ProbeView
@@ -96,12 +96,16 @@ class DemoService(ProbeActions, MapActions, AboutActions):
         precompute: bool = True,
         fit_map: bool = True,
         background_modes: tuple[str, ...] | None = None,
+        gallery_dir: str | Path | None = None,
+        gallery_texts: str | Path | None = None,
     ) -> DemoService:
         """Load the models and build the corpus; with `precompute`, embed the corpus in latent mode in a
         background thread (searches wait for it), then, with `fit_map`, fit the latent-mode UMAP map.
 
         Renders and corpus embeddings are cached under `demo_cache_dir()` (per Shapes version, model
-        weights and mode), so a second start skips both.
+        weights and mode), so a second start skips both. `gallery_dir` (and `gallery_texts`, one text
+        a line) serve a folder of images as the corpus instead of the Shapes scenes (`FolderGallery`:
+        cached by file contents, embedded in the background with progress in `gallery_status`).
         """
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="lame-demo-"))
@@ -109,13 +113,24 @@ class DemoService(ProbeActions, MapActions, AboutActions):
         workdir = Path(workdir)
         models = load_demo_models(model, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
         cache = demo_cache_dir()
-        gallery = shapes_gallery(
-            cache / f"shapes-test-{render_version()}", n_images=gallery_size, cache_dir=cache / "embeddings"
-        )
+        if gallery_dir is not None:
+            gallery = FolderGallery(gallery_dir, gallery_texts, cache_dir=cache / "folder-embeddings")
+        else:
+            gallery = shapes_gallery(
+                cache / f"shapes-test-{render_version()}", n_images=gallery_size, cache_dir=cache / "embeddings"
+            )
         service = cls(models, gallery, workdir)
         if precompute:
             service.prepare_in_background(fit_map, background_modes)
         return service
+
+    def gallery_status(self) -> str:
+        """The corpus line: a folder gallery's size, embedding progress and skipped files (new files in
+        the folder are listed first); the Shapes corpus's summary otherwise."""
+        if isinstance(self.gallery, FolderGallery):
+            self.gallery.refresh()
+            return self.gallery.status_line()
+        return self.corpus_summary()
 
     def prepare_in_background(self, fit_map: bool = True, other_modes: tuple[str, ...] | None = None) -> None:
         """Warm the models up and embed the corpus in latent mode (or load it from the cache), start the
