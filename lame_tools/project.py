@@ -25,7 +25,7 @@ import numpy as np
 from lame_tools.atomic import atomic_write
 from lame_tools.errors import InputError
 from lame_tools.fingerprint import array_key, model_fingerprint
-from lame_tools.index import as_embedding_matrix
+from lame_tools.index import EmbeddingIndex, as_embedding_matrix
 
 METHODS = ("umap", "pca")
 CACHE_VERSION = 1
@@ -82,6 +82,34 @@ class Projection:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return np.asarray(reducer.transform(points), dtype=np.float32)
+
+
+    def neighbours(self, point: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest corpus points of corpus point `point` in the full embedding space (not the
+        2-D map), itself left out: (ids [k], cosines [k]), best first (see `full_space_neighbours`)."""
+        index = self._shared.get("index")
+        if index is None:
+            index = self._shared["index"] = corpus_index(self.corpus)
+        return full_space_neighbours(index, point, k)
+
+
+def corpus_index(corpus: np.ndarray) -> EmbeddingIndex:
+    """An exact cosine index of a map's corpus (rows normalised), ids 0..N-1 in corpus order."""
+    index = EmbeddingIndex()
+    index.add(corpus, normalize=True)
+    return index
+
+
+def full_space_neighbours(index: EmbeddingIndex, point: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The index's own top-k for corpus point `point` (its row as the query), the point itself left
+    out: (ids, cosines), best first, ties by the lower id (`EmbeddingIndex.search`)."""
+    if not 0 <= int(point) < len(index):
+        raise InputError(f"Point {point} is not on the map (it has {len(index)} points).")
+    if k < 1:
+        raise InputError("k must be at least 1.")
+    scores, ids = index.search(index.embeddings[int(point)], k + 1)
+    keep = ids[0] != int(point)
+    return ids[0][keep][:k], scores[0][keep][:k]
 
 
 def _fit_pca(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

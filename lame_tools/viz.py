@@ -24,9 +24,17 @@ from plotly.subplots import make_subplots
 
 from lame_tools.atomic import atomic_write
 from lame_tools.constants import MODES
-from lame_tools.viz_export import chromium_path, export_figure, figure_bytes, rows_to_csv, save_data, save_figure
+from lame_tools.viz_export import (
+    chromium_path,
+    export_figure,
+    export_figures,
+    figure_bytes,
+    rows_to_csv,
+    save_data,
+    save_figure,
+)
 
-__all__ = ["chromium_path", "export_figure", "figure_bytes", "rows_to_csv", "save_data", "save_figure"]  # + the figures
+EXPORTS = (chromium_path, export_figure, export_figures, figure_bytes, rows_to_csv, save_data, save_figure)  # re-exported
 
 WEBGL_THRESHOLD = 1000
 LANE_COLOURS = {"latent": "#2a9d8f", "discriminative": "#8d99ae", "cot": "#e76f51"}

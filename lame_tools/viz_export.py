@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -42,6 +43,30 @@ def chromium_path() -> str | None:
     return None
 
 
+def kaleido_options() -> dict[str, object]:
+    """kaleido's options: the system Chromium and no MathJax (nothing fetched).
+
+    Raises:
+        InputError: no Chromium on this machine, or kaleido not installed.
+    """
+    browser = chromium_path()
+    if browser is None:
+        raise InputError("PNG and SVG export needs Chromium (none at /usr/bin/chromium or on PATH; set "
+                         "LAME_CHROMIUM to one); HTML export works without it.")
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise InputError("PNG and SVG export needs kaleido: pip install kaleido==1.5.0.") from None
+    return {"path": browser, "mathjax": False}
+
+
+def image_options(fig: go.Figure, fmt: str, width: int | None, height: int | None, scale: float) -> dict[str, object]:
+    if fmt not in IMAGE_FORMATS:
+        raise InputError(f"Figures render as {' or '.join(IMAGE_FORMATS)} images, not {fmt!r}.")
+    return {"format": fmt, "width": width or fig.layout.width or 900, "height": height or fig.layout.height or 600,
+            "scale": scale}
+
+
 def figure_bytes(fig: go.Figure, fmt: str = "png", width: int | None = None, height: int | None = None,
                  scale: float = 2.0) -> bytes:
     """A figure rendered as PNG or SVG by kaleido in the system Chromium (never a downloaded one).
@@ -49,38 +74,60 @@ def figure_bytes(fig: go.Figure, fmt: str = "png", width: int | None = None, hei
     Raises:
         InputError: an unknown format, kaleido missing, or no Chromium on this machine.
     """
-    if fmt not in IMAGE_FORMATS:
-        raise InputError(f"Figures render as {' or '.join(IMAGE_FORMATS)} images, not {fmt!r}.")
-    browser = chromium_path()
-    if browser is None:
-        raise InputError("PNG and SVG export needs Chromium (none at /usr/bin/chromium or on PATH; set "
-                         "LAME_CHROMIUM to one); HTML export works without it.")
+    import kaleido
+
+    opts = image_options(fig, fmt, width, height, scale)
+    return kaleido.calc_fig_sync(fig.to_dict(), opts=opts, kopts=kaleido_options())
+
+
+def write_images(jobs: Sequence[tuple[go.Figure, str, Path]], width: int | None = None, height: int | None = None,
+                 scale: float = 2.0) -> list[Path]:
+    """Render (figure, format, path) jobs in ONE Chromium session (starting it costs seconds); each file
+    is written into a temporary folder beside its target and then renamed into place."""
+    if not jobs:
+        return []
+    kopts = kaleido_options()
+    import kaleido
+
+    specs, moves = [], []
+    staging = Path(tempfile.mkdtemp(prefix=".lame-figures-", dir=Path(jobs[0][2]).parent))
     try:
-        import kaleido
-    except ImportError:
-        raise InputError("PNG and SVG export needs kaleido: pip install kaleido==1.5.0.") from None
-    layout = fig.layout
-    opts = {"format": fmt, "width": width or layout.width or 900, "height": height or layout.height or 600,
-            "scale": scale}
-    # path: the system browser (kaleido would otherwise look for its own); mathjax off: no CDN fetch
-    return kaleido.calc_fig_sync(fig.to_dict(), opts=opts, kopts={"path": browser, "mathjax": False})
+        for n, (fig, fmt, path) in enumerate(jobs):
+            temporary = staging / f"{n}.{fmt}"
+            specs.append({"fig": fig.to_dict(), "path": temporary, "opts": image_options(fig, fmt, width, height, scale)})
+            moves.append((temporary, Path(path)))
+        kaleido.write_fig_from_object_sync(specs, kopts=kopts, cancel_on_error=True)
+        for temporary, path in moves:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [path for _, path in moves]
 
 
 def export_figure(fig: go.Figure, stem: str | os.PathLike, formats: Sequence[str] = FIGURE_FORMATS,
                   width: int | None = None, height: int | None = None) -> list[Path]:
     """Write `stem`.html / .png / .svg (the formats asked for); returns the paths written."""
+    return export_figures({stem: fig}, formats, width, height)
+
+
+def export_figures(figures: Mapping[str | os.PathLike, go.Figure], formats: Sequence[str] = FIGURE_FORMATS,
+                   width: int | None = None, height: int | None = None) -> list[Path]:
+    """`export_figure` for several figures (stem -> figure), their images rendered in one session."""
     unknown = [f for f in formats if f not in FIGURE_FORMATS]
     if unknown:
         raise InputError(f"Export formats are {', '.join(FIGURE_FORMATS)}, not {unknown[0]!r}.")
-    stem = Path(stem)
-    paths = []
-    for fmt in formats:
-        path = stem.with_name(stem.name + "." + fmt)
-        if fmt == "html":
-            paths.append(save_figure(fig, path))
-        else:
-            data = figure_bytes(fig, fmt, width, height)
-            paths.append(atomic_write(path, lambda f, data=data: f.write(data)))
+    paths, jobs = [], []
+    for stem, fig in figures.items():
+        stem = Path(stem)
+        for fmt in formats:
+            path = stem.with_name(stem.name + "." + fmt)
+            paths.append(path)
+            if fmt == "html":
+                save_figure(fig, path)
+            else:
+                jobs.append((fig, fmt, path))
+    write_images(jobs, width, height)
     return paths
 
 

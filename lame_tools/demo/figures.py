@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lame_tools import viz
+from lame_tools import viz, viz_probe
+from lame_tools.demo.bench import AttributionView, KSweepView
 from lame_tools.demo.maps import MapView
 from lame_tools.demo.probes import AblationView, AttentionView, ProbeView
 from lame_tools.demo.race_board import RaceBoard
@@ -23,9 +24,24 @@ def attention_figures(view: AttentionView) -> tuple[Any, Any, Any]:
 
 
 def map_figure(view: MapView, colour_by: str) -> Any:
-    """The corpus points coloured by `colour_by`, the session's queries as stars."""
-    return viz.projection_scatter(view.coords, view.labels(colour_by), view.hover, view.query_coords,
-                                  view.query_labels, title=view.title)
+    """The corpus points coloured by `colour_by` (each with its index and hover thumbnail), the session's
+    queries as stars; lasso selection by default."""
+    thumbnails = view.thumbnails or [""] * len(view.entries)
+    return viz_probe.map_scatter(view.coords, view.labels(colour_by), view.hover, thumbnails, view.query_coords,
+                                 view.query_labels, title=view.title)
+
+
+def attribution_figures(view: AttributionView) -> tuple[Any, Any, Any]:
+    """(both sides' attribution, the attention flow into [EMBED] or None, the deletion check)."""
+    result = view.result
+    flow = result.flow.plot() if result.flow is not None else None
+    deletion = view.deletion.plot() if view.deletion is not None else None
+    return result.plot(title=view.title), flow, deletion
+
+
+def k_sweep_figure(view: KSweepView) -> Any:
+    """K in the loop: the embedding's cosine to the K-token one and the top result's score per K."""
+    return view.sweep.plot(title=view.title)
 
 
 def race_figure(board: RaceBoard) -> Any:

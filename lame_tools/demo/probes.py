@@ -15,6 +15,7 @@ import numpy as np
 
 from lame_tools.constants import EMBED_TOKEN, reason_tokens
 from lame_tools.data.shapes import make_example
+from lame_tools.demo.bench import AttributionView, KSweepView
 from lame_tools.demo.exports import unique_path, write_npz, write_text
 from lame_tools.demo.query import AUTO, Query, QueryActions
 from lame_tools.errors import InputError
@@ -246,6 +247,74 @@ class ProbeActions(QueryActions):
     def export_text(self, stem: str, text: str, suffix: str = ".csv") -> Path:
         """Ready-made text (a probe's own CSV) as a download in the app's folder."""
         return write_text(self.downloads, stem, suffix, text)
+
+    # ---- the bench: attribution and K in the loop ----------------------------------------------
+
+    def top_item(self, query: Query) -> tuple[Any, str]:
+        """The query's best corpus entry in latent mode as a target item: (Item, its label)."""
+        from lame_tools.data.shapes import TARGET_INSTRUCTION
+        from lame_tools.inputs import Item
+
+        kind = "image" if query.image is None else "text"
+        index = self.gallery.index(self.models.model_for("latent"), "latent", kind)
+        _, ids = index.search(self.encode_query(query, "latent"), 1)
+        entry_id = int(ids[0, 0])
+        entry = self.gallery.entries[entry_id]
+        if kind == "image":
+            return Item(self.gallery.image(entry_id), None, TARGET_INSTRUCTION), f"[image] {entry.text}"
+        return Item(None, entry.text, TARGET_INSTRUCTION), entry.text
+
+    def attribution_view(self, image: Any, text: str | None, task: str | None = AUTO, item_text: str | None = None,
+                         item_image: Any = None, method: str = "integrated_gradients") -> AttributionView:
+        """Attribute cos(query, item) in latent mode (`lame_tools.probe.attribute`) and run the deletion
+        check; the item is the given text and/or image, else the query's top result in the corpus."""
+        from lame_tools.data.shapes import TARGET_INSTRUCTION
+        from lame_tools.inputs import Item, clean_text, load_image
+        from lame_tools.probe.attribution import attribute, deletion_check
+
+        query = self.prepare_query(image, text, task, AUTO)
+        model = self.models.model_for("latent")
+        item_text = clean_text(item_text, name="item text", allow_empty=True) or None
+        item_picture = load_image(item_image, name="item image") if item_image is not None else None
+        if item_text is None and item_picture is None:
+            item, item_label = self.top_item(query)
+        else:
+            self.check_words(item_text, "item")
+            item = Item(item_picture, item_text, TARGET_INSTRUCTION)
+            item_label = " + ".join((["[image]"] if item_picture is not None else []) + ([item_text] if item_text else []))
+        q_item = Item(query.image, query.text, query.instruction)
+        result = attribute(model, q_item, item, method=method)
+        deletion = deletion_check(model, q_item, item, result) if query.image is not None else None
+        return AttributionView(query.label, item_label, result, deletion)
+
+    def k_sweep_view(self, image: Any, text: str | None, task: str | None = AUTO) -> KSweepView:
+        """K in the loop for one query (`lame_tools.probe.k_sweep`) over the corpus's latent-mode index
+        (texts for a query with an image, images for a text-only one)."""
+        from lame_tools.inputs import Item
+        from lame_tools.probe.k_sweep import k_sweep
+
+        query = self.prepare_query(image, text, task, AUTO)
+        model = self.models.model_for("latent")
+        kind = "image" if query.image is None else "text"
+        index = self.gallery.index(model, "latent", kind)
+        labels = [self.gallery.entries[int(i)].text for i in index.ids]
+        sweep = k_sweep(model, Item(query.image, query.text, query.instruction), index, labels)
+        return KSweepView(query.label, sweep)
+
+    def export_bench_figures(self, view: AttributionView | KSweepView | None, formats: tuple[str, ...] = ("html", "png", "svg")
+                             ) -> list[str]:
+        """Every figure of a bench view as HTML / PNG / SVG (PNG and SVG through the system Chromium),
+        with the data behind each as CSV."""
+        from lame_tools.viz import export_figures, save_data
+
+        if view is None:
+            raise InputError("Attribute a similarity or run K in the loop first.")
+        figures, files = {}, []
+        for name, (fig, rows) in view.figures().items():
+            stem = unique_path(self.downloads, f"lame-{name}", "")
+            figures[stem] = fig
+            files.append(str(save_data(stem.with_name(stem.name + ".csv"), rows)))
+        return [str(p) for p in export_figures(figures, formats)] + files
 
     # ---- ablation and linear probes -------------------------------------------------------------
 
