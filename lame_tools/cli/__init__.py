@@ -22,6 +22,7 @@ VERB_MODULES = (
     "lame_tools.cli.eval",  # eval
     "lame_tools.cli.bench",  # bench
     "lame_tools.cli.probe",  # probe
+    "lame_tools.cli.index",  # index build
 )
 
 

@@ -33,6 +33,7 @@ from lame_tools.data.shapes import (
 )
 from lame_tools.errors import InputError
 from lame_tools.index import EmbeddingIndex
+from lame_tools.index_build import image_files
 from lame_tools.model import LameModel
 
 KINDS = ("image", "text")
@@ -293,7 +294,6 @@ def shapes_gallery(
 
 # ---- a user's folder as the corpus ---------------------------------------------------------------
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 FOLDER_CHUNK = 256  # images decoded and embedded per step (progress and the cache advance per step)
 
 
@@ -328,7 +328,7 @@ class FolderGallery(Gallery):
     def refresh(self) -> int:
         """Add the folder's images and the texts file's lines not listed yet; returns how many were added."""
         added = 0
-        for path in sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        for path in image_files(self.folder):
             if str(path) in self._listed:
                 continue
             self._listed.add(str(path))
