@@ -140,6 +140,7 @@ def _settings_key(processor: object) -> tuple:
     return (type(processor).__name__, size_items, values, stats)
 
 
+EXACT_MODES = ("RGB", "L")
 _BATCHED: dict[tuple, BatchImageProcessor | None] = {}
 
 
@@ -150,7 +151,8 @@ def pixel_inputs(processor: object, images: Sequence[Image.Image]) -> dict[str, 
     if key not in _BATCHED:
         _BATCHED[key] = BatchImageProcessor.from_processor(processor)
     batched = _BATCHED[key]
-    if batched is None or not all(isinstance(image, Image.Image) for image in images):
+    # RGB and greyscale images only: the processor flattens alpha (RGBA, LA, P) its own way
+    if batched is None or not all(isinstance(image, Image.Image) and image.mode in EXACT_MODES for image in images):
         out = processor(images=list(images), return_tensors="pt")
         return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
     return batched(images)
