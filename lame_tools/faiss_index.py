@@ -80,10 +80,13 @@ class FaissIndex:
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = self.ef_search
             return index
-        lists = self.ivf_lists or max(1, int(4 * np.sqrt(train.shape[0])))
+        # about sqrt(n) lists (at most 1024), trained for 10 rounds on at most 32 vectors per list
+        lists = self.ivf_lists or min(1024, max(1, int(np.sqrt(train.shape[0]))))
         lists = max(1, min(lists, train.shape[0] // 8 or 1))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, lists, faiss.METRIC_INNER_PRODUCT)
-        index.train(train)
+        index.cp.niter = 10
+        sample = np.random.default_rng(0).permutation(train.shape[0])[: 32 * lists]
+        index.train(np.ascontiguousarray(train[np.sort(sample)]))
         index.nprobe = min(self.nprobe, lists)
         return index
 
