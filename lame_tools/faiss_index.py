@@ -80,12 +80,12 @@ class FaissIndex:
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = self.ef_search
             return index
-        # about sqrt(n) lists (at most 1024), trained for 10 rounds on at most 32 vectors per list
+        # about sqrt(n) lists (at most 1024), trained for 10 rounds on at most 40 vectors per list
         lists = self.ivf_lists or min(1024, max(1, int(np.sqrt(train.shape[0]))))
         lists = max(1, min(lists, train.shape[0] // 8 or 1))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, lists, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = 10
-        sample = np.random.default_rng(0).permutation(train.shape[0])[: 32 * lists]
+        sample = np.random.default_rng(0).permutation(train.shape[0])[: 40 * lists]
         index.train(np.ascontiguousarray(train[np.sort(sample)]))
         index.nprobe = min(self.nprobe, lists)
         return index
