@@ -8,7 +8,8 @@ last-layer states) and `pool` (read the embedding). A generative adapter does `p
 
 Adapters here:
     LameAdapter          a `LameModel` (shipped tiny models, or a real one from `LameModel.from_backbone`)
-                         in latent, discriminative or cot mode.
+                         in latent, discriminative, cot or sequential mode; cot reads `[EMBED]` from
+                         generation's own KV cache (`cot_read="cache"`, default) or with a re-read pass.
     UmeR1Adapter         UME-R1 (Qwen2-VL): `disc` = one pass, state at `<disc_emb>`; `gen` = generate
                          `<think>...</think><answer>...</answer><gen_emb>`, state at `<gen_emb>` taken
                          from generation's own hidden states (no extra pass).
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BatchFeature
 
-from lame_tools.constants import MODEL_KINDS, MODES, QWEN_IMAGE_MARKUP
+from lame_tools.constants import EMBED_MODES, MODEL_KINDS, QWEN_IMAGE_MARKUP, SEQUENTIAL_MODE
 from lame_tools.errors import ModelLoadError
 
 
@@ -122,16 +123,30 @@ class EmbeddingAdapter:
 # ---- our own models ----------------------------------------------------------------------------
 
 
-class LameAdapter(EmbeddingAdapter):
-    """A `LameModel` in one of its three modes (default: the mode it was trained for)."""
+COT_READS = ("cache", "reread")
 
-    def __init__(self, model: Any, mode: str | None = None, name: str | None = None) -> None:
+
+class LameAdapter(EmbeddingAdapter):
+    """A `LameModel` in one of its modes (default: the mode it was trained for).
+
+    latent / discriminative: one pass. sequential: one "forward" stage that is prefill + K one-position
+    latent steps + the `[EMBED]` step (`LameModel.forward_sequential`; it takes items, so its forward
+    stage also re-processes them, about a millisecond on the tiny models). cot: generate the rationale,
+    then read `[EMBED]`: `cot_read="cache"` feeds LaME's own `[EMBED]` row as one more step on
+    generation's KV cache (`read_embed_from_cache`), `"reread"` runs one pass over prompt + rationale +
+    `[EMBED]` (`LameModel.forward_cot`, what evaluation uses); both give the same state within float error.
+    """
+
+    def __init__(self, model: Any, mode: str | None = None, name: str | None = None, cot_read: str = "cache") -> None:
         self.model = model
         self.mode = mode or model.config.default_mode
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode not in EMBED_MODES:
+            raise ValueError(f"mode must be one of {', '.join(EMBED_MODES)}, got {self.mode!r}")
+        if cot_read not in COT_READS:
+            raise ValueError(f"cot_read must be one of {', '.join(COT_READS)}, got {cot_read!r}")
+        self.cot_read = cot_read
         self.generative = self.mode == "cot"
-        self.num_reason_tokens = model.num_reason_tokens if self.mode == "latent" else 0
+        self.num_reason_tokens = model.num_reason_tokens if self.mode in ("latent", SEQUENTIAL_MODE) else 0
         self.max_new_tokens = model.config.cot_max_new_tokens
         self.name = name or f"lame-{self.mode}"
 
@@ -145,19 +160,27 @@ class LameAdapter(EmbeddingAdapter):
 
     def prepare(self, images: list[Any] | None, texts: list[str | None] | None, instruction: Any) -> Prepared:
         items = self.model.make_items(images, texts, instruction)
-        batch = self.model.prepare(items, self.mode)
-        suffix = len(self.model.suffix_ids(self.mode))
+        layout = "latent" if self.mode == SEQUENTIAL_MODE else self.mode  # the sequential rows' layout
+        batch = self.model.prepare(items, layout)
+        suffix = len(self.model.suffix_ids(layout))
         return Prepared(batch, items, [n - suffix for n in batch["attention_mask"].sum(dim=1).tolist()])
 
     def forward(self, prepared: Prepared) -> torch.Tensor:
+        if self.mode == SEQUENTIAL_MODE:  # the embeddings themselves; `pool` passes them on
+            return self.model.forward_sequential(prepared.items, self.num_reason_tokens).embeddings
         return self.model.hidden_states(prepared.batch)
 
     def pool(self, prepared: Prepared, hidden: torch.Tensor) -> torch.Tensor:
+        if self.mode == SEQUENTIAL_MODE:
+            return hidden
         return self.model.pool(hidden, self.num_reason_tokens)[0]
 
     def generate(
         self, prepared: Prepared, max_new_tokens: int | None = None, streamer: Any = None, stopping_criteria: Any = None
     ) -> list[list[int]]:
+        if self.cot_read == "cache":
+            return generate_keeping_cache(self.model, prepared, max_new_tokens or self.max_new_tokens,
+                                          streamer, stopping_criteria)
         return self.model.generate_rationales(
             prepared.items,
             max_new_tokens or self.max_new_tokens,
@@ -167,6 +190,8 @@ class LameAdapter(EmbeddingAdapter):
         )
 
     def read(self, prepared: Prepared, generated: list[list[int]]) -> torch.Tensor:
+        if self.cot_read == "cache":
+            return read_embed_from_cache(self.model, prepared, generated)
         # One re-read pass over prompt + [THINK] + rationale + [EMBED]: [EMBED]'s input embedding is
         # LaME's own latent row, which generation never fed, so its state needs this pass.
         return self.model.forward_cot(prepared.items, generated).embeddings
@@ -179,7 +204,60 @@ class LameAdapter(EmbeddingAdapter):
         info["parameters"] = sum(p.numel() for n, p in self.model.named_parameters() if not n.startswith("decoder."))
         trained = self.model.training_info or {}
         info["training"] = {k: trained[k] for k in ("trained", "note", "command", "steps", "wall_s") if k in trained}
+        if self.mode == "cot":
+            info["cot_read"] = self.cot_read
+        if self.mode == SEQUENTIAL_MODE:
+            info["trained_for_mode"] = self.model.config.default_mode == SEQUENTIAL_MODE
         return info
+
+
+def generate_keeping_cache(
+    model: Any, prepared: Prepared, max_new_tokens: int, streamer: Any = None, stopping_criteria: Any = None
+) -> list[list[int]]:
+    """`LameModel.generate_rationales`' greedy generation (same stops, suppressed ids and cut), keeping
+    the KV cache and the step count in `prepared.extra` for `read_embed_from_cache`. Written here
+    because `generate_rationales` returns ids only."""
+    processor = model.processor
+    stops = [processor.embed_token_id, processor.eos_token_id]
+    out = model.backbone.generate(
+        **prepared.batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
+        pad_token_id=processor.pad_id, streamer=streamer, suppress_tokens=processor.cot_suppressed_ids(),
+        stopping_criteria=stopping_criteria, return_dict_in_generate=True,
+    )
+    generated = out.sequences[:, prepared.batch["input_ids"].shape[1] :]
+    prepared.extra["cache"], prepared.extra["last_ids"] = out["cache"], generated[:, -1:]
+    rows = []
+    for row in generated.tolist():
+        cut = next((i for i, t in enumerate(row) if t in stops or t == processor.pad_id), len(row))
+        rows.append(row[:cut])
+    return rows
+
+
+def read_embed_from_cache(model: Any, prepared: Prepared, generated: list[list[int]]) -> torch.Tensor:
+    """The CoT embedding from generation's own KV cache: one more cached step that feeds LaME's
+    `[EMBED]` row (its `latent_embeddings[-1]`, as `LameModel.input_embeddings` writes it; not the
+    backbone's table row for the token) at the position it has in the re-read layout, with every
+    generated position after the row's rationale masked out (a stop token and the padding of rows that
+    finished early). A row whose rationale ran to the cap also feeds its last token, which generation
+    sampled but never fed. Equals `forward_cot`'s re-read state at `[EMBED]` up to float error."""
+    cache, last_ids = prepared.extra.pop("cache"), prepared.extra.pop("last_ids")
+    batch = prepared.batch
+    device = batch["input_ids"].device
+    steps = last_ids.shape[1] + cache.get_seq_length() - batch["input_ids"].shape[1]  # tokens generated
+    lengths = torch.tensor([len(g) for g in generated], device=device)
+    think = model.position_ids(batch)[..., -1:]  # [3, batch, 1]: the [THINK] cue ends every prompt
+    fed = torch.arange(steps - 1, device=device)[None, :] < lengths[:, None]  # generated positions kept
+    embed_row = model.latent_embeddings[-1].to(model.backbone.dtype).expand(len(generated), 1, -1)
+    inputs, mask, positions = embed_row, [batch["attention_mask"], fed.long()], think + (lengths + 1)[None, :, None]
+    if bool((lengths == steps).any()):  # a rationale ran to the cap: feed its last token first
+        inputs = torch.cat([model.input_embeddings(last_ids), embed_row], dim=1)
+        mask.append((lengths == steps).long()[:, None])
+        positions = torch.cat([think + steps, positions], dim=-1)
+    mask.append(torch.ones_like(lengths)[:, None])
+    out = model.backbone.model.language_model(
+        inputs_embeds=inputs, attention_mask=torch.cat(mask, dim=1), position_ids=positions, cache=cache, use_cache=True
+    )
+    return model.pool(out.last_hidden_state, 0)[0]
 
 
 def load_lame(path: str | os.PathLike, device: str | None = None) -> Any:
@@ -390,21 +468,23 @@ def load_lane(
     device: str | None = None,
     allow_hub: bool = False,
     trust_remote_code: bool = False,
+    cot_read: str = "cache",
 ) -> EmbeddingAdapter:
     """The adapter for one race lane: `kind` (one of `MODEL_KINDS`) says how to read `source` (a
-    folder, or a hub id when `allow_hub`); LaME models run in the lane's mode. Baselines come from
+    folder, or a hub id when `allow_hub`); LaME models run in the lane's mode (`cot_read`: how the
+    CoT lane reads `[EMBED]`, see `LameAdapter`). Baselines come from
     `lame_tools.lora.load_baseline`: loaded once, a LoRA folder's adapter merged into its base once."""
     from lame_tools.backbone import resolve_pretrained_source
     from lame_tools.lora import load_baseline
 
     if kind == "lame":
         resolve_pretrained_source(source, allow_hub=False)  # LaME folders are local
-        return LameAdapter(load_lame(source, device=device), lane, lane)
+        return LameAdapter(load_lame(source, device=device), lane, lane, cot_read)
     if kind == "qwen2-vl-base":  # an untrained LaME wrapped around a Qwen2-VL-family checkpoint
         from lame_tools.model import LameModel
 
         model = LameModel.from_backbone(source, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device)
-        return LameAdapter(model, lane, lane)
+        return LameAdapter(model, lane, lane, cot_read)
     if kind not in MODEL_KINDS:
         raise ModelLoadError(f"Unknown adapter kind {kind!r}; known: {', '.join(MODEL_KINDS)}.")
     backbone, tokenizer, image_processor = load_baseline(

@@ -137,9 +137,11 @@ def test_ume_r1_gen_reads_gen_emb_state_from_generation(loaded):
 def test_ume_r1_as_the_cot_lane_of_a_race(loaded, micro_model):
     backbone, tokenizer, image_processor = loaded
     cot = UmeR1Adapter(backbone, tokenizer, image_processor, "gen", max_new_tokens=4)
-    events = list(race(LameAdapter(micro_model, "latent"), cot, None, *race_inputs(1), warmup=0))
-    assert [e["event"] for e in events][:3] == ["start", "lane_start", "lane_done"]
-    assert events[-1]["event"] == "done" and events[-2]["lane"] == "cot"
+    events = list(race(LameAdapter(micro_model, "latent"), cot, None, *race_inputs(1), warmup=0, repeats=2))
+    assert [e["event"] for e in events][:3] == ["start", "lane_start", "run_done"]
+    assert [(e["lane"], e["round"]) for e in events if e["event"] == "run_done"] == [
+        ("latent", 0), ("cot", 0), ("cot", 1), ("latent", 1)]
+    assert events[-1]["event"] == "done" and events[-2]["lane"] == "cot" and len(events[-2]["runs_ms"]) == 2
     assert events[-2]["tokens"] <= 4 and events[0]["lanes_info"]["cot"]["adapter"] == "UmeR1Adapter"
 
 
@@ -282,3 +284,35 @@ def test_lame_from_a_qwen2_vl_base(ume_folder):
 def test_hub_ids_need_allow_hub():
     with pytest.raises(ModelLoadError, match="allow"):
         load_lane("cot", "zhibinlan/UME-R1-2B", "ume-r1")
+
+
+def test_lame_cot_reads_embed_from_the_kv_cache_like_the_reread_pass(micro_model):
+    """The CoT lane's default read (one cached step feeding LaME's own [EMBED] row after generation)
+    equals the re-read pass over prompt + rationale + [EMBED], for rows that stopped early (masked
+    tail), ran to the cap (last token fed first), with and without an image, in one padded batch."""
+    images, texts, instructions = race_inputs(4)
+    images, texts = [images[0], None, images[2], None], [None, texts[1], texts[2], "a red circle"]
+    cached, reread = LameAdapter(micro_model, "cot"), LameAdapter(micro_model, "cot", cot_read="reread")
+    cap = 8
+    run = run_lane(cached, images, texts, instructions, max_new_tokens=cap)
+    lengths = run.generated_tokens
+    assert any(n == cap for n in lengths) and any(n < cap for n in lengths)  # both paths are exercised
+    with torch.no_grad():
+        expected = micro_model.forward_cot(micro_model.make_items(images, texts, instructions), run.generated_ids)
+    assert (run.embeddings - expected.embeddings).abs().max().item() < 1e-4
+    again = run_lane(reread, images, texts, instructions, max_new_tokens=cap)
+    assert again.generated_ids == run.generated_ids
+    assert (again.embeddings - run.embeddings).abs().max().item() < 1e-4
+    assert cached.describe()["cot_read"] == "cache" and reread.describe()["cot_read"] == "reread"
+    with pytest.raises(ValueError, match="cot_read"):
+        LameAdapter(micro_model, "cot", cot_read="twice")
+
+
+def test_lame_sequential_lane_is_one_pass_with_k_steps(micro_model):
+    lane = LameAdapter(micro_model, "sequential")
+    assert not lane.generative and lane.num_reason_tokens == micro_model.num_reason_tokens
+    info = lane.describe()
+    assert info["mode"] == "sequential" and info["trained_for_mode"] is False
+    embeddings = lane.embed(*race_inputs(2))
+    assert embeddings.shape == (2, micro_model.config.embed_dim)
+    assert torch.allclose(embeddings.norm(dim=-1), torch.ones(2), atol=1e-5)

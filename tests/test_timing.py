@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -64,49 +65,84 @@ def test_run_lane_embeds_like_encode_and_stages_add_up(talking_model, lanes):
     np.testing.assert_allclose(cot.embeddings.numpy(), reread.numpy(), atol=1e-5)
 
 
-def test_race_event_order_and_contents(lanes):
+def test_race_event_order_and_contents(lanes, talking_model):
     images, texts, instructions = race_inputs(2)
+    sequential = LameAdapter(talking_model, "sequential", "sequential")
     events = list(race(lanes["latent"], lanes["cot"], lanes["discriminative"], images, texts, instructions,
-                       max_new_tokens=MAX_NEW, warmup=0))
-    kinds = [(e["event"], e.get("lane")) for e in events]
-    tokens = [e for e in events if e["event"] == "token"]
-    expected = [("start", None), ("lane_start", "latent"), ("lane_done", "latent"),
-                ("lane_start", "discriminative"), ("lane_done", "discriminative"), ("lane_start", "cot")]
-    assert kinds[:6] == expected
-    assert kinds[6 : 6 + len(tokens)] == [("token", "cot")] * len(tokens)
-    assert kinds[6 + len(tokens) :] == [("lane_done", "cot"), ("done", None)]
-
-    start = events[0]
-    assert start["lanes"] == ["latent", "discriminative", "cot"]
+                       max_new_tokens=MAX_NEW, warmup=0, repeats=3, sequential=sequential, poll_s=0.0,
+                       other_work=["a UMAP map fit"]))
+    names = ["latent", "discriminative", "sequential", "cot"]
+    start, final = events[0], events[-1]
+    assert start["event"] == "start" and final["event"] == "done"
+    assert start["lanes"] == names and start["repeats"] == 3 and start["other_work"] == ["a UMAP map fit"]
     assert start["batch_size"] == 2 and len(start["prompt_tokens"]) == 2
     assert start["max_new_tokens"] == MAX_NEW and "cpu" in start["hardware"]
     assert start["lanes_info"]["latent"]["num_reason_tokens"] == 4
+    assert start["lanes_info"]["sequential"]["num_reason_tokens"] == 4
+    assert start["lanes_info"]["sequential"]["trained_for_mode"] is False
+    assert start["protocol"]["batch_size"] == 2 and start["protocol"]["cot_read"] == "cache"
     assert all(earlier["t_ms"] <= later["t_ms"] for earlier, later in zip(events, events[1:]))
 
-    cot_done = events[-2]
-    assert cot_done["tokens"] == len(tokens) <= MAX_NEW
-    assert len(cot_done["tokens_per_row"]) == 2
-    assert [t["tokens"] for t in tokens] == list(range(1, MAX_NEW + 1))
-    assert [t["text"] for t in tokens] == [" ".join([WORD] * i) for i in range(1, MAX_NEW + 1)]
-    assert all(a["elapsed_ms"] <= b["elapsed_ms"] for a, b in zip(tokens, tokens[1:]))
-    assert tokens[-1]["text"] == cot_done["text"]
-    assert tokens[-1]["elapsed_ms"] <= cot_done["elapsed_ms"]
-    latent_ms = events[2]["elapsed_ms"]
-    for token in tokens:  # CoT time over latent time; `speedup` is its deprecated alias
-        assert token["slowdown"] == pytest.approx(token["elapsed_ms"] / latent_ms)
-        assert token["speedup"] == token["slowdown"]
-    for done in (events[2], events[4], cot_done):
-        assert done["elapsed_ms"] > 0 and done["ms_per_item"] == pytest.approx(done["elapsed_ms"] / 2)
-        assert done["embedding_dim"] == 32
-    final = events[-1]
-    assert set(final["elapsed_ms"]) == {"latent", "discriminative", "cot"}
+    runs = [(e["lane"], e["round"]) for e in events if e["event"] == "run_done"]
+    rotated = [names[r:] + names[:r] for r in range(3)]
+    assert runs == [(lane, r) for r in range(3) for lane in rotated[r]]  # every lane 3 times, order rotating
+    lane_starts = [e["lane"] for e in events if e["event"] == "lane_start"]
+    assert lane_starts == names
+    done = {e["lane"]: e for e in events if e["event"] == "lane_done"}
+    assert [e["event"] for e in events[-5:]] == ["lane_done"] * 4 + ["done"] and list(done) == names
+    for lane, event in done.items():
+        timed = [e["total_ms"] for e in events if e["event"] == "run_done" and e["lane"] == lane]
+        assert event["runs_ms"] == timed and event["elapsed_ms"] == pytest.approx(float(np.median(timed)))
+        assert event["spread_ms"]["min"] == min(timed) and event["spread_ms"]["max"] == max(timed)
+        assert event["ms_per_item"] == pytest.approx(event["elapsed_ms"] / 2) and event["embedding_dim"] == 32
+        assert len(event["embedding"]) == 32
+    cot_done = done["cot"]
+    assert cot_done["tokens"] == MAX_NEW and cot_done["tokens_per_row"] == [MAX_NEW, MAX_NEW]
+    assert cot_done["text"] == " ".join([WORD] * MAX_NEW) and done["latent"]["text"] is None
+
+    tokens = [e for e in events if e["event"] == "token"]
+    for token in tokens:  # snapshots of the streamed (first timed) CoT run only
+        assert token["text"] == " ".join([WORD] * token["tokens"]) and token["speedup"] == token["slowdown"]
+    assert [t["tokens"] for t in tokens] == sorted(t["tokens"] for t in tokens)
+    streamed = next(e for e in events if e["event"] == "run_done" and e["lane"] == "cot")
+    assert streamed["ui_updates"] == len(tokens)
+
+    assert set(final["elapsed_ms"]) == set(names) and final["runs_ms"]["cot"] == cot_done["runs_ms"]
     assert final["slowdown"] == pytest.approx(final["ms_per_item"]["cot"] / final["ms_per_item"]["latent"])
-    assert final["speedup"] == final["slowdown"]
-    assert final["cot_tokens"] == MAX_NEW
+    assert final["speedup"] == final["slowdown"] and final["cot_tokens"] == MAX_NEW
     assert final["latent_vs_discriminative"] == pytest.approx(
         final["ms_per_item"]["latent"] / final["ms_per_item"]["discriminative"]
     )
-    assert final["text"] == cot_done["text"]
+    assert final["sequential_vs_latent"] == pytest.approx(
+        final["ms_per_item"]["sequential"] / final["ms_per_item"]["latent"]
+    )
+    assert final["text"] == cot_done["text"] and final["other_work"] == ["a UMAP map fit"]
+
+
+class _Stamping(LameAdapter):
+    """A LaME adapter that notes when each of its runs begins (its `prepare`)."""
+
+    def __init__(self, model, mode, stamps):
+        super().__init__(model, mode, mode)
+        self.stamps = stamps
+
+    def prepare(self, images, texts, instruction):
+        self.stamps.append(time.perf_counter())
+        return super().prepare(images, texts, instruction)
+
+
+def test_race_worker_waits_for_the_consumer_between_runs(talking_model):
+    """No timed run starts while the consumer still handles the previous event (a UI redraw)."""
+    stamps: list[float] = []
+    latent, cot = _Stamping(talking_model, "latent", stamps), _Stamping(talking_model, "cot", stamps)
+    handled = []
+    for event in race(latent, cot, None, *race_inputs(1), max_new_tokens=2, warmup=0, repeats=2):
+        if event["event"] == "run_done":
+            time.sleep(0.05)  # the consumer is busy drawing; the worker must wait for it
+            handled.append(time.perf_counter())
+    runs = stamps[1:]  # the first `prepare` is the start event's (prompt lengths)
+    assert len(runs) == 4 and len(handled) == 4
+    assert all(begin >= end for begin, end in zip(runs[1:], handled))
 
 
 class _Recording(LameAdapter):
@@ -121,10 +157,10 @@ def test_race_closed_early_stops_the_worker(talking_model, lanes):
     cap = 300
     cot = _Recording(talking_model, "cot", "cot")
     before = threading.active_count()
-    stream = race(lanes["latent"], cot, max_new_tokens=cap, warmup=0)
+    stream = race(lanes["latent"], cot, max_new_tokens=cap, warmup=0, repeats=1, poll_s=0.01)
     for event in stream:
         if event["event"] == "token":
-            assert threading.active_count() == before + 1  # the CoT worker is generating
+            assert threading.active_count() == before + 1  # the lanes' worker is generating
             break
     stream.close()
     assert threading.active_count() == before
@@ -177,7 +213,43 @@ def test_bench_race_cli(micro_model, tmp_path, capsys):
         assert entry["ratio"] == pytest.approx(entry["race_median_ms"] / entry["offline_median_ms"])
         assert entry["bench_median_ms_same_inputs"] > 0
     assert "cot/latent" in capsys.readouterr().out
+    assert report["lane_sources"] == {"latent": str(folder), "cot": str(folder)}
+    assert report["cot_read"] == "cache" and len(report["load_average"]) == 3
     assert main(["bench", "race", "--lame", str(tmp_path / "missing"), "--n", "1"]) == 2
+    assert main(["bench", "race", "--lanes", "latent,typo", "--n", "1"]) == 2
+
+
+def test_bench_race_cli_sequential_lane_and_reread(micro_model, tmp_path, capsys):
+    import json
+
+    from lame_tools.cli import main
+
+    folder = micro_model.save_pretrained(tmp_path / "micro")
+    out = tmp_path / "race.json"
+    args = ["bench", "race", "--lame", str(folder), "--cot", str(folder), "--lanes", "latent,sequential,cot",
+            "--cot-read", "reread", "--n", "2", "--batch-sizes", "1", "--max-new-tokens", "2", "--agreement-items", "0",
+            "--warmup", "0", "--min-rounds", "1", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads(out.read_text())
+    assert set(report["lanes"]) == {"latent", "sequential", "cot"}
+    assert report["lanes_info"]["sequential"]["mode"] == "sequential"
+    assert report["lanes_info"]["sequential"]["trained_for_mode"] is False
+    assert report["lanes_info"]["cot"]["cot_read"] == "reread" and report["cot_read"] == "reread"
+    result = report["results"][0]
+    assert result["sequential_vs_latent"] == pytest.approx(
+        result["lanes"]["sequential"]["median"] / result["lanes"]["latent"]["median"])
+    assert "sequential/latent" in capsys.readouterr().out
+
+
+def test_sequential_lane_embeds_like_forward_sequential(talking_model):
+    images, texts, instructions = race_inputs(3)
+    run = run_lane(LameAdapter(talking_model, "sequential"), images, texts, instructions)
+    with torch.no_grad():
+        expected = talking_model.forward_sequential(talking_model.make_items(images, texts, instructions)).embeddings
+    np.testing.assert_allclose(run.embeddings.numpy(), expected.numpy(), atol=1e-6)
+    k = talking_model.num_reason_tokens
+    assert [r - p for r, p in zip(run.row_lengths, run.prompt_lengths)] == [k + 1] * 3
+    assert set(run.stages_ms) == {"preprocess", "prefill", "pool"} and run.decode_steps == 0
 
 
 def test_bench_encode_cli(micro_model, tmp_path, capsys):

@@ -9,6 +9,8 @@ from pathlib import Path
 from lame_tools.atomic import atomic_write_json
 from lame_tools.errors import InputError
 
+RACE_LANES = ("latent", "discriminative", "sequential", "cot")  # run order of `bench race --lanes`
+
 
 def _show(table: str, report: dict, out: Path | None) -> int:
     """Print a benchmark's table, and write its JSON report when `--out` was given."""
@@ -36,23 +38,30 @@ def _bench_race(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    wanted = [lane.strip() for lane in args.lanes.split(",") if lane.strip()]
+    unknown = sorted(set(wanted) - set(RACE_LANES))
+    if unknown:
+        raise InputError(f"Unknown lane {unknown[0]!r}; lanes are {', '.join(RACE_LANES)}.")
+    sources = {
+        "latent": (args.lame, args.lame_kind),
+        "discriminative": (args.discriminative, args.discriminative_kind),
+        "cot": (args.cot, args.cot_kind),
+        "sequential": (args.sequential or args.lame, "lame"),
+    }
     lanes = {}
-    for lane, path, kind in (
-        ("latent", args.lame, args.lame_kind),
-        ("discriminative", args.discriminative, args.discriminative_kind),
-        ("cot", args.cot, args.cot_kind),
-    ):
+    for lane in [name for name in RACE_LANES if name in wanted]:
+        path, kind = sources[lane]
         if path is None or str(path).lower() == "none":
             continue
-        lanes[lane] = load_lane(
-            lane, path, kind, device=args.device, allow_hub=args.allow_hub, trust_remote_code=args.trust_remote_code
-        )
+        lanes[lane] = load_lane(lane, path, kind, device=args.device, allow_hub=args.allow_hub,
+                                trust_remote_code=args.trust_remote_code, cot_read=args.cot_read)
     if not lanes:
         raise InputError("Give at least one lane (--lame, --discriminative or --cot).")
     report = bench_race(
         lanes, n=args.n, batch_sizes=tuple(args.batch_sizes), warmup=args.warmup, max_new_tokens=args.max_new_tokens,
         log=lambda line: print(line, flush=True), min_rounds=args.min_rounds,
     )
+    report["lane_sources"] = {lane: str(sources[lane][0]) for lane in lanes}  # for the cost/quality frontier
     if args.agreement_items and "latent" in lanes and "cot" in lanes and 1 in args.batch_sizes:
         report["generator_agreement"] = generator_agreement(
             lanes, report, items=min(args.agreement_items, args.n), max_new_tokens=args.max_new_tokens
@@ -89,6 +98,13 @@ def _add_race_parser(verbs: argparse._SubParsersAction) -> None:
     race.add_argument("--cot", default=str(SHIPPED_MODELS["cot"]), help="explicit-CoT lane model")
     for flag, default in (("--lame-kind", "lame"), ("--discriminative-kind", "lame"), ("--cot-kind", "lame")):
         race.add_argument(flag, choices=MODEL_KINDS, default=default, help=f"adapter (default {default})")
+    race.add_argument("--sequential", default=None,
+                      help="sequential-latent lane model (default: the --lame model, run sequentially; "
+                      "the shipped latent model is not trained for that mode)")
+    race.add_argument("--lanes", default="latent,discriminative,cot",
+                      help="comma-separated lanes to run: latent, discriminative, sequential, cot")
+    race.add_argument("--cot-read", choices=("cache", "reread"), default="cache",
+                      help="CoT lane: read [EMBED] from generation's KV cache (default) or with a re-read pass")
     race.add_argument("--device", default=None)
     race.add_argument("--threads", type=int, default=None,
                       help="torch CPU threads (1 is steadiest on a shared machine; default: torch's)")

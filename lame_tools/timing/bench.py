@@ -12,6 +12,7 @@ Benchmarks return JSON-ready dicts; tests never assert on their timings.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from lame_tools.adapters import EmbeddingAdapter
-from lame_tools.constants import ONE_PASS_MODES
+from lame_tools.constants import ONE_PASS_MODES, SEQUENTIAL_MODE
 from lame_tools.timing.harness import LaneRun, hardware_info, run_lane, summarize, time_alternating
 from lame_tools.timing.race import race
 from lame_tools.timing.report import lane_headline
@@ -87,6 +88,8 @@ def _compare(lanes: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
         out["cot_tokens_mean"] = lanes["cot"].get("generated_tokens", {}).get("mean", 0.0)
         if "median_without_read" in lanes["cot"]:
             out["speedup_cot_without_read_vs_latent"] = lanes["cot"]["median_without_read"] / lanes["latent"]["median"]
+    if SEQUENTIAL_MODE in lanes and "latent" in lanes:
+        out["sequential_vs_latent"] = lanes[SEQUENTIAL_MODE]["median"] / lanes["latent"]["median"]
     if "cot" in lanes and "discriminative" in lanes:
         out["speedup_cot_vs_discriminative"] = lanes["cot"]["median"] / lanes["discriminative"]["median"]
     if "latent" in lanes and "discriminative" in lanes:
@@ -183,6 +186,8 @@ def bench_race(
         "lanes": {name: lane_headline(name, results) for name in lanes},
         "dtype": ", ".join(sorted({a.describe()["dtype"] for a in lanes.values()})),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "load_average": list(os.getloadavg()),  # 1, 5, 15 min: a busy machine inflates every lane
+        "cot_read": next((a.describe().get("cot_read") for a in lanes.values() if a.generative), None),
         "unit": "ms per item (batch time / batch size)",
     }
 
@@ -205,7 +210,7 @@ def generator_agreement(lanes: dict[str, EmbeddingAdapter], report: dict[str, An
         for name in names[i % len(names) :] + names[: i % len(names)]:
             offline_ms[name].append(run_lane(lanes[name], *one, max_new_tokens=max_new_tokens).total_ms)
         for event in race(lanes["latent"], lanes["cot"], lanes.get("discriminative"), *one,
-                          max_new_tokens=max_new_tokens, warmup=0):
+                          max_new_tokens=max_new_tokens, warmup=0, repeats=1, sequential=lanes.get(SEQUENTIAL_MODE)):
             if event["event"] == "done":
                 for name, ms in event["ms_per_item"].items():
                     race_ms[name].append(ms)

@@ -18,6 +18,8 @@ def _race_notes(result: dict[str, Any]) -> list[str]:
     notes = []
     if "speedup_cot_vs_latent" in result:
         notes.append(f"cot/latent {result['speedup_cot_vs_latent']:.1f}x at {result['cot_tokens_mean']:.1f} cot tokens")
+    if "sequential_vs_latent" in result:
+        notes.append(f"sequential/latent {result['sequential_vs_latent']:.2f}x")
     if "latent_vs_discriminative" in result:
         notes.append(
             f"latent/discriminative {result['latent_vs_discriminative']:.3f} "
@@ -31,7 +33,10 @@ def format_race_table(report: dict[str, Any]) -> str:
     """The race report as a plain-text table (one row per batch size and lane)."""
     hw = report["hardware"]
     where = hw.get("gpu") or f"{hw.get('cpu')} ({hw.get('torch_threads')} threads)"
-    lines = [f"race on {where}; torch {hw.get('torch')}, transformers {hw.get('transformers')}",
+    load = report.get("load_average")
+    busy = f"; load average {load[0]:.2f}" if load else ""
+    read = f"; CoT reads [EMBED] by {report['cot_read']}" if report.get("cot_read") else ""
+    lines = [f"race on {where}; torch {hw.get('torch')}, transformers {hw.get('transformers')}{busy}{read}",
              f"{'batch':>5}  {'lane':<15} {'ms/item':>9} {'p90':>9} {'items/s':>9} {'cot tok':>8}  stages (ms per batch, median)"]
     for r in report["results"]:
         for name, lane in r["lanes"].items():
