@@ -24,10 +24,10 @@ from safetensors.torch import load_file, save_file
 
 from lame_tools.constants import MODES
 from lame_tools.demo import service as service_module
-from lame_tools.demo.uploads import USER_IMAGE_SIDE
 from lame_tools.demo.gallery import shapes_gallery
 from lame_tools.demo.models import ModeModels
 from lame_tools.demo.service import DemoService
+from lame_tools.demo.uploads import MAX_IMAGES_PER_ADD, USER_IMAGE_SIDE
 from lame_tools.errors import InputError, ModelLoadError
 from lame_tools.inputs import MAX_TEXT_CHARS, clean_text, load_image
 
@@ -136,8 +136,13 @@ def test_a_session_keeps_bounded_images_not_decoded_uploads(service, tmp_path):
     assert Image.open(user.entries[image_id].image_path).size == (width, height)
     # the search over it still works, and the per-session count stays bounded
     assert service.search(None, "a red circle", target="images", user_gallery=user).hits
+    small = _png(tmp_path / "small.png", Image.new("RGB", (20, 20), "red"))
+    with pytest.raises(InputError, match=f"at most {MAX_IMAGES_PER_ADD} images at a time"):
+        service.add_to_gallery(user, [small] * (MAX_IMAGES_PER_ADD + 1), "")  # one call holds the model slot briefly
+    while user.count("image") + MAX_IMAGES_PER_ADD <= service_module.MAX_USER_IMAGES:
+        service.add_to_gallery(user, [small] * MAX_IMAGES_PER_ADD, "")
     with pytest.raises(InputError, match=f"at most {service_module.MAX_USER_IMAGES} images"):
-        service.add_to_gallery(user, [big] * service_module.MAX_USER_IMAGES, "")
+        service.add_to_gallery(user, [small] * MAX_IMAGES_PER_ADD, "")
 
 
 def test_stored_user_images_have_a_global_cap(service, tmp_path):

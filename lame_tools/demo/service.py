@@ -40,7 +40,7 @@ from lame_tools.demo.query import (
     words_markdown,
 )
 from lame_tools.demo.race_board import RaceBoard, recorded_benchmarks
-from lame_tools.demo.uploads import UserUploads
+from lame_tools.demo.uploads import MAX_IMAGES_PER_ADD, UserUploads
 from lame_tools.errors import InputError
 from lame_tools.inputs import clean_text, load_image
 
@@ -200,6 +200,8 @@ class DemoService(ProbeActions, MapActions, AboutActions):
         lines = [line for line in lines if line]
         if not files and not lines:
             raise InputError("Upload images or type texts (one per line) to add to the corpus.")
+        if len(files) > MAX_IMAGES_PER_ADD:
+            raise InputError(f"Add at most {MAX_IMAGES_PER_ADD} images at a time ({MAX_USER_IMAGES} in all per session).")
         if gallery.count("image") + len(files) > MAX_USER_IMAGES:
             raise InputError(f"A session can add at most {MAX_USER_IMAGES} images.")
         if gallery.count("text") + len(lines) > MAX_USER_TEXTS:

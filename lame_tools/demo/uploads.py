@@ -24,6 +24,9 @@ from lame_tools.errors import InputError
 # 512 px keeps every detail the Shapes model sees (it reads 112x112) and bounds an image at 0.8 MB.
 USER_IMAGE_SIDE = 512
 MAX_STORED_USER_IMAGES = 256
+# Decoding an upload runs inside the app's single model slot: at most this many per call keeps another
+# user's search from waiting behind one long batch of large images.
+MAX_IMAGES_PER_ADD = 8
 
 
 def thumbnail(image: Image.Image, side: int = USER_IMAGE_SIDE) -> Image.Image:
