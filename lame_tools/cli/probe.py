@@ -1,4 +1,6 @@
-"""`python -m lame_tools probe attention|readout|ablate|linear|project ...`: probes that write files.
+"""`python -m lame_tools probe attention|readout|ablate|linear|project|attribute|k-sweep ...`: probes that write files.
+
+(`attribute` and `k-sweep` live in `lame_tools.cli.probe_bench`.)
 
 Every verb writes its data (NPZ / CSV / JSON) and its figures (self-contained HTML; the attention
 overlay also as PNG) into `--out DIR`, and prints a short summary. Default model: the shipped one.
@@ -353,3 +355,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--colour-by", default="subtask", choices=["task", "subtask", "n_objects", "answer"])
     p.add_argument("--cache-dir", type=Path, default=None)
     p.set_defaults(func=_project)
+
+    from lame_tools.cli.probe_bench import register_bench
+
+    register_bench(verbs, query_args, common, _load)
