@@ -319,3 +319,26 @@ def test_to_frame_without_pandas_says_so_in_one_sentence(micro_model, scenes, mo
     with pytest.raises(InputError, match="needs pandas"):
         result.to_frame()
     assert result.rows_csv().startswith("input,step,token")  # CSV needs no pandas
+
+
+def test_cli_attribute_and_k_sweep_write_files(micro_model, tmp_path):
+    from lame_tools.cli import main
+
+    folder = micro_model.save_pretrained(tmp_path / "micro")
+    out = tmp_path / "attr"
+    base = ["--model", str(folder), "--device", "cpu"]
+    assert main(["probe", "attribute", *base, "--example", "4", "--steps", "8", "--out", str(out)]) == 0
+    summary = json.loads((out / "attribution.json").read_text())
+    assert summary["query_total"] == pytest.approx(summary["cosine"] - summary["query_baseline_cosine"], abs=0.05)
+    assert {"reason_share", "deletion", "figures"} <= set(summary)
+    for name in ("attribution.csv", "flow.csv", "deletion.csv", "attribution.html"):
+        assert (out / name).is_file(), name
+    text_only = ["probe", "attribute", *base, "--text", "a red circle", "--item-text", "a blue square"]
+    assert main([*text_only, "--out", str(tmp_path / "t")]) == 0
+    assert "deletion" not in json.loads((tmp_path / "t" / "attribution.json").read_text())
+    assert main(["probe", "attribute", *base, "--text", "a red circle", "--out", str(tmp_path / "n")]) == 2
+    sweep_out = tmp_path / "k"
+    assert main(["probe", "k-sweep", *base, "--example", "9", "--corpus-n", "10", "--out", str(sweep_out)]) == 0
+    rows = json.loads((sweep_out / "k_sweep.json").read_text())["rows"]
+    assert [r["k"] for r in rows] == list(range(micro_model.num_reason_tokens, -1, -1))
+    assert (sweep_out / "k_sweep.csv").read_text().startswith("k,cosine_to_full,top_id")
