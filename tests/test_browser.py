@@ -181,3 +181,32 @@ def test_phone_search_and_race(browser, app_url):
     page.locator("#race-numbers").get_by_text("slower").wait_for()
     shot(page, "phone-race")
     page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_race_shows_lanes_answers_and_frontier(browser, app_url):
+    """A race on a corpus example: the four lanes with their medians and top results (right or wrong),
+    the protocol and what else ran, and the recorded cost/quality frontier chart."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    page.locator("#search-btn").wait_for()
+    open_tab(page, "Race")
+    page.locator("#tab-race").get_by_text("what is left of the red triangle ?").first.click()
+    expect(page.locator("#race-text textarea")).to_have_value("what is left of the red triangle ?")
+    page.locator("#race-btn").click()
+    page.locator("#race-numbers").get_by_text("slower").wait_for()
+    numbers = page.locator("#race-numbers")
+    for lane in ("latent", "discriminative (K=0)", "sequential latent", "CoT"):
+        expect(numbers).to_contain_text(f"{lane}:")
+    expect(numbers).to_contain_text("median of 3")
+    expect(numbers).to_contain_text("top result")
+    assert "(right)" in numbers.inner_text() or "(wrong)" in numbers.inner_text()
+    expect(page.locator("#race-hw")).to_contain_text("warm-up + 3 timed runs")
+    expect(page.locator("#race-hw")).to_contain_text("meanwhile")
+    page.locator("#race-chart .js-plotly-plot").wait_for()
+    page.locator("#race-frontier .js-plotly-plot").wait_for()
+    expect(page.locator("#race-frontier-table")).to_contain_text("ms / query")
+    shot(page, "desktop-race-lanes")
+    page.close()

@@ -270,3 +270,90 @@ def test_bench_encode_cli(micro_model, tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("encode benchmark (discriminative mode)")
     assert [line.split()[0] for line in printed[2:4]] == ["1", "2"]
+
+
+def test_frontier_joins_recorded_quality_and_cost(tmp_path):
+    import json
+
+    from lame_tools.demo.frontier import frontier_figure, frontier_markdown, frontier_points
+
+    results, benchmarks = tmp_path / "results", tmp_path / "benchmarks"
+    results.mkdir(), benchmarks.mkdir()
+    for model, mode, hit in (("lame-shapes", "latent", 0.49), ("cot-shapes", "cot", 0.36), ("other", "latent", 0.1)):
+        (results / f"eval_{model}_{mode}.json").write_text(json.dumps(
+            {"benchmark": "shapes", "model": f"/x/{model}", "mode": mode, "overall": hit,
+             "intervals": {"overall": [hit - 0.02, hit + 0.01]}}))
+    (results / "eval_broken.json").write_text("{")
+
+    def race_report(created, ms):
+        return {"benchmark": "race", "created": created, "date": created[:10], "load_average": [3.5, 3, 3],
+                "hardware": {"cpu": "Xeon", "torch_threads": 1},
+                "lane_sources": {"latent": "/m/lame-shapes", "cot": "/m/cot-shapes"},
+                "lanes_info": {"latent": {"mode": "latent"}, "cot": {"mode": "cot", "cot_read": "cache"}},
+                "lanes": {"latent": {"by_batch_size": {"1": {"median": ms, "p90": ms}}},
+                          "cot": {"by_batch_size": {"1": {"median": 9 * ms, "p90": 9 * ms}}}}}
+
+    (benchmarks / "old.json").write_text(json.dumps(race_report("2026-11-01T00:00:00Z", 100.0)))
+    (benchmarks / "new.json").write_text(json.dumps(race_report("2026-12-01T00:00:00Z", 8.0)))
+    points, label = frontier_points(results, benchmarks)
+    assert [(p["model"], p["mode"]) for p in points] == [("lame-shapes", "latent"), ("cot-shapes", "cot")]
+    assert points[0]["ms"] == 8.0 and points[1]["ms"] == 72.0  # the newest report
+    assert points[1]["low"] == pytest.approx(0.34) and points[1]["high"] == pytest.approx(0.37)
+    assert label["bench_file"] == "new.json" and label["threads"] == 1
+    figure = frontier_figure(points, label)
+    assert len(figure.data) == 2 and figure.data[1].x[0] == 72.0 and figure.data[1].y[0] == pytest.approx(36.0)
+    assert "Xeon" in figure.layout.title.text and "2026-12-01" in figure.layout.title.text
+    assert "| cot-shapes · cot | 72.0 | 36.0 (34.0-37.0) |" in frontier_markdown(points, label)
+    assert frontier_points(results, tmp_path / "none") == ([], {})
+
+
+def test_race_board_lines_notes_and_answers(tmp_path):
+    from PIL import Image
+
+    from lame_tools.demo.race_board import RaceBoard, background_work, known_answer, wait_for_background
+
+    board = RaceBoard()
+    board.update({"event": "start", "hardware": {"cpu": "Xeon", "torch_threads": 1, "device": "cpu"},
+                  "lanes": ["latent", "sequential", "cot"], "batch_size": 1, "prompt_tokens": [27],
+                  "max_new_tokens": 48, "repeats": 3, "warmup": 1, "other_work": ["a UMAP map fit (latent mode)"],
+                  "protocol": {"torch_threads": 1, "dtype": "float32", "cot_read": "cache"},
+                  "lanes_info": {"sequential": {"trained_for_mode": False}}})
+    assert "Disturbed" in board.hardware and "UMAP" in board.hardware and "1 warm-up + 3 timed runs" in board.hardware
+    for lane, runs in (("latent", [8.0, 9.0, 30.0]), ("sequential", [20.0, 21.0, 22.0]), ("cot", [60.0, 61.0, 70.0])):
+        for r, ms in enumerate(runs):
+            board.update({"event": "run_done", "lane": lane, "round": r, "total_ms": ms})
+    assert board.elapsed_ms["latent"] == 9.0  # the median so far
+    board.update({"event": "done", "ms_per_item": {"cot": 61.0, "latent": 9.0}, "slowdown": 61 / 9, "cot_tokens": 24,
+                  "repeats": 3})
+    board.answers = {"cot": {"text": "a blue circle", "right": True}, "latent": {"text": "a red square", "right": False}}
+    lines = board.lane_lines()
+    assert "**CoT**: 61.0 ms (median of 3, 60.0-70.0), top result 'a blue circle' (right)" in lines
+    assert "**latent**: 9.0 ms (median of 3, 8.0-30.0), top result 'a red square' (wrong)" in lines
+    assert "not trained for sequential steps" in lines
+    record = {"file": "race.json", "card": "CPU: Xeon", "threads": 1, "batch_size": 1,
+              "ms_per_item": {"latent": 8.5, "cot": 30.0}}
+    note = board.recorded_note([record])
+    assert "Differs" in note and "cot 61.0 ms live vs 30.0 ms recorded" in note and "latent" not in note.split(":")[1]
+    assert "other work was running" in note
+    assert board.recorded_note([dict(record, threads=2)]) == ""  # another protocol is not compared
+
+    image = Image.new("RGB", (8, 8), "red")
+    path = tmp_path / "scene.png"
+    image.save(path)
+    examples = [{"image": str(path), "text": "what is left of it ?", "task": "vqa", "answer": "a blue circle"},
+                {"image": None, "text": "a red circle", "task": "retrieval", "answer": "scene 3"}]
+    instructions = {"vqa": "answer", "retrieval": "find"}
+    assert known_answer(examples, image, "what is left of it ?", "answer", instructions) == "a blue circle"
+    assert known_answer(examples, Image.new("RGB", (8, 8), "blue"), "what is left of it ?", "answer", instructions) is None
+    assert known_answer(examples, None, "a red circle", "find", instructions) == "scene 3"
+    assert known_answer(examples, None, "a red circle", "answer", instructions) is None
+
+    release = threading.Event()
+    fit = threading.Thread(target=release.wait, name="umap-latent", daemon=True)
+    fit.start()
+    assert background_work() == ["a UMAP map fit (latent mode)"]
+    first, still, waited = wait_for_background(0.05, poll_s=0.01)
+    assert first == still == ["a UMAP map fit (latent mode)"] and waited >= 0.05
+    release.set()
+    fit.join()
+    assert wait_for_background(1.0)[1] == []

@@ -66,7 +66,8 @@ class RaceBoard:
         elif kind == "token":
             self.elapsed_ms["cot"], self.tokens["cot"], self.cot_text = event["elapsed_ms"], event["tokens"], event["text"]
             self.numbers = (f"CoT: {event['tokens']} tokens in {event['elapsed_ms']:.1f} ms "
-                            f"({event['tokens_per_s']:.0f} tokens/s), first timed run.")
+                            f"({event['tokens_per_s']:.0f} tokens/s): {slowdown(event):.1f}x the latent lane so far "
+                            "(first timed run).")
         elif kind == "done":
             self._done(event)
 
