@@ -2,7 +2,8 @@
 
     harness   `run_lane` (one batch through one lane, timed per stage), `Stopwatch`, `StepStreamer`,
               `StopOnEvent`, `LaneRun`, `time_alternating`, `summarize`, `synchronize`, `hardware_info`
-    race      `race()`: the live race for the app, a generator of events
+    race      `race()`: the live race for the app, a generator of events (lanes timed in a worker in
+              lockstep with the consumer, repeats in rotating order; `race_lanes`)
     bench     `bench_race`, `bench_encode`, `generator_agreement`, `race_inputs`, `physical_floor`
     report    `format_race_table`, `format_encode_table`, `lane_headline`
 
@@ -22,7 +23,7 @@ from lame_tools.timing.harness import (
     synchronize,
     time_alternating,
 )
-from lame_tools.timing.race import race, stop_ids
+from lame_tools.timing.race import race, race_lanes, stop_ids
 from lame_tools.timing.report import format_encode_table, format_race_table, lane_headline
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "physical_floor",
     "race",
     "race_inputs",
+    "race_lanes",
     "run_lane",
     "stop_ids",
     "summarize",
