@@ -311,53 +311,11 @@ class LameModel(nn.Module):
     # ---- sequential latent ------------------------------------------------------------------------
 
     def forward_sequential(self, items: list[Item], num_steps: int | None = None) -> EmbedOutput:
-        """The sequential-latent baseline (Coconut / PLUME style): after the prompt, K latent steps run
-        one after another, each a one-position forward step whose input embedding is the previous
-        position's last-layer state, then `[EMBED]` (our latent row) is read in one more step.
+        """The sequential-latent baseline (`lame_tools.sequential`): K one-position steps, each fed
+        the previous state, then `[EMBED]`; `reason_states` are the K steps' outputs."""
+        from lame_tools.sequential import forward_sequential
 
-        Steps share a KV cache, so the cost is one prefill plus K + 1 single-position steps. Positions
-        are those of the latent layout (prompt, K reason slots, `[EMBED]`), so a row's rotary positions do
-        not depend on its padding. Gradients flow through every step (use `torch.no_grad()` to infer).
-        `reason_states` are the K steps' outputs, [batch, K, hidden].
-        """
-        from transformers import DynamicCache
-
-        k = self.num_reason_tokens if num_steps is None else num_steps
-        suffix = [*self.processor.reason_token_ids(k), self.processor.embed_token_id]
-        batch = self.move_batch(self.processor(items, suffix))
-        input_ids, mask = batch["input_ids"], batch["attention_mask"]
-        positions = self.position_ids(batch)
-        prompt = input_ids.shape[1] - k - 1
-        lm = self.backbone.model
-        cache = DynamicCache(config=self.backbone.config.get_text_config())
-        out = lm(
-            input_ids=input_ids[:, :prompt],
-            inputs_embeds=self.input_embeddings(input_ids[:, :prompt]),
-            attention_mask=mask[:, :prompt],
-            position_ids=positions[..., :prompt],
-            pixel_values=batch.get("pixel_values"),
-            image_grid_thw=batch.get("image_grid_thw"),
-            mm_token_type_ids=batch["mm_token_type_ids"][:, :prompt],
-            cache=cache,
-            use_cache=True,
-        )
-        state = out.last_hidden_state[:, -1:]
-        reason_states = []
-        embed_row = self.latent_embeddings[-1].to(state.dtype).expand(state.shape[0], 1, -1)
-        for step in range(k + 1):
-            at = prompt + step
-            step_input = state if step < k else embed_row
-            out = lm.language_model(
-                inputs_embeds=step_input,
-                attention_mask=mask[:, : at + 1],
-                position_ids=positions[..., at : at + 1],
-                cache=cache,
-                use_cache=True,
-            )
-            state = out.last_hidden_state[:, -1:]
-            if step < k:
-                reason_states.append(state)
-        hidden = torch.cat([*reason_states, state], dim=1)
+        hidden, k = forward_sequential(self, items, num_steps)
         return EmbedOutput(*self.pool(hidden, k))
 
     # ---- cot ------------------------------------------------------------------------------------
