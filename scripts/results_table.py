@@ -1,6 +1,6 @@
 """Markdown tables of Hit@1 with 95% intervals from eval JSONs (the balanced split), for the README.
 
-    .venv/bin/python scripts/results_table.py assets/results/balanced/lame-shapes.json ... [--labels A B ...]
+    .venv/bin/python scripts/results_table.py assets/results/eval_balanced_lame-shapes_latent.json ... [--labels A B ...]
 """
 
 from __future__ import annotations
