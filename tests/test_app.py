@@ -158,7 +158,7 @@ def test_race_streams_measured_events(client):
     assert "latent lane done" in latent and "Measured live" in hardware
     events = json.load(open(record))["events"]
     assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
-    assert {e["lane"] for e in events if e["event"] == "lane_done"} == {"latent", "discriminative", "cot"}
+    assert {e["lane"] for e in events if e["event"] == "lane_done"} == {"latent", "discriminative", "cot", "sequential"}
     assert "slower" in numbers and "Latent / discriminative" in numbers
     search_ok(client)
 
@@ -192,9 +192,11 @@ def test_every_endpoint_has_a_docstring_and_gpu_events_share_one_id(server):
 TABS = ["Retrieve", "Attention", "Embedding map", "Race", "Probe", "About"]
 PUBLIC_ENDPOINTS = {
     "search", "download_results", "add_to_corpus", "reset_corpus", "known_words", "attention", "attention_view",
-    "embedding_map", "race", "ablation", "linear_probe", "model_info",
+    "embedding_map", "race", "ablation", "linear_probe", "model_info", "attribution", "k_sweep", "map_neighbours",
 }
-GPU_ENDPOINTS = {"search", "attention", "embedding_map", "race", "ablation", "linear_probe", "add_to_corpus"}
+GPU_ENDPOINTS = {
+    "search", "attention", "embedding_map", "race", "ablation", "linear_probe", "add_to_corpus", "attribution", "k_sweep",
+}
 
 
 def tabs_and_endpoints(demo) -> tuple[list[str], set[str]]:
