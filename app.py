@@ -52,6 +52,9 @@ MAX_UPLOAD = "10mb"
 CSS = "#results-gallery {min-height: 260px}"
 # Gradio deletes its cached uploads and outputs older than an hour, every hour (and all of them on exit).
 UPLOAD_CACHE_CLEANUP = (3600, 3600)
+# Adding to the corpus decodes and shrinks images but runs no model (embedding happens at search time),
+# so it has its own queue: a large upload never holds the model slot other users' searches wait for.
+UPLOAD_EVENTS = {"concurrency_id": "uploads", "concurrency_limit": 1}
 
 
 def on_gpu(fn: Callable) -> Callable:
@@ -215,11 +218,9 @@ def corpus_additions(page: Page) -> None:
     """The accordion that adds a session's own images and texts to the corpus (and removes them)."""
     service = page.service
 
-    @on_gpu
     @user_errors
     def add_to_corpus(files, texts, user_gallery):
         """Add uploaded images and texts (one per line) to your own corpus for this session."""
-        service.warm_up(page.device)
         gallery, summary = service.add_to_gallery(user_gallery, files, texts)
         return gallery, summary, None, ""
 
@@ -236,7 +237,7 @@ def corpus_additions(page: Page) -> None:
             reset_btn = gr.Button("Remove my additions", elem_id="reset-btn")
         add_status = gr.Markdown(service.corpus_summary())
     add_btn.click(add_to_corpus, [add_files, add_texts, page.user_gallery], [page.user_gallery, add_status, add_files, add_texts],
-                  api_name="add_to_corpus", **page.model_events)
+                  api_name="add_to_corpus", **UPLOAD_EVENTS)
     reset_btn.click(reset_corpus, page.user_gallery, [page.user_gallery, add_status], api_name="reset_corpus")
 
 

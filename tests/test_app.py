@@ -185,8 +185,10 @@ def test_every_endpoint_has_a_docstring_and_gpu_events_share_one_id(server):
     assert {"search", "attention", "embedding_map", "race", "ablation", "linear_probe", "model_info"} <= {fn.api_name for fn in named}
     for fn in named:
         assert (fn.fn.__doc__ or "").strip(), fn.api_name
-    gpu = {fn.api_name: fn.concurrency_id for fn in named if fn.api_name in ("search", "attention", "embedding_map", "race", "ablation", "linear_probe", "add_to_corpus")}
-    assert set(gpu.values()) == {app.GPU_CONCURRENCY_ID}
+    gpu = {fn.api_name: fn.concurrency_id for fn in named if fn.api_name in GPU_ENDPOINTS}
+    assert set(gpu) == GPU_ENDPOINTS and set(gpu.values()) == {app.GPU_CONCURRENCY_ID}
+    uploads = next(fn for fn in named if fn.api_name == "add_to_corpus")
+    assert uploads.concurrency_id != app.GPU_CONCURRENCY_ID  # uploads run no model: they never hold its slot
 
 
 TABS = ["Retrieve", "Attention", "Embedding map", "Race", "Probe", "About"]
@@ -194,9 +196,7 @@ PUBLIC_ENDPOINTS = {
     "search", "download_results", "add_to_corpus", "reset_corpus", "known_words", "attention", "attention_view",
     "embedding_map", "race", "ablation", "linear_probe", "model_info", "attribution", "k_sweep", "map_neighbours",
 }
-GPU_ENDPOINTS = {
-    "search", "attention", "embedding_map", "race", "ablation", "linear_probe", "add_to_corpus", "attribution", "k_sweep",
-}
+GPU_ENDPOINTS = {"search", "attention", "embedding_map", "race", "ablation", "linear_probe", "attribution", "k_sweep"}
 
 
 def tabs_and_endpoints(demo) -> tuple[list[str], set[str]]:
