@@ -27,6 +27,7 @@ MAX_FILE_BYTES = 25 * 1024 * 1024
 MAX_DECODE_PIXELS = 40_000_000
 MAX_SIDE = 2048
 MAX_TEXT_CHARS = 4000
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a camera held the picture
 # Characters that print as nothing: zero-width space / non-joiner / joiner, word joiner, BOM, soft hyphen.
 ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 
@@ -51,7 +52,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # no copy of an RGB image
 
 
 def _read_source(source: object, name: str) -> tuple[bytes, str]:
@@ -90,6 +91,8 @@ def _open(data: bytes, name: str) -> Image.Image:
 def _upright(image: Image.Image) -> Image.Image:
     """The image turned as its EXIF Orientation tag says (unchanged when the tag is absent or unreadable)."""
     try:
+        if image.getexif().get(EXIF_ORIENTATION, 1) == 1:
+            return image  # upright already: no copy
         return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a broken EXIF block is no reason to refuse the pixels
         return image
