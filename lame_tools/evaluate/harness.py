@@ -319,6 +319,29 @@ def _finished_before(sources: Sequence[TaskSource], out: Path, fingerprint: dict
     return finished
 
 
+def _run_tasks(
+    model_dir: Path, sources: list[TaskSource], finished: dict, out: Path, fingerprint: dict, log: Any,
+    load: dict[str, Any], options: dict[str, Any],
+) -> tuple[Any, dict[str, dict]]:
+    """Each task's result: the stored one when an earlier run finished it, else run now (the model is
+    loaded on the first task that needs it). Returns (the model or None, results by task)."""
+    model = None
+    results: dict[str, dict] = {}
+    for source in sources:
+        stored = finished[source.name]
+        if stored is not None:
+            results[source.name] = stored
+            log(f"{source.name}: finished earlier, skipped")
+            continue
+        if model is None:
+            model = _load_model(
+                model_dir, load["kind"], load["mode"], load["device"],
+                allow_hub=load["allow_hub"], trust_remote_code=load["trust_remote_code"],
+            )
+        results[source.name] = _run_task(model, source, task_file(out, source.name), fingerprint, log, **options)
+    return model, results
+
+
 def run_benchmark(
     model_dir: Path,
     benchmark: str,
@@ -363,39 +386,18 @@ def run_benchmark(
     )
     sources = select_tasks(sources, tasks)
     fingerprint = run_fingerprint(
-        model_dir,
-        kind,
-        benchmark,
-        data,
-        instructions,
-        split=split,
-        seed=seed,
-        limit=limit,
-        mode=mode,
-        batch_size=batch_size,
-        num_frames=num_frames,
-        per_subtask=per_subtask,
-        style=style,
+        model_dir, kind, benchmark, data, instructions, split=split, seed=seed, limit=limit, mode=mode,
+        batch_size=batch_size, num_frames=num_frames, per_subtask=per_subtask, style=style,
     )
-    model = None
-    results: dict[str, dict] = {}
     group = process_group()
     finished = _finished_before(sources, out, fingerprint, resume, group)
     if not group.is_main:
         log, show_progress_bar = (lambda *_: None), False
     if device is None and group.distributed:
         device = group.device
-    for source in sources:
-        path = task_file(out, source.name)
-        stored = finished[source.name]
-        if stored is not None:
-            results[source.name] = stored
-            log(f"{source.name}: finished earlier, skipped")
-            continue
-        if model is None:
-            model = _load_model(model_dir, kind, mode, device, allow_hub=allow_hub, trust_remote_code=trust_remote_code)
-        options = {"mode": mode, "batch_size": batch_size, "show_progress_bar": show_progress_bar}
-        results[source.name] = _run_task(model, source, path, fingerprint, log, **options)
+    load = {"kind": kind, "mode": mode, "device": device, "allow_hub": allow_hub, "trust_remote_code": trust_remote_code}
+    options = {"mode": mode, "batch_size": batch_size, "show_progress_bar": show_progress_bar}
+    model, results = _run_tasks(model_dir, sources, finished, out, fingerprint, log, load, options)
     summary = {
         "benchmark": benchmark,
         "model": str(model_dir),
