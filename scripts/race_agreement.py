@@ -5,7 +5,7 @@ endpoint through gradio_client on --races Shapes test queries, and after each ap
 lanes offline on the same query in this process (`run_lane`, the `bench race --batch-sizes 1`
 protocol: warm-up, then --repeats rounds in rotating order, same thread count). Compares the CoT /
 latent ratio of the two (within 15% counts as agreement) and writes
-assets/benchmarks/race_agreement_<hw>.json with every run, the hardware and the load average.
+assets/benchmarks/race_agreement_<hw>_t<threads>.json with every run, the hardware and the load average.
 
     python scripts/race_agreement.py                      # 5 races, 2 threads
     python scripts/race_agreement.py --threads 1 --races 5
@@ -139,7 +139,7 @@ def main() -> int:
         "ratio_of_ratios": agreement, "within_15pct": bool(abs(agreement - 1.0) <= 0.15),
         "note": "busy machine unless the load averages say otherwise",
     }
-    out = args.out or ROOT / "assets" / "benchmarks" / f"race_agreement_{'gpu' if hw.get('gpu') else 'cpu'}.json"
+    out = args.out or ROOT / "assets" / "benchmarks" / f"race_agreement_{'gpu' if hw.get('gpu') else 'cpu'}_t{args.threads}.json"
     atomic_write_json(out, report)
     print(f"app cot/latent {report['app_cot_over_latent']:.2f}, offline {report['offline_cot_over_latent']:.2f}: "
           f"ratio {agreement:.2f} ({'within' if report['within_15pct'] else 'NOT within'} 15%); "
