@@ -37,3 +37,21 @@ def test_shapes_export_cli(tmp_path):
     result = _run("shapes", "export", "--split", "test", "--limit", "8", "--out", str(tmp_path / "d"))
     assert result.returncode == 0, result.stderr
     assert list((tmp_path / "d").glob("*.jsonl")) and list((tmp_path / "d" / "images").glob("*.png"))
+
+
+def test_shapes_export_balanced_split_and_eval_compare(tmp_path):
+    import json
+
+    from lame_tools.data.shapes import SUBTASKS
+
+    result = _run("shapes", "export", "--split", "validation", "--per-subtask", "2", "--out", str(tmp_path / "b"))
+    assert result.returncode == 0, result.stderr
+    files = {p.stem: p for p in (tmp_path / "b").glob("*.jsonl")}
+    assert set(files) == set(SUBTASKS)
+    assert all(len(p.read_text().splitlines()) == 2 for p in files.values())
+    assert len(list((tmp_path / "b" / "images").glob("*.png"))) == 2 * len(SUBTASKS)  # one scene per query
+    result = _run("eval-compare", str(tmp_path / "missing.json"), str(tmp_path / "missing.json"))
+    assert result.returncode == 2 and "not a readable evaluation JSON" in result.stderr
+    (tmp_path / "old.json").write_text(json.dumps({"tasks": {"count": {"score": 0.5}}}))
+    result = _run("eval-compare", str(tmp_path / "old.json"), str(tmp_path / "old.json"))
+    assert result.returncode == 2 and "no per-query scores" in result.stderr

@@ -33,8 +33,9 @@ def _embed(args: argparse.Namespace) -> int:
 def _shapes_export(args: argparse.Namespace) -> int:
     from lame_tools.data.shapes import export_mmeb
 
-    out = export_mmeb(args.seed, args.split, args.out, limit=args.limit)
-    print(f"wrote the {args.split} split (seed {args.seed}) as MMEB-style JSONL + PNG to {out}")
+    out = export_mmeb(args.seed, args.split, args.out, limit=args.limit, per_subtask=args.per_subtask)
+    which = f"balanced {args.split} split ({args.per_subtask} per subtask)" if args.per_subtask else f"{args.split} split"
+    print(f"wrote the {which} (seed {args.seed}) as MMEB-style JSONL + PNG to {out}")
     return 0
 
 
@@ -59,5 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--split", choices=SPLITS, default="test")
     export.add_argument("--seed", type=int, default=0)
     export.add_argument("--limit", type=int, default=None, help="only the first N examples")
+    export.add_argument("--per-subtask", type=int, default=None, help="the balanced split: N queries per subtask")
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(func=_shapes_export)
