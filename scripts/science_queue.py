@@ -1,7 +1,7 @@
 """Run a queue of training recipes one after another, each resumable, and score each on the balanced
 validation split (the split every recipe choice is made on).
 
-    .venv/bin/python scripts/science_queue.py QUEUE.json --runs runs/science --results assets/results/science_validation.json
+    .venv/bin/python scripts/science_queue.py scripts/queues/perception_1.json --runs runs/science
 
 QUEUE.json is a list of {"name", "preset", "set": ["KEY=VALUE", ...], "init_from": folder or null,
 "tasks": [subtasks to score] or null, "per_subtask": 100}. A finished run (its model folder exists) is
