@@ -45,10 +45,10 @@ class BatchImageProcessor:
         self.min_pixels, self.max_pixels = int(min_pixels), int(max_pixels)
         self.patch_size, self.temporal_patch_size, self.merge_size = patch_size, temporal_patch_size, merge_size
         self.resample = int(resample)
-        # (x * rescale - mean) / std for every uint8 value x of every channel: a [3 * 256] table
+        # (x * rescale - mean) / std = x * scale + offset per channel, in float32
         mean, std = np.asarray(image_mean, np.float64), np.asarray(image_std, np.float64)
-        values = np.arange(256, dtype=np.float64)[None, :] * rescale_factor
-        self._table = ((values - mean[:, None]) / std[:, None]).astype(np.float32).ravel()
+        self._scale = (rescale_factor / std).astype(np.float32)[:, None]
+        self._offset = (-mean / std).astype(np.float32)[:, None]
 
     @classmethod
     def from_processor(cls, processor: object) -> BatchImageProcessor | None:
@@ -87,36 +87,39 @@ class BatchImageProcessor:
             image = image.resize((width, height), resample=self.resample)
         return np.asarray(image)  # [H, W, 3] uint8
 
-    def _patches(self, stack: np.ndarray) -> np.ndarray:
-        """[n, H, W, 3] uint8 images of one size -> [n, gh * gw, 3 * T * p * p] float32 patches."""
+    def _fill_patches(self, stack: np.ndarray, out: np.ndarray) -> None:
+        """[n, H, W, 3] uint8 images of one size -> their patches written into `out`,
+        [n * gh * gw, C, T, p * p] float32 (the processor's patch order, channel-first in a patch)."""
         n, height, width, channels = stack.shape
-        p, m, t = self.patch_size, self.merge_size, self.temporal_patch_size
+        p, m = self.patch_size, self.merge_size
         gh, gw = height // p, width // p
         blocks = stack.reshape(n, gh // m, m, p, gw // m, m, p, channels)
-        # -> (n, gh/m, gw/m, m, m, C, p, p): the processor's patch order, channel-first inside a patch;
-        # the uint8 values are moved first (1 byte each), then looked up in the table once.
+        # -> (n, gh/m, gw/m, m, m, C, p, p); the uint8 values are moved first (1 byte each)
         blocks = np.ascontiguousarray(blocks.transpose(0, 1, 4, 2, 5, 7, 3, 6)).reshape(-1, channels, p * p)
-        lookup = blocks.astype(np.intp) + (np.arange(channels, dtype=np.intp) * 256)[None, :, None]
-        pixels = self._table.take(lookup)  # [n * gh * gw, C, p * p] float32
-        # the temporal axis repeats a still image T times (the processor's broadcast)
-        patches = np.empty((pixels.shape[0], channels, t, p * p), np.float32)
-        patches[:] = pixels[:, :, None, :]
-        return patches.reshape(n, gh * gw, channels * t * p * p)
+        pixels = blocks.astype(np.float32)
+        pixels *= self._scale
+        pixels += self._offset
+        out[:] = pixels[:, :, None, :]  # the temporal axis repeats a still image T times (the processor's broadcast)
 
     def __call__(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
         """{"pixel_values": [sum of patches, dim] float32, "image_grid_thw": [n, 3] int64}, images in order."""
         arrays = [self._resized(image) for image in images]
+        p, t = self.patch_size, self.temporal_patch_size
+        counts = [(a.shape[0] // p) * (a.shape[1] // p) for a in arrays]
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+        out = np.empty((int(starts[-1]), 3, t, p * p), np.float32)
         by_size: dict[tuple[int, int], list[int]] = {}
         for position, array in enumerate(arrays):
             by_size.setdefault(array.shape[:2], []).append(position)
-        per_image: list[np.ndarray | None] = [None] * len(arrays)
         for positions in by_size.values():
-            patches = self._patches(np.stack([arrays[i] for i in positions]))
-            for row, position in enumerate(positions):
-                per_image[position] = patches[row]
-        grids = [[1, a.shape[0] // self.patch_size, a.shape[1] // self.patch_size] for a in arrays]
+            if len(positions) == positions[-1] - positions[0] + 1:  # consecutive: one slice of the output
+                self._fill_patches(np.stack([arrays[i] for i in positions]), out[starts[positions[0]] : starts[positions[-1] + 1]])
+                continue
+            for i in positions:
+                self._fill_patches(arrays[i][None], out[starts[i] : starts[i + 1]])
+        grids = [[1, a.shape[0] // p, a.shape[1] // p] for a in arrays]
         return {
-            "pixel_values": torch.from_numpy(np.concatenate(per_image)),
+            "pixel_values": torch.from_numpy(out.reshape(out.shape[0], -1)),
             "image_grid_thw": torch.tensor(grids, dtype=torch.int64),
         }
 
