@@ -107,8 +107,9 @@ class AboutActions:
         return facts
 
     def corpus_summary(self) -> str:
-        """One line: how many scenes and texts the shipped corpus holds."""
-        return f"The corpus: {self.gallery.count('image')} Shapes scenes and {self.gallery.count('text')} texts."
+        """One line: how many images (Shapes scenes, or a folder's images) and texts the corpus holds."""
+        kind = "Shapes scenes" if getattr(self.gallery, "shapes", None) is not None else "images"
+        return f"The corpus: {self.gallery.count('image')} {kind} and {self.gallery.count('text')} texts."
 
     def about_markdown(self) -> str:
         """The About tab: what LaME is, the loaded checkpoints, how to load another."""
