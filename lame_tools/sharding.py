@@ -16,6 +16,7 @@ per process. One process (no launcher, or N = 1) needs no process group and noth
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -69,6 +70,7 @@ def process_group() -> ProcessGroup:
         from accelerate import PartialState
 
         state = PartialState(cpu=not torch.cuda.is_available())
+        atexit.register(_leave_group)
         rank, world, local, device = (
             state.process_index,
             state.num_processes,
@@ -77,6 +79,16 @@ def process_group() -> ProcessGroup:
         )
     _GROUP = ProcessGroup(rank, world, local, device)
     return _GROUP
+
+
+def _leave_group() -> None:
+    """At exit: wait for the other processes, then leave the group (a process that exits while a peer
+    still talks to it aborts gloo with "terminate called without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        try:
+            torch.distributed.barrier()
+        finally:
+            torch.distributed.destroy_process_group()
 
 
 def split(n: int, world: int) -> list[range]:
