@@ -1,7 +1,7 @@
 """The CoT embedding read from generation's own KV cache (UME-R1 style), for `LameAdapter`'s cot lane.
 
-`generate_keeping_cache` runs the same greedy generation as `LameModel.generate_rationales` and keeps
-the cache; `read_embed_from_cache` then feeds LaME's `[EMBED]` row as one more cached step. The state
+`generate_keeping_cache` runs `LameModel.generate_with_cache` (the greedy generation of
+`generate_rationales`) and keeps the cache; `read_embed_from_cache` then feeds LaME's `[EMBED]` row as one more cached step. The state
 equals the re-read pass of `LameModel.forward_cot` within float error (tests/test_adapters.py).
 """
 
@@ -15,23 +15,13 @@ import torch
 def generate_keeping_cache(
     model: Any, prepared: Any, max_new_tokens: int, streamer: Any = None, stopping_criteria: Any = None
 ) -> list[list[int]]:
-    """`LameModel.generate_rationales`' greedy generation (same stops, suppressed ids and cut), keeping
-    the KV cache and the step count in `prepared.extra` for `read_embed_from_cache`. Written here
-    because `generate_rationales` returns ids only."""
-    processor = model.processor
-    stops = [processor.embed_token_id, processor.eos_token_id]
-    out = model.backbone.generate(
-        **prepared.batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
-        pad_token_id=processor.pad_id, streamer=streamer, suppress_tokens=processor.cot_suppressed_ids(),
-        stopping_criteria=stopping_criteria, return_dict_in_generate=True,
+    """`LameModel.generate_rationales` on a prepared batch, keeping the KV cache and the last generated
+    ids in `prepared.extra` for `read_embed_from_cache`."""
+    rationales, cache, generated = model.generate_with_cache(
+        prepared.items, max_new_tokens, streamer, prepared.batch, stopping_criteria
     )
-    generated = out.sequences[:, prepared.batch["input_ids"].shape[1] :]
-    prepared.extra["cache"], prepared.extra["last_ids"] = out["cache"], generated[:, -1:]
-    rows = []
-    for row in generated.tolist():
-        cut = next((i for i, t in enumerate(row) if t in stops or t == processor.pad_id), len(row))
-        rows.append(row[:cut])
-    return rows
+    prepared.extra["cache"], prepared.extra["last_ids"] = cache, generated[:, -1:]
+    return rationales
 
 
 def read_embed_from_cache(model: Any, prepared: Any, generated: list[list[int]]) -> torch.Tensor:

@@ -339,6 +339,19 @@ class LameModel(nn.Module):
         Returns:
             per row, the generated ids without the stop token and padding.
         """
+        return self.generate_with_cache(items, max_new_tokens, streamer, batch, stopping_criteria)[0]
+
+    @torch.no_grad()
+    def generate_with_cache(
+        self,
+        items: list[Item],
+        max_new_tokens: int | None = None,
+        streamer: Any = None,
+        batch: dict[str, torch.Tensor] | None = None,
+        stopping_criteria: Any = None,
+    ) -> tuple[list[list[int]], Any, torch.Tensor]:
+        """`generate_rationales`, also returning what generation leaves behind for a cached read of
+        `[EMBED]` (`lame_tools.cot_read`): (rationales, its KV cache, the generated ids [batch, steps])."""
         batch = self.prepare(items, "cot") if batch is None else self.move_batch(batch)
         stops = [self.processor.embed_token_id, self.processor.eos_token_id]
         out = self.backbone.generate(
@@ -350,13 +363,14 @@ class LameModel(nn.Module):
             streamer=streamer,
             suppress_tokens=self.processor.cot_suppressed_ids(),
             stopping_criteria=stopping_criteria,
+            return_dict_in_generate=True,
         )
-        generated = out[:, batch["input_ids"].shape[1] :].tolist()
+        generated = out.sequences[:, batch["input_ids"].shape[1] :]
         rationales = []
-        for row in generated:
+        for row in generated.tolist():
             cut = next((i for i, t in enumerate(row) if t in stops or t == self.processor.pad_id), len(row))
             rationales.append(row[:cut])
-        return rationales
+        return rationales, out["cache"], generated
 
     def forward_cot(self, items: list[Item], rationales: Sequence[Sequence[int]] | None = None) -> EmbedOutput:
         """The CoT embedding: generate each item's rationale (unless given), then read `[EMBED]` in one
