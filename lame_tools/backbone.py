@@ -46,10 +46,13 @@ def build_tokenizer(vocabulary: list[str]) -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_image_processor(min_pixels: int, max_pixels: int) -> Qwen2VLImageProcessorPil:
-    """The PIL Qwen2-VL image processor (no torchvision needed). 112x112 gives an 8x8 patch grid,
-    merged 2x2 into 16 visual tokens."""
-    return Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
+def build_image_processor(
+    min_pixels: int, max_pixels: int, patch_size: int = 14, merge_size: int = 2
+) -> Qwen2VLImageProcessorPil:
+    """The PIL Qwen2-VL image processor (no torchvision needed). 112x112 gives an 8x8 grid of 14 px
+    patches, merged 2x2 into 16 visual tokens (or 16x16 patches of 7 px merged 4x4: 16 tokens too)."""
+    return Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels, patch_size=patch_size,
+                                    merge_size=merge_size)
 
 
 def build_tiny_backbone_config(tokenizer: PreTrainedTokenizerFast, preset: TinyBackbonePreset) -> Qwen2VLConfig:
@@ -73,8 +76,8 @@ def build_tiny_backbone_config(tokenizer: PreTrainedTokenizerFast, preset: TinyB
         hidden_size=preset.hidden_size,  # the merger's output must match the LM width
         num_heads=preset.vision_heads,
         mlp_ratio=2,
-        patch_size=14,
-        spatial_merge_size=2,
+        patch_size=preset.patch_size,
+        spatial_merge_size=preset.spatial_merge_size,
         temporal_patch_size=2,
     )
     return Qwen2VLConfig(

@@ -32,6 +32,8 @@ class LameConfig:
         max_text_tokens: text longer than this (in tokens) is truncated, with a warning.
         cot_max_new_tokens: the rationale length cap in cot mode.
         logit_scale_init: initial inverse temperature of InfoNCE (1 / 0.05).
+        scene_head: the model carries a `lame_tools.scene_head.SceneHead` (a per-visual-token read-out
+            of shape and colour, trained from the Shapes scene graphs).
     """
 
     num_reason_tokens: int = 8
@@ -45,6 +47,7 @@ class LameConfig:
     max_text_tokens: int = 64
     cot_max_new_tokens: int = 48
     logit_scale_init: float = 20.0
+    scene_head: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:
@@ -71,7 +74,8 @@ class TinyBackbonePreset:
 
     Constraints between the numbers: `mrope_section` sums to head_dim / 2 (hidden_size / num_heads / 2);
     the vision tower's output is merged into the language model's width; the vision head size
-    (vision_width / vision_heads) is divisible by 4.
+    (vision_width / vision_heads) is divisible by 4; the image side is a multiple of
+    patch_size x spatial_merge_size (a merged visual token covers that many pixels square).
     """
 
     hidden_size: int = 128
@@ -83,6 +87,8 @@ class TinyBackbonePreset:
     vision_width: int = 64
     vision_heads: int = 4
     mrope_section: tuple[int, int, int] = (4, 6, 6)  # sums to head_dim / 2 = 16
+    patch_size: int = 14
+    spatial_merge_size: int = 2
     decoder_hidden_size: int = 96
     decoder_layers: int = 2
     decoder_heads: int = 4
@@ -99,6 +105,10 @@ TINY_PRESETS: dict[str, TinyBackbonePreset] = {
         hidden_size=192, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=576,
         vision_depth=4, vision_width=128, vision_heads=4, mrope_section=(8, 8, 8),
     ),
+    # the tiny model reading the same 16 visual tokens at 112 px, each merged from 4 x 4 patches of
+    # 7 px instead of 2 x 2 of 14 px: a 14 px patch is about half an object, and a tower that embeds
+    # it linearly learns colour fast but shape barely (see README, "A backbone that sees")
+    "fine": TinyBackbonePreset(patch_size=7, spatial_merge_size=4),
     # for unit tests: builds in milliseconds
     "micro": TinyBackbonePreset(
         hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128,

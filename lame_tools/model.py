@@ -53,6 +53,7 @@ from lame_tools.errors import InputError
 from lame_tools.inputs import Item, make_items
 from lame_tools.model_files import CONFIG_FILE, TRAINING_FILE, WEIGHTS_FILE, load_folder, save_folder
 from lame_tools.processor import LameProcessor
+from lame_tools.scene_head import SceneHead
 
 __all__ = ["CONFIG_FILE", "TRAINING_FILE", "WEIGHTS_FILE", "EmbedOutput", "LameModel"]
 
@@ -96,6 +97,8 @@ class LameModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
         # ids whose input rows are ours, in row order: [REASON_0..K-1], then [EMBED] (a Python list: no device sync)
         self._latent_ids = [*processor.reason_token_ids(k), processor.embed_token_id]
+        # built last, so a model without it initialises exactly as before
+        self.scene_head = SceneHead(hidden) if config.scene_head else None
         self.training_info: dict[str, Any] = {}
 
     # ---- construction ---------------------------------------------------------------------------
@@ -112,13 +115,16 @@ class LameModel(nn.Module):
         *,
         vocabulary: Sequence[str],
         image_pixels: int | None = None,
+        scene_head: bool = False,
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
         (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
-        resized to about this many pixels (default 112 x 112; 224 x 224 gives 4x the visual tokens)."""
+        resized to about this many pixels (default 112 x 112; 224 x 224 gives 4x the visual tokens).
+        `scene_head`: add the per-visual-token scene-graph read-out (`lame_tools.scene_head`)."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
-        lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode)
+        lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
+                                 scene_head=scene_head)
         if image_pixels:
             lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
@@ -127,7 +133,8 @@ class LameModel(nn.Module):
         lame_config.decoder = decoder_config.to_dict() if decoder_config is not None else None
         processor = LameProcessor(
             tokenizer,
-            build_image_processor(lame_config.image_min_pixels, lame_config.image_max_pixels),
+            build_image_processor(lame_config.image_min_pixels, lame_config.image_max_pixels,
+                                  sizes.patch_size, sizes.spatial_merge_size),
             prompt_format=lame_config.prompt_format,
             max_text_tokens=lame_config.max_text_tokens,
         )

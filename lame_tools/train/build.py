@@ -60,7 +60,15 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
             f"(python -m lame_tools train --preset stage0 --out runs/stage0) or pass --init-from."
         )
     pretrained = LameModel.from_pretrained(source, device="cpu")
-    model.backbone.load_state_dict(pretrained.backbone.state_dict())
+    try:
+        model.backbone.load_state_dict(pretrained.backbone.state_dict())
+    except RuntimeError:
+        raise LameError(
+            f"The backbone in {str(source)!r} is not the size this run builds ({config.size!r}); pass the "
+            f"--set size=... it was trained with."
+        ) from None
+    if model.scene_head is not None and pretrained.scene_head is not None:
+        model.scene_head.load_state_dict(pretrained.scene_head.state_dict())
     if not config.image_pixels:  # the backbone learned to see at its own image size: keep it
         model.config.image_min_pixels = pretrained.config.image_min_pixels
         model.config.image_max_pixels = pretrained.config.image_max_pixels
@@ -88,6 +96,7 @@ def build_model(config: TrainConfig):
         seed=config.seed,
         vocabulary=VOCABULARY,
         image_pixels=config.image_pixels or None,
+        scene_head=config.scene_head_weight > 0,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)
@@ -97,14 +106,16 @@ def build_model(config: TrainConfig):
 
 
 def parameter_groups(model) -> dict[str, list[torch.nn.Parameter]]:
-    """Named groups: "backbone" (the language model and LM head), "vision" (the vision tower), "latent"
-    (reason/[EMBED] embeddings, head, temperature) and "decoder"."""
+    """Named groups: "backbone" (the language model and LM head), "vision" (the vision tower and the
+    scene head), "latent" (reason/[EMBED] embeddings, head, temperature) and "decoder"."""
     latent = [model.latent_embeddings, *model.embed_head.parameters(), model.logit_scale]
     decoder = list(model.decoder.parameters()) if model.decoder is not None else []
     vision_ids = {id(p) for p in model.backbone.model.visual.parameters()}
     backbone = [p for p in model.backbone.parameters() if id(p) not in vision_ids]
-    return {"backbone": backbone, "vision": list(model.backbone.model.visual.parameters()), "latent": latent,
-            "decoder": decoder}
+    vision = list(model.backbone.model.visual.parameters())
+    if model.scene_head is not None:
+        vision += list(model.scene_head.parameters())
+    return {"backbone": backbone, "vision": vision, "latent": latent, "decoder": decoder}
 
 
 def trainable_in_stage(config: TrainConfig, stage: int) -> set[str]:

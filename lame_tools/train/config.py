@@ -13,6 +13,7 @@ from lame_tools.constants import SEQUENTIAL_MODE
 from lame_tools.errors import LameError
 
 DEFAULT_STAGE0_DIR = Path("runs/stage0/model")
+SCENE_STAGE0_DIR = Path("runs/stage0-scene/model")
 
 
 @dataclass
@@ -22,7 +23,7 @@ class TrainConfig:
     Attributes:
         kind: "stage0" (next-token pretraining of the backbone), "contrastive" (LaME / discriminative) or
             "cot" (explicit rationale then [EMBED]).
-        size: tiny backbone preset ("tiny", "micro"); ignored with `base`.
+        size: tiny backbone preset (`lame_tools.config.TINY_PRESETS`: "tiny", "fine", ...); ignored with `base`.
         num_reason_tokens: K (0 = discriminative).
         with_decoder: build and train the latent decoder.
         lambda_decoder: weight of the decoder loss in stage 2 (stage 1 trains the decoder at weight 1
@@ -61,6 +62,9 @@ class TrainConfig:
         render_variation: the share of training images drawn with a random rendering style
             (`random_style`: tints, gradients, shades, canvas, resampling, JPEG, noise) instead of the
             default renderer.
+        scene_head_weight: weight of the dense scene-graph loss (`lame_tools.scene_head`: each visual
+            token's shape and colour) on the training images, in every stage in which the vision tower
+            trains; > 0 gives the model a scene head (kept from `init_from` when it has one).
     """
 
     kind: str = "contrastive"
@@ -106,6 +110,7 @@ class TrainConfig:
     subtasks: str = ""
     render_variation: float = 0.0
     latent_steps: str = "parallel"
+    scene_head_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -170,6 +175,20 @@ PRESETS: dict[str, TrainConfig] = {
     "stage0-lm": _preset(kind="stage0", num_reason_tokens=0, with_decoder=False, stage0_steps=600, batch_size=64,
                          homogeneous_batches=False, stage1_steps=0, stage2_steps=0, lr_backbone=2e-3, init_from=None,
                          save_every=200),
+    # the backbone that sees: 7 px patches ("fine"), the vision tower taught by the scene graphs
+    # (dense shape / colour labels per visual token) and the locked-text contrastive loss together,
+    # with rendering variation
+    "stage0-scene": _preset(size="fine", num_reason_tokens=0, with_decoder=False, stage1_trainable="vision",
+                            stage1_steps=2000, stage2_steps=0, lr_backbone=2e-3, init_from=None,
+                            scene_head_weight=1.0, render_variation=0.5, save_every=200),
+    **{f"see-{name}": _preset(size="fine", init_from=str(SCENE_STAGE0_DIR), scene_head_weight=0.5,
+                              render_variation=0.5, stage2_steps=1000, **fields)
+       for name, fields in (
+           ("lame", dict(num_reason_tokens=8)),
+           ("discriminative", dict(num_reason_tokens=0, with_decoder=False)),
+           ("cot", dict(kind="cot", num_reason_tokens=0, with_decoder=False)),
+           ("sequential", dict(num_reason_tokens=8, latent_steps="sequential")),
+       )},
     "lame": _preset(num_reason_tokens=8),
     "discriminative": _preset(num_reason_tokens=0, with_decoder=False),
     "cot": _preset(kind="cot", num_reason_tokens=0, with_decoder=False),
@@ -185,6 +204,7 @@ PRESETS: dict[str, TrainConfig] = {
     "micro-sequential": _micro(num_reason_tokens=4, latent_steps="sequential"),
     "micro-discriminative": _micro(num_reason_tokens=0, with_decoder=False),
     "micro-cot": _micro(kind="cot", num_reason_tokens=0, with_decoder=False),
+    "micro-scene": _micro(num_reason_tokens=0, with_decoder=False, scene_head_weight=1.0, render_variation=0.5),
 }
 
 

@@ -33,6 +33,7 @@ from lame_tools.checkpoint import load_latest, save_checkpoint
 from lame_tools.data.shapes import TARGET_INSTRUCTION, make_example, render
 from lame_tools.errors import LameError
 from lame_tools.inputs import Item
+from lame_tools.scene_head import scene_readout
 from lame_tools.train.build import build_model, lr_factor, make_optimizer, make_scheduler, set_stage
 from lame_tools.train.config import TrainConfig
 from lame_tools.train.step import train_step
@@ -47,7 +48,8 @@ def _embed_all(model, items: list[Item], mode: str, chunk: int) -> torch.Tensor:
 @torch.no_grad()
 def quick_validation(model, config: TrainConfig, n: int | None = None) -> dict[str, float]:
     """Hit@1 over each example's own candidates on the first `n` validation examples (t2i: the
-    positive image among the other t2i images of the subset). A cheap signal while training; the
+    positive image among the other t2i images of the subset), and with a scene head its read-out
+    accuracy per object (`val_scene_shape`, `val_scene_colour`). A cheap signal while training; the
     reported scores come from `lame_tools.evaluate`."""
     n = n or config.eval_examples
     mode = config.default_mode
@@ -69,9 +71,12 @@ def quick_validation(model, config: TrainConfig, n: int | None = None) -> dict[s
         else:
             hit = float(int((t[[row_of[c] for c in ex.candidates]] @ q[i]).argmax()) == 0)
         hits.setdefault(ex.subtask, []).append(hit)
-    model.train(was_training)
     result = {f"val_{k}": float(np.mean(v)) for k, v in sorted(hits.items())}
     result["val_overall"] = float(np.mean([np.mean(v) for v in hits.values()]))
+    if model.scene_head is not None:  # what the vision tower sees, object by object
+        readout = scene_readout(model, [e.scene for e in examples], images)
+        result["val_scene_shape"], result["val_scene_colour"] = readout["shape"], readout["colour"]
+    model.train(was_training)
     return result
 
 

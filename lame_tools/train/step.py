@@ -12,6 +12,7 @@ import torch
 
 from lame_tools.inputs import Item
 from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
+from lame_tools.scene_head import capture_vision, scene_head_loss
 from lame_tools.train.build import GROUPS, parameter_groups, trainable_in_stage
 from lame_tools.train.config import TrainConfig
 from lame_tools.train.data import TrainBatch, make_batch, stage0_rows
@@ -88,12 +89,20 @@ def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: i
 
 def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
     """Stage 1 / 2 losses of a contrastive or CoT run on this process's slice of the step's batch:
-    "loss" (with gradients) and its detached parts ("contrastive", "decoder", "cot_lm")."""
+    "loss" (with gradients) and its detached parts ("contrastive", "decoder", "cot_lm", "scene")."""
     stage = config.stage_of(step)
     batch = make_batch(config, step, rank, world)
     out: dict[str, torch.Tensor] = {}
     embed = _cot_embeddings if config.kind == "cot" else _one_pass_embeddings
-    q_emb, t_emb, hard_emb = embed(model, config, batch, stage, out)
+    dense = (config.scene_head_weight > 0 and model.scene_head is not None
+             and "vision" in trainable_in_stage(config, stage))
+    with capture_vision(model) if dense else contextlib.nullcontext() as capture:
+        q_emb, t_emb, hard_emb = embed(model, config, batch, stage, out)
+    if dense and (seen := capture.take()) is not None:
+        # the images in forward order: the queries', then the targets' (hard negatives are texts)
+        scenes = ([ex.scene for ex in batch.examples if ex.query_has_image]
+                  + [ex.scene for ex in batch.examples if ex.target_has_image])
+        out["scene"] = scene_head_loss(model.scene_head, *seen, scenes, model.processor.merge_size)
     device = q_emb.device
     out["contrastive"] = info_nce(
         q_emb, t_emb, model.logit_scale, batch.target_keys.to(device),
@@ -106,6 +115,8 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
         loss = loss + (1.0 if stage == 1 else config.lambda_decoder) * out["decoder"]
     if "cot_lm" in out:
         loss = loss + config.cot_lm_weight * out["cot_lm"]
+    if "scene" in out:
+        loss = loss + config.scene_head_weight * out["scene"]
     out = {k: v.detach() for k, v in out.items()}
     out["loss"] = loss
     return out

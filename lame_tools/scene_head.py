@@ -1,0 +1,137 @@
+"""A dense scene-graph read-out of the vision tower: what each visual token sees.
+
+The Shapes world knows every object's shape, colour and position, so the vision tower can be taught
+to see with labels instead of only through the contrastive loss: a linear `SceneHead` on each merged
+visual token (the tokens the language model reads, in the row-major order of the merged grid)
+predicts the shape and the colour of the object whose centre falls in that token's cell, or "none".
+The head is part of the model when `LameConfig.scene_head` is set (it trains with the vision tower
+and is saved with it); at inference it is a probe of what the tower perceives.
+
+`capture_vision(model)` records the tower's merged tokens of every forward inside it, so the loss
+costs no second vision pass; `scene_head_loss` and `scene_readout` use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lame_tools.data.scene import COLOURS, SHAPES, Scene
+
+NONE_SHAPE = len(SHAPES)  # class index of "no object centred here"
+NONE_COLOUR = len(COLOURS)
+
+
+class SceneHead(nn.Module):
+    """Per visual token: logits over SHAPES + none, and over COLOURS + none."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.shape = nn.Linear(hidden_size, len(SHAPES) + 1)
+        self.colour = nn.Linear(hidden_size, len(COLOURS) + 1)
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.shape(tokens), self.colour(tokens)
+
+
+@dataclass
+class VisionCapture:
+    """The merged visual tokens [tokens, hidden] and image grids [images, 3] of each forward."""
+
+    tokens: list[torch.Tensor]
+    grids: list[torch.Tensor]
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """All captured (tokens, grids) so far, concatenated in forward order, and cleared."""
+        if not self.tokens:
+            return None
+        out = torch.cat(self.tokens), torch.cat(self.grids)
+        self.tokens.clear()
+        self.grids.clear()
+        return out
+
+
+@contextlib.contextmanager
+def capture_vision(model) -> Iterator[VisionCapture]:
+    """Record the vision tower's merged tokens of every backbone forward inside the block."""
+    capture = VisionCapture([], [])
+    visual = model.backbone.model.visual
+
+    def hook(_module, args, kwargs, output):
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        capture.tokens.append(getattr(output, "pooler_output", output))
+        capture.grids.append(grid.detach().cpu())
+
+    handle = visual.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield capture
+    finally:
+        handle.remove()
+
+
+def merged_grid(grid_thw: Sequence[int], merge_size: int) -> tuple[int, int]:
+    """(rows, columns) of one image's merged visual tokens."""
+    _, h, w = (int(v) for v in grid_thw)
+    return h // merge_size, w // merge_size
+
+
+def cell_of(x: float, y: float, rows: int, cols: int) -> int:
+    """The row-major index of the merged cell holding the point (x, y) in image fractions."""
+    return min(int(y * rows), rows - 1) * cols + min(int(x * cols), cols - 1)
+
+
+def cell_labels(scenes: Sequence[Scene], grids: torch.Tensor, merge_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shape, colour) class per merged token of `scenes`' images (grids in the same order): the object
+    centred in the cell (the later object when two share a cell, as it is drawn on top), else none."""
+    shapes, colours = [], []
+    for scene, grid in zip(scenes, grids.tolist()):
+        rows, cols = merged_grid(grid, merge_size)
+        shape = torch.full((rows * cols,), NONE_SHAPE, dtype=torch.long)
+        colour = torch.full((rows * cols,), NONE_COLOUR, dtype=torch.long)
+        for obj in scene.objects:
+            cell = cell_of(obj.x, obj.y, rows, cols)
+            shape[cell] = SHAPES.index(obj.shape)
+            colour[cell] = COLOURS.index(obj.colour)
+        shapes.append(shape)
+        colours.append(colour)
+    return torch.cat(shapes), torch.cat(colours)
+
+
+def scene_head_loss(head: SceneHead, tokens: torch.Tensor, grids: torch.Tensor, scenes: Sequence[Scene],
+                    merge_size: int) -> torch.Tensor:
+    """Cross-entropy of the head's shape and colour classes against the scene graphs (mean of the two)."""
+    shape_target, colour_target = cell_labels(scenes, grids, merge_size)
+    shape_logits, colour_logits = head(tokens.to(head.shape.weight.dtype))
+    device = shape_logits.device
+    return 0.5 * (F.cross_entropy(shape_logits, shape_target.to(device))
+                  + F.cross_entropy(colour_logits, colour_target.to(device)))
+
+
+@torch.no_grad()
+def scene_readout(model, scenes: Sequence[Scene], images: Sequence) -> dict[str, float]:
+    """Accuracy of the model's scene head on each object's cell: shape and colour (the argmax over the
+    real classes), over all objects of `scenes` drawn as `images`; also the objects counted."""
+    if model.scene_head is None:
+        raise ValueError("this model has no scene head")
+    from lame_tools.image_batch import pixel_inputs
+
+    vision = model.move_batch(pixel_inputs(model.processor.image_processor, list(images)))
+    output = model.backbone.model.visual(vision["pixel_values"], grid_thw=vision["image_grid_thw"])
+    tokens = getattr(output, "pooler_output", output)
+    shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
+    merge = model.processor.merge_size
+    offset, right_shape, right_colour, n = 0, 0, 0, 0
+    for scene, grid in zip(scenes, vision["image_grid_thw"].tolist()):
+        rows, cols = merged_grid(grid, merge)
+        for obj in scene.objects:
+            cell = offset + cell_of(obj.x, obj.y, rows, cols)
+            right_shape += int(shape_logits[cell, :NONE_SHAPE].argmax()) == SHAPES.index(obj.shape)
+            right_colour += int(colour_logits[cell, :NONE_COLOUR].argmax()) == COLOURS.index(obj.colour)
+            n += 1
+        offset += rows * cols
+    return {"shape": right_shape / max(1, n), "colour": right_colour / max(1, n), "objects": n}

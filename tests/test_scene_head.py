@@ -1,0 +1,164 @@
+"""The scene-graph read-out of the vision tower, the 7 px / 4x4-merge "fine" backbone, and training
+with the dense scene loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lame_tools.data.scene import COLOURS, SHAPES, Scene, SceneObject
+from lame_tools.data.shapes import VOCABULARY, make_example, render
+from lame_tools.image_batch import pixel_inputs
+from lame_tools.model import LameModel
+from lame_tools.scene_head import (
+    NONE_COLOUR,
+    NONE_SHAPE,
+    capture_vision,
+    cell_labels,
+    scene_head_loss,
+    scene_readout,
+)
+
+
+def _scene(*objects: SceneObject) -> Scene:
+    return Scene(objects=tuple(objects), width=112, height=112, background=(255, 255, 255), render_seed=1)
+
+
+def test_cell_labels_put_each_object_in_the_cell_of_its_centre():
+    scene = _scene(
+        SceneObject("triangle", "red", "small", 0.1, 0.1),    # cell (0, 0)
+        SceneObject("diamond", "blue", "large", 0.9, 0.6),    # cell (2, 3)
+        SceneObject("circle", "green", "small", 0.95, 0.7),   # the same cell, drawn later: it wins
+        SceneObject("square", "purple", "small", 1.0, 1.0),   # the edge belongs to the last cell
+    )
+    grid = torch.tensor([[1, 8, 8]])  # 8x8 patches, merged 2x2 -> 4x4 cells
+    shape, colour = cell_labels([scene], grid, merge_size=2)
+    assert shape.shape == (16,) and colour.shape == (16,)
+    expected_shape = {0: "triangle", 2 * 4 + 3: "circle", 15: "square"}
+    expected_colour = {0: "red", 2 * 4 + 3: "green", 15: "purple"}
+    for cell in range(16):
+        assert shape[cell] == (SHAPES.index(expected_shape[cell]) if cell in expected_shape else NONE_SHAPE)
+        assert colour[cell] == (COLOURS.index(expected_colour[cell]) if cell in expected_colour else NONE_COLOUR)
+    # a wide image: the grid is rows x columns of its own
+    shape, _ = cell_labels([scene], torch.tensor([[1, 4, 8]]), merge_size=2)
+    assert shape.shape == (8,) and shape[0] == SHAPES.index("triangle")
+    assert shape[1 * 4 + 3] == SHAPES.index("square")  # circle and square share the last cell there
+
+
+@pytest.fixture(scope="module")
+def fine_model():
+    return LameModel.build_tiny("fine", num_reason_tokens=2, embed_dim=32, with_decoder=False, seed=0,
+                                vocabulary=VOCABULARY, scene_head=True)
+
+
+def test_the_fine_backbone_reads_16_tokens_merged_from_256_patches_of_7_px(fine_model):
+    image = render(make_example(0, "test", 0).scene).resize((112, 112))
+    vision = pixel_inputs(fine_model.processor.image_processor, [image])
+    assert vision["image_grid_thw"].tolist() == [[1, 16, 16]]
+    assert vision["pixel_values"].shape == (256, 3 * 2 * 7 * 7)
+    assert fine_model.backbone.config.vision_config.patch_size == 7
+    assert fine_model.processor.merge_size == 4
+    batch = fine_model.processor([make_example(0, "test", 0).query_item(image)], [])
+    assert int((batch["input_ids"] == fine_model.processor.image_token_id).sum()) == 16
+    assert fine_model.encode([image]).shape == (1, 32)
+
+
+def test_capture_records_the_merged_tokens_the_language_model_reads(fine_model):
+    examples = [e for e in (make_example(0, "test", i) for i in range(10)) if e.query_has_image][:3]
+    images = [render(e.scene) for e in examples]
+    with torch.no_grad(), capture_vision(fine_model) as capture:
+        fine_model.forward_items([e.query_item(im) for e, im in zip(examples, images)], "latent")
+    tokens, grids = capture.take()
+    assert capture.take() is None  # cleared
+    cells = sum(h * w // 16 for _, h, w in grids.tolist())
+    assert tokens.shape == (cells, fine_model.backbone.config.text_config.hidden_size) and len(grids) == 3
+    vision = pixel_inputs(fine_model.processor.image_processor, images)
+    with torch.no_grad():
+        direct = fine_model.backbone.model.visual(vision["pixel_values"], grid_thw=vision["image_grid_thw"]).pooler_output
+    torch.testing.assert_close(tokens, direct)
+    assert grids.tolist() == vision["image_grid_thw"].tolist()
+    # outside the block nothing is recorded any more
+    with torch.no_grad():
+        fine_model.forward_items([examples[0].query_item(images[0])], "latent")
+    assert capture.take() is None
+
+
+def test_the_scene_loss_teaches_the_head_and_the_readout_counts_every_object():
+    torch.manual_seed(0)
+    model = LameModel.build_tiny("micro", num_reason_tokens=0, embed_dim=16, with_decoder=False, seed=0,
+                                 vocabulary=VOCABULARY, scene_head=True)
+    scenes = [make_example(0, "train", i).scene for i in range(6)]
+    images = [render(s) for s in scenes]
+    vision = pixel_inputs(model.processor.image_processor, images)
+    params = [*model.backbone.model.visual.parameters(), *model.scene_head.parameters()]
+    model.eval()
+    before = scene_readout(model, scenes, images)
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    losses = []
+    for _ in range(80):
+        tokens = model.backbone.model.visual(vision["pixel_values"], grid_thw=vision["image_grid_thw"]).pooler_output
+        loss = scene_head_loss(model.scene_head, tokens, vision["image_grid_thw"], scenes, model.processor.merge_size)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+    model.eval()
+    readout = scene_readout(model, scenes, images)
+    assert readout["objects"] == sum(len(s.objects) for s in scenes)
+    # memorised: these are the scenes it trained on
+    assert readout["colour"] >= before["colour"] + 0.3 and readout["shape"] > before["shape"], (before, readout)
+
+
+def test_a_model_with_a_scene_head_saves_and_loads_it(fine_model, tmp_path):
+    fine_model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "lame_config.json").read_text())["scene_head"] is True
+    loaded = LameModel.from_pretrained(tmp_path / "m")
+    for name, tensor in fine_model.scene_head.state_dict().items():
+        torch.testing.assert_close(loaded.scene_head.state_dict()[name], tensor)
+    image = render(make_example(0, "test", 1).scene)
+    torch.testing.assert_close(loaded.encode([image]), fine_model.encode([image]))
+    assert loaded.processor.merge_size == 4
+
+
+def test_models_without_a_scene_head_have_none(shipped_model, micro_model):
+    assert shipped_model.scene_head is None and micro_model.scene_head is None
+    with pytest.raises(ValueError, match="no scene head"):
+        scene_readout(micro_model, [], [])
+
+
+def test_training_with_the_scene_loss_logs_it_and_trains_the_head(tmp_path):
+    from lame_tools.train import get_train_preset, train
+    from lame_tools.train.build import parameter_groups
+
+    config = get_train_preset("micro-scene")
+    config.eval_every = config.total_steps
+    result = train(config, tmp_path / "run", show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # the vision tower (and so the scene loss) trains in stage 2 only here: stage 1 is latent,decoder
+    assert all(("scene" in row) == (row["stage"] == 2) for row in rows)
+    assert "val_scene_shape" in rows[-1] and 0.0 <= rows[-1]["val_scene_colour"] <= 1.0
+    model = result.model
+    head_ids = {id(p) for p in model.scene_head.parameters()}
+    assert head_ids <= {id(p) for p in parameter_groups(model)["vision"]}
+    fresh = LameModel.build_tiny("micro", num_reason_tokens=0, embed_dim=32, with_decoder=False, seed=0,
+                                 vocabulary=VOCABULARY, scene_head=True)
+    assert not torch.equal(fresh.scene_head.shape.weight, model.scene_head.shape.weight)
+    loaded = LameModel.from_pretrained(tmp_path / "run" / "model")
+    torch.testing.assert_close(loaded.scene_head.shape.weight, model.scene_head.shape.weight)
+
+
+def test_a_stage0_backbone_of_another_size_is_refused_in_one_sentence(tmp_path):
+    from lame_tools.errors import LameError
+    from lame_tools.train import get_train_preset
+    from lame_tools.train.build import build_model
+
+    other = LameModel.build_tiny("micro", num_reason_tokens=0, embed_dim=32, with_decoder=False, seed=0,
+                                 vocabulary=VOCABULARY)
+    other.save_pretrained(tmp_path / "micro")
+    config = get_train_preset("discriminative")
+    config.init_from = str(tmp_path / "micro")
+    with pytest.raises(LameError, match="not the size this run builds"):
+        build_model(config)
