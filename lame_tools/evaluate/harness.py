@@ -12,6 +12,10 @@ metrics of `lame_tools.evaluate.metrics`, ranking by `lame_tools.ranking.top_k_p
   first. (pytrec_eval breaks ties by document id instead; with real float scores ties only arise
   from identical inputs, so this changes nothing but degenerate cases.)
 
+In cot mode (a LaME model, Shapes) the rationale each query's embedding pass generated is kept and
+scored field by field against the scene graph (`lame_tools.evaluate.rationales`); the task result
+holds the texts and scores, the summary a "rationales" block. Other modes' results are unchanged.
+
 `run_benchmark` (the `eval` verb) writes one JSON per finished task into `<out>.tasks/` and the
 summary to `<out>`, all atomically; a rerun with the same arguments skips finished tasks, so a
 killed run resumes, and gives the same JSON as a run never killed.
@@ -30,8 +34,10 @@ from tqdm.auto import tqdm
 
 from lame_tools.atomic import atomic_write_json
 from lame_tools.data.formats import CandidateTask, CorpusTask, EmbedInput, Task, TaskSource
+from lame_tools.data.tasks import Example
 from lame_tools.errors import InputError
 from lame_tools.evaluate.metrics import hit_at_k, mean_or_none, metric, parse_metric
+from lame_tools.evaluate.rationales import score_task_rationales, shapes_examples
 from lame_tools.evaluate.report import query_intervals, summarize_tasks
 from lame_tools.evaluate.sources import benchmark_sources, select_tasks
 from lame_tools.fingerprint import folder_fingerprint
@@ -60,6 +66,21 @@ def embed_inputs(
     `model` is a `LameModel` (anything with its `encode`), or an `EmbeddingAdapter` of
     `lame_tools.adapters` (UME-R1, VLM2Vec-V2 ...: anything with `embed`), which runs in its own mode.
     """
+    return _embed_inputs(model, inputs, load_image, mode, batch_size, show_progress_bar, desc)[0]
+
+
+def _embed_inputs(
+    model: Any,
+    inputs: Sequence[EmbedInput],
+    load_image: Any,
+    mode: str | None = None,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+    desc: str = "embed",
+    rationales: bool = False,
+) -> tuple[np.ndarray, list[str] | None]:
+    """`embed_inputs`, and with `rationales` (a LaME model in cot mode) also the rationale the
+    embedding pass generated for each input (its first image's, for several), decoded; else None."""
     items: list[tuple[int, str | None, str, str]] = []  # (input position, image ref, text, instruction)
     for position, item in enumerate(inputs):
         for ref in item.images or (None,):
@@ -73,7 +94,7 @@ def embed_inputs(
     chunk = max(batch_size * 4, 64)
     starts = list(range(0, len(items), chunk))
     mine = [starts[i] for i in split(len(starts), group.world)[group.rank]]
-    local = []
+    local, local_ids = [], []
     total = sum(len(items[s : s + chunk]) for s in mine)
     with tqdm(
         total=total, disable=not (show_progress_bar and group.is_main), desc=desc, unit="input", leave=False
@@ -83,15 +104,26 @@ def embed_inputs(
             images = [load_image(ref) if ref is not None else None for _, ref, _, _ in part]
             texts = [text or None for _, _, text, _ in part]
             instructions = [inst or None for _, _, _, inst in part]
-            local.append(_encode(model, images, texts, instructions, batch_size, mode).astype(np.float32))
+            if rationales:
+                embedded, ids = _encode_cot(model, images, texts, instructions, batch_size)
+                local_ids.extend(ids)
+            else:
+                embedded = _encode(model, images, texts, instructions, batch_size, mode)
+            local.append(embedded.astype(np.float32))
             bar.update(len(part))
     rows = gather_rows(np.concatenate(local) if local else np.zeros((0, 0), np.float32), group)
+    decoded = None
+    if rationales:
+        ids = _gather_ids(local_ids, group)
+        decoded = [""] * len(inputs)
+        for (position, *_), row in reversed(list(zip(items, ids))):  # an input's first image last: it stays
+            decoded[position] = model.processor.decode(row)
     if not items:
-        return np.zeros((0, 0), np.float32)
+        return np.zeros((0, 0), np.float32), decoded
     sums = np.zeros((len(inputs), rows.shape[1]), dtype=np.float64)
     np.add.at(sums, [position for position, _, _, _ in items], rows.astype(np.float64))
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+    return (sums / np.maximum(norms, 1e-12)).astype(np.float32), decoded
 
 
 def _encode(model: Any, images: list, texts: list, instructions: list, batch_size: int, mode: str | None) -> np.ndarray:
@@ -104,6 +136,49 @@ def _encode(model: Any, images: list, texts: list, instructions: list, batch_siz
         for i in range(0, len(texts), batch_size)
     ]
     return np.concatenate(chunks).astype(np.float32)
+
+
+def _encode_cot(
+    model: Any, images: list, texts: list, instructions: list, batch_size: int
+) -> tuple[np.ndarray, list[list[int]]]:
+    """`LameModel.encode(..., mode="cot")` that also returns each input's generated rationale ids: the
+    same items, order and batches as `encode` (one generation; the same embeddings, bit for bit)."""
+    import torch
+
+    items = model.make_items(images, texts, instructions)
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1.")
+    areas = [it.image.width * it.image.height if it.image is not None else 0 for it in items]
+    lengths = [len(it.text or "") + len(it.instruction or "") for it in items]
+    order = sorted(range(len(items)), key=lambda i: (areas[i], lengths[i]))
+    rows = np.zeros((len(items), model.config.embed_dim), np.float32)
+    ids: list[list[int]] = [[] for _ in items]
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            picked = order[start : start + batch_size]
+            out = model.forward_items([items[i] for i in picked], "cot")
+            rows[picked] = out.embeddings.float().cpu().numpy()
+            for i, rationale in zip(picked, out.rationale_ids):
+                ids[i] = list(rationale)
+    return rows, ids
+
+
+def _gather_ids(local: list[list[int]], group: Any) -> list[list[int]]:
+    """Every rank's rationale ids in rank order (`gather_rows` of rows [length, id_0, ..., 0 ...], all
+    as wide as the longest rationale of any rank)."""
+    width = int(gather_rows(np.array([[max(map(len, local), default=0)]], np.int64), group).max())
+    packed = np.zeros((len(local), width + 1), np.int64)
+    for row, rationale in enumerate(local):
+        packed[row, 0] = len(rationale)
+        packed[row, 1 : 1 + len(rationale)] = rationale
+    rows = gather_rows(packed, group).astype(np.int64)
+    return [row[1 : 1 + row[0]].tolist() for row in rows]
+
+
+def _keeps_rationales(model: Any, mode: str | None) -> bool:
+    """Whether an evaluation of `model` in `mode` scores rationales: a LaME model in cot mode (an
+    adapter's cot lane generates no rationale of the Shapes format)."""
+    return hasattr(model, "forward_cot") and model_mode(model, mode) == "cot"
 
 
 def _score_candidate_task(task: CandidateTask, embeddings: np.ndarray, position: dict[EmbedInput, int]) -> dict:
@@ -154,16 +229,30 @@ def _score_corpus_task(task: CorpusTask, query_embeddings: np.ndarray, doc_embed
 
 
 def evaluate_task(
-    model: Any, task: Task, mode: str | None = None, batch_size: int = 32, show_progress_bar: bool = False
+    model: Any,
+    task: Task,
+    mode: str | None = None,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+    examples: Sequence[Example] | None = None,
 ) -> dict:
     """Embed and score one task; returns {"metric", "score", <metric>: value, "n", "meta_task", "group"}.
 
-    Every distinct input (same instruction, text and images) is embedded once.
+    Every distinct input (same instruction, text and images) is embedded once. With `examples` (a
+    candidate task's Shapes example per query) and a LaME model in cot mode, the result also holds
+    "rationales": the rationale generated for each query and its field scores against the example
+    (`lame_tools.evaluate.rationales.score_task_rationales`), taken from the embedding pass itself.
     """
     if isinstance(task, CandidateTask):
         distinct = list(dict.fromkeys([*task.queries, *(c for row in task.candidates for c in row)]))
-        embeddings = embed_inputs(model, distinct, task.load_image, mode, batch_size, show_progress_bar, task.name)
-        result = _score_candidate_task(task, embeddings, {item: i for i, item in enumerate(distinct)})
+        collect = examples is not None and _keeps_rationales(model, mode)
+        embeddings, texts = _embed_inputs(
+            model, distinct, task.load_image, mode, batch_size, show_progress_bar, task.name, rationales=collect
+        )
+        position = {item: i for i, item in enumerate(distinct)}
+        result = _score_candidate_task(task, embeddings, position)
+        if texts is not None:
+            result["rationales"] = score_task_rationales([texts[position[q]] for q in task.queries], examples)
     else:
         distinct = list(dict.fromkeys([*task.queries, *task.corpus]))
         embeddings = embed_inputs(model, distinct, task.load_image, mode, batch_size, show_progress_bar, task.name)
@@ -196,7 +285,8 @@ def evaluate_shapes(
     `per_subtask`: the balanced split; `style`: a rendering variant of the same scenes.
 
     Queries are embedded with their instruction, candidates with `TARGET_INSTRUCTION` (t2i
-    candidates are images).
+    candidates are images). In cot mode (a LaME model) each query's generated rationale is scored
+    against its example, and the summary gains "rationales" (`summarize_tasks`).
 
     Returns:
         {"benchmark": "shapes", "split", "seed", "limit", "mode", "overall": mean Hit@1 over subtasks,
@@ -205,7 +295,11 @@ def evaluate_shapes(
     """
     sources = benchmark_sources("shapes", None, split, seed, limit, per_subtask=per_subtask, style=style)
     sources = select_tasks(sources, tasks)
-    results = {s.name: evaluate_task(model, s.load(), mode, batch_size, show_progress_bar) for s in sources}
+    examples = shapes_examples(seed, split, limit, per_subtask) if _keeps_rationales(model, mode) else {}
+    results = {
+        s.name: evaluate_task(model, s.load(), mode, batch_size, show_progress_bar, examples.get(s.name))
+        for s in sources
+    }
     return {
         "benchmark": "shapes",
         "split": split,
@@ -257,12 +351,14 @@ def _load_model(model_dir: Path, kind: str, mode: str | None, device: str | None
     return load_lane(mode or BASELINE_LANES.get(kind, "discriminative"), model_dir, kind, device=device, **lane_options)
 
 
-def _run_task(model: Any, source: TaskSource, path: Path, fingerprint: dict, log: Callable, **options: Any) -> dict:
+def _run_task(
+    model: Any, source: TaskSource, path: Path, fingerprint: dict, log: Callable, examples: Any = None, **options: Any
+) -> dict:
     """Evaluate one task, write its result, the run's fingerprint and its timing to `path`, and log a
     line (under a launcher: every process evaluates, the main one writes and logs)."""
     task = source.load()
     start = time.perf_counter()
-    result = evaluate_task(model, task, **options)
+    result = evaluate_task(model, task, examples=examples, **options)
     elapsed = time.perf_counter() - start
     queries = len(task.queries)
     rate = queries / max(elapsed, 1e-9)
@@ -321,14 +417,18 @@ def _finished_before(sources: Sequence[TaskSource], out: Path, fingerprint: dict
 
 def _run_tasks(
     model_dir: Path, sources: list[TaskSource], finished: dict, out: Path, fingerprint: dict, log: Any,
-    load: dict[str, Any], options: dict[str, Any],
+    load: dict[str, Any], options: dict[str, Any], shapes: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, dict]]:
     """Each task's result: the stored one when an earlier run finished it, else run now (the model is
-    loaded on the first task that needs it). Returns (the model or None, results by task)."""
-    model = None
+    loaded on the first task that needs it). `shapes` (seed, split, limit, per_subtask of a Shapes
+    run): a cot run scores rationales, and reruns a task stored without them. Returns (the model or
+    None, results by task)."""
+    model, examples = None, None
     results: dict[str, dict] = {}
     for source in sources:
         stored = finished[source.name]
+        if stored is not None and shapes is not None and "rationales" not in stored and load["kind"] == "lame":
+            stored = None if _run_mode(model, model_dir, load["kind"], load["mode"]) == "cot" else stored
         if stored is not None:
             results[source.name] = stored
             log(f"{source.name}: finished earlier, skipped")
@@ -338,7 +438,11 @@ def _run_tasks(
                 model_dir, load["kind"], load["mode"], load["device"],
                 allow_hub=load["allow_hub"], trust_remote_code=load["trust_remote_code"],
             )
-        results[source.name] = _run_task(model, source, task_file(out, source.name), fingerprint, log, **options)
+        if examples is None:
+            examples = shapes_examples(**shapes) if shapes is not None and _keeps_rationales(model, load["mode"]) else {}
+        results[source.name] = _run_task(
+            model, source, task_file(out, source.name), fingerprint, log, examples.get(source.name), **options
+        )
     return model, results
 
 
@@ -371,7 +475,8 @@ def run_benchmark(
 
     `kind` "lame" reads a LaME folder; "qwen2-vl-base", "ume-r1" and "vlm2vec" load a baseline
     through `lame_tools.adapters.load_lane` (`mode` then picks its lane: "cot" = UME-R1's generative
-    embedding); a hub id is used only with `allow_hub`.
+    embedding); a hub id is used only with `allow_hub`. A LaME model in cot mode on Shapes also
+    scores each query's generated rationale (see `evaluate_task`).
 
     Each finished task is written to `<out>.tasks/<task>.json` with a fingerprint of the run (model
     files, benchmark, data, split, seed, limit, mode, batch size); a rerun skips tasks whose file
@@ -397,7 +502,8 @@ def run_benchmark(
         device = group.device
     load = {"kind": kind, "mode": mode, "device": device, "allow_hub": allow_hub, "trust_remote_code": trust_remote_code}
     options = {"mode": mode, "batch_size": batch_size, "show_progress_bar": show_progress_bar}
-    model, results = _run_tasks(model_dir, sources, finished, out, fingerprint, log, load, options)
+    shapes = {"seed": seed, "split": split, "limit": limit, "per_subtask": per_subtask} if benchmark == "shapes" else None
+    model, results = _run_tasks(model_dir, sources, finished, out, fingerprint, log, load, options, shapes)
     summary = {
         "benchmark": benchmark,
         "model": str(model_dir),

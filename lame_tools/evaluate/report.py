@@ -41,7 +41,10 @@ def summarize_tasks(task_results: Mapping[str, dict]) -> dict:
     several groups (MMEB-v2's image / video / visdoc), `groups` {group: {"overall", "meta_tasks"}}.
     When every task kept its per-query scores, `intervals` {"overall": [low, high], "meta_tasks":
     {meta: [low, high]}}: 95% stratified-bootstrap intervals (queries resampled within their task).
-    Tasks without a score are left out."""
+    When some task carries scored rationales (cot mode), `rationales`: their field means
+    (`lame_tools.evaluate.rationales.summarize_rationales`). Tasks without a score are left out."""
+    from lame_tools.evaluate.rationales import summarize_rationales
+
     scored = {name: r for name, r in task_results.items() if r.get("score") is not None}
     summary = _block(list(scored.values()))
     groups = sorted({r["group"] for r in scored.values()})
@@ -49,6 +52,9 @@ def summarize_tasks(task_results: Mapping[str, dict]) -> dict:
         summary["groups"] = {g: _block([r for r in scored.values() if r["group"] == g]) for g in groups}
     if scored and all(r.get("per_query") for r in scored.values()):
         summary["intervals"] = _summary_intervals(scored, summary["meta_tasks"])
+    rationales = summarize_rationales(task_results)
+    if rationales is not None:
+        summary["rationales"] = rationales
     return summary
 
 
@@ -91,7 +97,8 @@ def _percent(value: float | None) -> str:
 
 
 def format_table(results: dict) -> str:
-    """The per-task table, then per-meta-task means (per group where there are several) and overall."""
+    """The per-task table, then per-meta-task means (per group where there are several) and overall;
+    in cot mode last one line of rationale field accuracies."""
     lines = [f"{'task':<24} {'meta-task':<15} {'metric':<8} {'n':>6} {'score':>6}"]
     for name, r in results["tasks"].items():
         line = f"{name:<24} {r['meta_task']:<15} {r['metric']:<8} {r['n']:>6} {_percent(r['score']):>6}"
@@ -109,6 +116,10 @@ def format_table(results: dict) -> str:
         lines.append(f"overall 95% interval (stratified bootstrap): [{_percent(low).strip()}, {_percent(high).strip()}]")
     if results.get("groups"):
         lines.append(f"all: overall {_percent(results['overall'])}")
+    if results.get("rationales"):
+        from lame_tools.evaluate.rationales import format_rationales
+
+        lines.append(format_rationales(results["rationales"]))
     return "\n".join(lines)
 
 
