@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lame_tools.data.scene import COLOURS, SHAPES, Scene
+from lame_tools.data.scene import COLOURS, HELD_OUT_PAIRS, SHAPES, Scene
 
 NONE_SHAPE = len(SHAPES)  # class index of "no object centred here"
 NONE_COLOUR = len(COLOURS)
@@ -103,35 +103,53 @@ def cell_labels(scenes: Sequence[Scene], grids: torch.Tensor, merge_size: int) -
 
 
 def scene_head_loss(head: SceneHead, tokens: torch.Tensor, grids: torch.Tensor, scenes: Sequence[Scene],
-                    merge_size: int) -> torch.Tensor:
-    """Cross-entropy of the head's shape and colour classes against the scene graphs (mean of the two)."""
+                    merge_size: int, colour: bool = True) -> torch.Tensor:
+    """Cross-entropy of the head's shape and colour classes against the scene graphs (mean of the two;
+    the shape term alone with `colour=False`, for images whose objects are not in their named colour)."""
     shape_target, colour_target = cell_labels(scenes, grids, merge_size)
     shape_logits, colour_logits = head(tokens.to(head.shape.weight.dtype))
     device = shape_logits.device
-    return 0.5 * (F.cross_entropy(shape_logits, shape_target.to(device))
-                  + F.cross_entropy(colour_logits, colour_target.to(device)))
+    shape_loss = F.cross_entropy(shape_logits, shape_target.to(device))
+    if not colour:
+        return shape_loss
+    return 0.5 * (shape_loss + F.cross_entropy(colour_logits, colour_target.to(device)))
+
+
+def vision_tokens(model, images: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+    """(merged visual tokens, image grids) of `images` through the vision tower alone."""
+    from lame_tools.image_batch import pixel_inputs
+
+    vision = model.move_batch(pixel_inputs(model.processor.image_processor, list(images)))
+    output = model.backbone.model.visual(vision["pixel_values"], grid_thw=vision["image_grid_thw"])
+    return getattr(output, "pooler_output", output), vision["image_grid_thw"]
 
 
 @torch.no_grad()
 def scene_readout(model, scenes: Sequence[Scene], images: Sequence) -> dict[str, float]:
     """Accuracy of the model's scene head on each object's cell: shape and colour (the argmax over the
-    real classes), over all objects of `scenes` drawn as `images`; also the objects counted."""
+    real classes), over all objects of `scenes` drawn as `images`, and the shape accuracy apart on
+    objects of a held-out colour-shape pair ("shape_held_out") and the rest ("shape_seen"), since a
+    head that guesses shape from colour passes on seen pairs only; also the objects counted."""
     if model.scene_head is None:
         raise ValueError("this model has no scene head")
-    from lame_tools.image_batch import pixel_inputs
-
-    vision = model.move_batch(pixel_inputs(model.processor.image_processor, list(images)))
-    output = model.backbone.model.visual(vision["pixel_values"], grid_thw=vision["image_grid_thw"])
-    tokens = getattr(output, "pooler_output", output)
+    tokens, grids = vision_tokens(model, images)
     shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
     merge = model.processor.merge_size
-    offset, right_shape, right_colour, n = 0, 0, 0, 0
-    for scene, grid in zip(scenes, vision["image_grid_thw"].tolist()):
+    offset, right_colour = 0, 0
+    shape_hits: dict[bool, list[bool]] = {True: [], False: []}
+    for scene, grid in zip(scenes, grids.tolist()):
         rows, cols = merged_grid(grid, merge)
         for obj in scene.objects:
             cell = offset + cell_of(obj.x, obj.y, rows, cols)
-            right_shape += int(shape_logits[cell, :NONE_SHAPE].argmax()) == SHAPES.index(obj.shape)
+            held_out = (obj.colour, obj.shape) in HELD_OUT_PAIRS
+            shape_hits[held_out].append(int(shape_logits[cell, :NONE_SHAPE].argmax()) == SHAPES.index(obj.shape))
             right_colour += int(colour_logits[cell, :NONE_COLOUR].argmax()) == COLOURS.index(obj.colour)
-            n += 1
         offset += rows * cols
-    return {"shape": right_shape / max(1, n), "colour": right_colour / max(1, n), "objects": n}
+    n = len(shape_hits[True]) + len(shape_hits[False])
+
+    def share(hits: list[bool]) -> float | None:
+        return sum(hits) / len(hits) if hits else None
+
+    return {"shape": share(shape_hits[True] + shape_hits[False]) or 0.0, "colour": right_colour / max(1, n),
+            "shape_held_out": share(shape_hits[True]), "shape_seen": share(shape_hits[False]),
+            "objects": n, "held_out_objects": len(shape_hits[True])}

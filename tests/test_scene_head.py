@@ -162,3 +162,26 @@ def test_a_stage0_backbone_of_another_size_is_refused_in_one_sentence(tmp_path):
     config.init_from = str(tmp_path / "micro")
     with pytest.raises(LameError, match="not the size this run builds"):
         build_model(config)
+
+
+def test_shape_only_images_are_deterministic_colourless_and_trained_on(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from lame_tools.train import get_train_preset, train
+    from lame_tools.train.data import shape_only_images
+
+    config = dataclasses.replace(get_train_preset("micro-scene"), shape_only_images=6, stage1_steps=0)
+    scenes, images = shape_only_images(config, 3)
+    again_scenes, again = shape_only_images(config, 3)
+    assert len(scenes) == 6 and scenes == again_scenes
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(images, again))
+    assert shape_only_images(config, 4)[0] != scenes
+    # two processes split the step's scenes between them
+    halves = shape_only_images(config, 3, 0, 2)[0] + shape_only_images(config, 3, 1, 2)[0]
+    assert sorted(map(id, halves)) != [] and len(halves) == 6
+    result = train(config, tmp_path / "run", show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(row["scene_shape_only"] > 0 for row in rows)
+    assert result.summary["complete"]

@@ -95,6 +95,11 @@ SHADE_RANGES = {
     "purple": ((0.75, 0.82), (0.45, 0.75), (0.50, 0.80)),
 }
 
+# Hue bands (HSV hue in 0..1) between the named colours' hue ranges, each at least 0.03 away from
+# every range: orange, lime, cyan, pink. Nothing drawn in them reads as a named colour.
+OFF_PALETTE_HUES = ((0.055, 0.09), (0.195, 0.235), (0.45, 0.53), (0.87, 0.93))
+FILLS = ("named", "grey", "off-palette")
+
 
 @dataclass(frozen=True)
 class RenderStyle:
@@ -110,6 +115,10 @@ class RenderStyle:
         supersample: anti-aliasing factor (1: none); resample: the down-sampling filter.
         blur: Gaussian blur radius (0: none); jpeg_quality: None for no JPEG; noise: std of
             Gaussian pixel noise on the 0..255 scale.
+        fill: "named" (each object in its named colour), or, for images that teach shape without
+            colour, "grey" (each object a random grey) or "off-palette" (a random hue between the
+            named colours' ranges, `OFF_PALETTE_HUES`): no object then shows any named colour, so no
+            colour-shape pair, held-out or not, is drawn.
     """
 
     name: str = "custom"
@@ -124,6 +133,7 @@ class RenderStyle:
     jpeg_quality: int | None = None
     noise: float = 0.0
     seed: int = 0
+    fill: str = "named"
 
 
 # Fixed variants of the test scenes for the robustness report (same graphs, other rendering).
@@ -204,8 +214,7 @@ def _render_styled(scene: Scene, style: RenderStyle) -> Image.Image:
     canvas = _background(style, scene, (width * ss, height * ss), rng)
     draw = ImageDraw.Draw(canvas)
     for d in plan:
-        fill = _shade(d.obj.colour, rng) if style.shades else d.fill
-        _draw_object(draw, d, fill)
+        _draw_object(draw, d, _fill(style, d, rng))
     image = canvas.resize((width, height), RESAMPLING[style.resample]) if ss > 1 else canvas
     if style.blur > 0:
         image = image.filter(ImageFilter.GaussianBlur(style.blur))
@@ -215,6 +224,17 @@ def _render_styled(scene: Scene, style: RenderStyle) -> Image.Image:
     if style.jpeg_quality is not None:
         image = _jpeg(image, style.jpeg_quality)
     return image
+
+
+def _fill(style: RenderStyle, d: _DrawnObject, rng: random.Random) -> tuple[int, int, int]:
+    if style.fill == "grey":
+        return _hsv_to_rgb(0.0, 0.0, rng.uniform(0.1, 0.65))
+    if style.fill == "off-palette":
+        low, high = OFF_PALETTE_HUES[rng.randrange(len(OFF_PALETTE_HUES))]
+        return _hsv_to_rgb(rng.uniform(low, high), rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.95))
+    if style.fill != "named":
+        raise ValueError(f"unknown fill {style.fill!r}; expected one of {FILLS}")
+    return _shade(d.obj.colour, rng) if style.shades else d.fill
 
 
 def _draw_object(draw: ImageDraw.ImageDraw, d: _DrawnObject, fill: tuple[int, int, int]) -> None:

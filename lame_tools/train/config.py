@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lame_tools.constants import SEQUENTIAL_MODE
+from lame_tools.data.tasks import SUBTASKS
 from lame_tools.errors import LameError
 
 DEFAULT_STAGE0_DIR = Path("runs/stage0/model")
@@ -65,6 +66,10 @@ class TrainConfig:
         scene_head_weight: weight of the dense scene-graph loss (`lame_tools.scene_head`: each visual
             token's shape and colour) on the training images, in every stage in which the vision tower
             trains; > 0 gives the model a scene head (kept from `init_from` when it has one).
+        shape_only_images: with the scene loss, this many more train scenes per step drawn with grey or
+            off-palette objects (`RenderStyle.fill`) go through the vision tower for the head's shape
+            loss alone (not the contrastive one): shape without colour, so the tower cannot guess
+            shape from colour (each colour shows only three shapes in training).
     """
 
     kind: str = "contrastive"
@@ -111,6 +116,7 @@ class TrainConfig:
     render_variation: float = 0.0
     latent_steps: str = "parallel"
     scene_head_weight: float = 0.0
+    shape_only_images: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -176,13 +182,15 @@ PRESETS: dict[str, TrainConfig] = {
                          homogeneous_batches=False, stage1_steps=0, stage2_steps=0, lr_backbone=2e-3, init_from=None,
                          save_every=200),
     # the backbone that sees: 7 px patches ("fine"), the vision tower taught by the scene graphs
-    # (dense shape / colour labels per visual token) and the locked-text contrastive loss together,
-    # with rendering variation
+    # (dense shape / colour labels per visual token; shape also on grey / off-palette objects) and the
+    # locked-text contrastive loss together, with rendering variation
     "stage0-scene": _preset(size="fine", num_reason_tokens=0, with_decoder=False, stage1_trainable="vision",
-                            stage1_steps=2000, stage2_steps=0, lr_backbone=2e-3, init_from=None,
-                            scene_head_weight=1.0, render_variation=0.5, save_every=200),
+                            stage1_steps=2500, stage2_steps=0, lr_backbone=2e-3, init_from=None,
+                            scene_head_weight=1.0, shape_only_images=16, render_variation=0.5, save_every=200),
+    # the four models on that backbone, trained on every subtask (one per batch), reasoning ones included
     **{f"see-{name}": _preset(size="fine", init_from=str(SCENE_STAGE0_DIR), scene_head_weight=0.5,
-                              render_variation=0.5, stage2_steps=1000, **fields)
+                              shape_only_images=8, render_variation=0.5, stage2_steps=1000,
+                              subtasks=",".join(SUBTASKS), **fields)
        for name, fields in (
            ("lame", dict(num_reason_tokens=8)),
            ("discriminative", dict(num_reason_tokens=0, with_decoder=False)),

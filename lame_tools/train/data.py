@@ -3,6 +3,7 @@ so a run's data position is its step. Each process takes an equal slice (`rank::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from dataclasses import dataclass
@@ -141,6 +142,22 @@ def training_image(config: TrainConfig, example: Example, index: int, step: int)
         if rng.random() < config.render_variation:
             return render(example.scene, random_style(rng))
     return scene_image(config, example, index)
+
+
+def shape_only_images(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> tuple[list, list]:
+    """(scenes, images): this process's slice of the `shape_only_images` train scenes of `step`, each
+    drawn in a random rendering style with grey or off-palette objects (no named colour shows), for the
+    scene head's shape loss alone. A pure function of (seed, step)."""
+    rng = random.Random(f"shape-only/{config.seed}/{step}")
+    indices = [rng.randrange(SPLIT_SIZES["train"]) for _ in range(config.shape_only_images)][rank::world]
+    scenes, images = [], []
+    for index in indices:
+        scene = make_example(config.world_seed, "train", index).scene
+        style = dataclasses.replace(random_style(rng), fill=rng.choice(("grey", "off-palette")),
+                                    name="shape-only")
+        scenes.append(scene)
+        images.append(render(scene, style))
+    return scenes, images
 
 
 def cache_path(cache: str | os.PathLike, world_seed: int, index: int) -> Path:

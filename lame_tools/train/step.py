@@ -12,10 +12,10 @@ import torch
 
 from lame_tools.inputs import Item
 from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
-from lame_tools.scene_head import capture_vision, scene_head_loss
+from lame_tools.scene_head import capture_vision, scene_head_loss, vision_tokens
 from lame_tools.train.build import GROUPS, parameter_groups, trainable_in_stage
 from lame_tools.train.config import TrainConfig
-from lame_tools.train.data import TrainBatch, make_batch, stage0_rows
+from lame_tools.train.data import TrainBatch, make_batch, shape_only_images, stage0_rows
 
 
 def decoder_targets(tokenizer, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +89,8 @@ def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: i
 
 def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
     """Stage 1 / 2 losses of a contrastive or CoT run on this process's slice of the step's batch:
-    "loss" (with gradients) and its detached parts ("contrastive", "decoder", "cot_lm", "scene")."""
+    "loss" (with gradients) and its detached parts ("contrastive", "decoder", "cot_lm", "scene",
+    "scene_shape_only")."""
     stage = config.stage_of(step)
     batch = make_batch(config, step, rank, world)
     out: dict[str, torch.Tensor] = {}
@@ -103,6 +104,11 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
         scenes = ([ex.scene for ex in batch.examples if ex.query_has_image]
                   + [ex.scene for ex in batch.examples if ex.target_has_image])
         out["scene"] = scene_head_loss(model.scene_head, *seen, scenes, model.processor.merge_size)
+    if dense and config.shape_only_images > 0:
+        scenes, images = shape_only_images(config, step, rank, world)
+        if scenes:
+            out["scene_shape_only"] = scene_head_loss(model.scene_head, *vision_tokens(model, images), scenes,
+                                                      model.processor.merge_size, colour=False)
     device = q_emb.device
     out["contrastive"] = info_nce(
         q_emb, t_emb, model.logit_scale, batch.target_keys.to(device),
@@ -115,8 +121,9 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
         loss = loss + (1.0 if stage == 1 else config.lambda_decoder) * out["decoder"]
     if "cot_lm" in out:
         loss = loss + config.cot_lm_weight * out["cot_lm"]
-    if "scene" in out:
-        loss = loss + config.scene_head_weight * out["scene"]
+    for name in ("scene", "scene_shape_only"):
+        if name in out:
+            loss = loss + config.scene_head_weight * out[name]
     out = {k: v.detach() for k, v in out.items()}
     out["loss"] = loss
     return out
