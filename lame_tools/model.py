@@ -410,7 +410,8 @@ class LameModel(nn.Module):
         show_progress_bar: bool = False,
         mode: str | None = None,
         convert_to_numpy: bool = True,
-    ) -> np.ndarray | torch.Tensor:
+        return_rationales: bool = False,
+    ) -> np.ndarray | torch.Tensor | tuple[np.ndarray | torch.Tensor, list[list[int]]]:
         """Embed images, texts, or image+text pairs (aligned lists; None entries allowed).
 
         Args:
@@ -421,9 +422,11 @@ class LameModel(nn.Module):
             show_progress_bar: a tqdm bar over batches.
             mode: "latent", "discriminative" or "cot"; default: the mode the model was trained for.
             convert_to_numpy: return a float32 array, else a tensor.
+            return_rationales: cot mode: also return each input's generated rationale ids (from the
+                same generation that made its embedding).
 
         Returns:
-            [n, embed_dim] unit-norm float32 embeddings.
+            [n, embed_dim] unit-norm float32 embeddings (and, with `return_rationales`, the ids).
 
         Example:
             >>> model.encode(texts=["a red circle"], instruction="represent the text .").shape
@@ -437,13 +440,19 @@ class LameModel(nn.Module):
         areas = [it.image.width * it.image.height if it.image is not None else 0 for it in items]
         lengths = [len(it.text or "") + len(it.instruction or "") for it in items]
         order = sorted(range(len(items)), key=lambda i: (areas[i], lengths[i]))
-        chunks = []
+        if return_rationales and (mode or self.config.default_mode) != "cot":
+            raise InputError("Rationales are generated in cot mode only.")
+        chunks, rationales = [], [[] for _ in items]
         for start in tqdm(range(0, len(items), batch_size), disable=not show_progress_bar, desc="encode"):
-            batch = [items[i] for i in order[start : start + batch_size]]
-            chunks.append(self.forward_items(batch, mode).embeddings.float().cpu())
+            picked = order[start : start + batch_size]
+            out = self.forward_items([items[i] for i in picked], mode)
+            chunks.append(out.embeddings.float().cpu())
+            for i, ids in zip(picked, out.rationale_ids or []):
+                rationales[i] = list(ids)
         embeddings = torch.zeros(0, self.config.embed_dim)
         if chunks:
             stacked = torch.cat(chunks)
             embeddings = torch.empty_like(stacked)
             embeddings[torch.tensor(order)] = stacked
-        return embeddings.numpy() if convert_to_numpy else embeddings
+        result = embeddings.numpy() if convert_to_numpy else embeddings
+        return (result, rationales) if return_rationales else result

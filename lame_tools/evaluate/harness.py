@@ -141,26 +141,9 @@ def _encode(model: Any, images: list, texts: list, instructions: list, batch_siz
 def _encode_cot(
     model: Any, images: list, texts: list, instructions: list, batch_size: int
 ) -> tuple[np.ndarray, list[list[int]]]:
-    """`LameModel.encode(..., mode="cot")` that also returns each input's generated rationale ids: the
-    same items, order and batches as `encode` (one generation; the same embeddings, bit for bit)."""
-    import torch
-
-    items = model.make_items(images, texts, instructions)
-    if batch_size < 1:
-        raise InputError("batch_size must be at least 1.")
-    areas = [it.image.width * it.image.height if it.image is not None else 0 for it in items]
-    lengths = [len(it.text or "") + len(it.instruction or "") for it in items]
-    order = sorted(range(len(items)), key=lambda i: (areas[i], lengths[i]))
-    rows = np.zeros((len(items), model.config.embed_dim), np.float32)
-    ids: list[list[int]] = [[] for _ in items]
-    with torch.no_grad():
-        for start in range(0, len(items), batch_size):
-            picked = order[start : start + batch_size]
-            out = model.forward_items([items[i] for i in picked], "cot")
-            rows[picked] = out.embeddings.float().cpu().numpy()
-            for i, rationale in zip(picked, out.rationale_ids):
-                ids[i] = list(rationale)
-    return rows, ids
+    """`LameModel.encode(..., mode="cot")` with each input's generated rationale ids (one generation)."""
+    return model.encode(images=images, texts=texts, instruction=instructions, batch_size=batch_size, mode="cot",
+                        return_rationales=True)
 
 
 def _gather_ids(local: list[list[int]], group: Any) -> list[list[int]]:
