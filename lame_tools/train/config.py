@@ -14,7 +14,7 @@ from lame_tools.data.tasks import SUBTASKS
 from lame_tools.errors import LameError
 
 DEFAULT_STAGE0_DIR = Path("runs/stage0/model")
-SCENE_STAGE0_DIR = Path("runs/stage0-scene/model")
+SCENE_STAGE0_DIR = Path("runs/see/stage0-scene/model")
 
 
 @dataclass

@@ -1,0 +1,99 @@
+"""Evaluate the trained see-* models on the balanced Shapes test split and ship them into assets/models.
+
+    .venv/bin/python scripts/ship_see.py --runs runs/see [--only lame,cot] [--no-ship]
+
+For each model (lame, discriminative, cot, sequential): `python -m lame_tools eval --balanced` on its
+run's model folder (per-query scores and 95% intervals; resumable), the JSON copied to
+assets/results/eval_balanced_<name>_<mode>.json, then the model folder copied to assets/models/<name>
+with a training.json that holds the training command and config, seeds, wall time and the balanced
+test scores with their intervals, and the command that reproduces them. Run it again after an
+interruption: finished evaluations are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lame_tools.atomic import atomic_write_json  # noqa: E402
+
+# run name under --runs -> (shipped folder name, the mode it is evaluated in)
+MODELS = {
+    "see-lame": ("lame-shapes", "latent"),
+    "see-discriminative": ("discriminative-shapes", "discriminative"),
+    "see-cot": ("cot-shapes", "cot"),
+    "see-sequential": ("sequential-shapes", "sequential"),
+}
+
+
+def evaluate(model_dir: Path, out: Path, threads: int) -> dict:
+    command = [sys.executable, "-m", "lame_tools", "eval", "--model", str(model_dir), "--balanced",
+               "--out", str(out), "--no-progress"]
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+                   env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"})
+    return json.loads(out.read_text())
+
+
+def test_scores(summary: dict, shipped: Path) -> dict:
+    """The balanced test scores as training.json keeps them (subtask scores and intervals)."""
+    return {
+        "split": "test (balanced: 300 queries per subtask)",
+        "reproduce": f"python -m lame_tools eval --model {shipped.relative_to(ROOT)} --balanced --out OUT.json",
+        "overall": summary["overall"],
+        "interval": summary.get("intervals", {}).get("overall"),
+        "meta_tasks": summary.get("meta_tasks"),
+        "tasks": {name: {"score": t["score"], "n": t.get("n"), "interval": t.get("interval")}
+                  for name, t in summary["tasks"].items()},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "see")
+    parser.add_argument("--only", default="", help="comma list of lame, discriminative, cot, sequential")
+    parser.add_argument("--no-ship", action="store_true", help="evaluate only; do not copy into assets/models")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    wanted = {f"see-{name}" for name in args.only.split(",") if name} or set(MODELS)
+    results = ROOT / "assets" / "results"
+    for run, (name, mode) in MODELS.items():
+        if run not in wanted:
+            continue
+        model_dir = args.runs / run / "model"
+        if not (model_dir / "model.safetensors").is_file():
+            print(f"{run}: not trained yet ({model_dir} is missing); skipped", flush=True)
+            continue
+        out = results / f"eval_balanced_{name}_{mode}.json"
+        summary = evaluate(model_dir, args.runs / run / "eval_balanced_test.json", args.threads)
+        summary["model"] = f"assets/models/{name}"
+        atomic_write_json(out, summary)
+        print(f"{run}: overall {100 * summary['overall']:.1f} -> {out.relative_to(ROOT)}", flush=True)
+        if args.no_ship:
+            continue
+        shipped = ROOT / "assets" / "models" / name
+        info = json.loads((model_dir / "training.json").read_text())
+        run_summary = json.loads((args.runs / run / "summary.json").read_text())
+        info["seed"] = run_summary["config"]["seed"]
+        info["world_seed"] = run_summary["config"]["world_seed"]
+        info["init_from"] = run_summary["config"]["init_from"]
+        info["test_scores"] = test_scores(summary, shipped)
+        staging = shipped.with_name(f".{name}.new")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(model_dir, staging)
+        atomic_write_json(staging / "training.json", info)
+        if shipped.exists():
+            shutil.rmtree(shipped)
+        staging.rename(shipped)
+        print(f"shipped {model_dir} -> {shipped.relative_to(ROOT)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
