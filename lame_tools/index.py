@@ -131,9 +131,14 @@ class EmbeddingIndex:
         return new_ids
 
     def scores(self, queries: object) -> np.ndarray:
-        """[n, N] inner products of `queries` with every indexed embedding (insertion order)."""
+        """[n, N] inner products of `queries` with every indexed embedding (insertion order), float32.
+
+        Accumulated in float64, then rounded: a float32 matrix product may round identical rows
+        differently (BLAS kernels treat a block's remainder rows their own way), and equal embeddings
+        must get equal scores for the tie rule to hold."""
         matrix = as_embedding_matrix(queries, self._dim, "queries")
-        return matrix @ self._embeddings.reshape(-1, matrix.shape[1]).T
+        table = self._embeddings.reshape(-1, matrix.shape[1])
+        return (matrix.astype(np.float64) @ table.astype(np.float64).T).astype(np.float32)
 
     def search(self, queries: object, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k best ids per query, best first; equal scores are ordered by the lower id.

@@ -416,10 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    try:
-        import torch
+    import torch
 
-        torch.set_grad_enabled(False)
+    grad_was_enabled = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)  # restored below: main() is also called in-process (tests)
+    try:
         started = time.perf_counter()
         model = load_model(args.model, device=args.device)
         check_model(model, str(args.model))
@@ -444,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LameError as exc:
         print(f"causal_use: {exc}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_grad_enabled(grad_was_enabled)
     report["model"] = str(args.model)
     report["total_seconds"] = time.perf_counter() - started
     report["torch_threads"] = torch.get_num_threads()

@@ -76,3 +76,28 @@ def test_paired_comparison_uses_the_same_queries():
     assert same.difference.low == same.difference.high == 0.0 and same.p_mcnemar == 1.0
     with pytest.raises(ValueError, match="same strata"):
         paired_comparison({"s": base}, {"t": base})
+
+
+def test_compare_results_pools_the_reasoning_and_perception_subtasks():
+    from lame_tools.data.tasks import PERCEPTION_SUBTASKS, REASONING_SUBTASKS, SUBTASK_KIND
+    from lame_tools.evaluate.compare import compare_results, format_comparison
+    from lame_tools.intervals import paired_comparison
+
+    rng = np.random.default_rng(3)
+    per_a = {name: rng.integers(0, 2, 20).astype(float).tolist() for name in SUBTASK_KIND}
+    per_b = {name: rng.integers(0, 2, 20).astype(float).tolist() for name in SUBTASK_KIND}
+
+    def result(per):
+        return {"tasks": {n: {"per_query": q, "meta_task": SUBTASK_KIND[n]} for n, q in per.items()}}
+
+    report = compare_results(result(per_a), result(per_b))
+    for pool, names in (("reasoning", REASONING_SUBTASKS), ("perception", PERCEPTION_SUBTASKS)):
+        expected = paired_comparison({n: per_a[n] for n in names}, {n: per_b[n] for n in names}).to_dict()
+        assert report["pools"][pool] == expected
+        # the pooled difference is the mean of the subtask differences (strata weigh equally)
+        assert report["pools"][pool]["difference"]["estimate"] == pytest.approx(
+            np.mean([np.mean(per_a[n]) - np.mean(per_b[n]) for n in names]))
+    assert "<reasoning>" in format_comparison(report)
+    # results without every subtask of a pool have no pool for it
+    partial = {n: per_a[n] for n in ("count", "colour_of")}
+    assert "pools" not in compare_results(result(partial), result({n: per_b[n] for n in partial}))

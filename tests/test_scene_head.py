@@ -123,8 +123,15 @@ def test_a_model_with_a_scene_head_saves_and_loads_it(fine_model, tmp_path):
     assert loaded.processor.merge_size == 4
 
 
-def test_models_without_a_scene_head_have_none(shipped_model, micro_model):
-    assert shipped_model.scene_head is None and micro_model.scene_head is None
+def test_the_shipped_model_has_a_scene_head_and_older_folders_load_without_one(shipped_model, micro_model, tmp_path):
+    assert shipped_model.scene_head is not None and shipped_model.config.scene_head
+    assert micro_model.scene_head is None
+    # a folder written before the scene head existed has no "scene_head" key: it loads without one
+    micro_model.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "lame_config.json").read_text())
+    del config["scene_head"]
+    (tmp_path / "old" / "lame_config.json").write_text(json.dumps(config))
+    assert LameModel.from_pretrained(tmp_path / "old").scene_head is None
     with pytest.raises(ValueError, match="no scene head"):
         scene_readout(micro_model, [], [])
 

@@ -2,8 +2,8 @@
 
 Each task's per-query scores of model A and model B are paired query by query: the difference of
 their means with a 95% bootstrap interval and McNemar's exact p-value (0/1 scores); the overall and
-per-meta-task differences use the stratified bootstrap (queries resampled within their task, the
-same indices for both models). A claim that one model beats another needs the interval above 0.
+per-meta-task differences, and those of the Shapes perception and reasoning subtasks pooled, use the
+stratified bootstrap (queries resampled within their task, the same indices for both models). A claim that one model beats another needs the interval above 0.
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lame_tools.data.tasks import PERCEPTION_SUBTASKS, REASONING_SUBTASKS
 from lame_tools.errors import InputError
 from lame_tools.intervals import paired_comparison
+
+# Shapes subtask pools compared as one (stratified by subtask) when both results hold all of them
+POOLS = {"perception": PERCEPTION_SUBTASKS, "reasoning": REASONING_SUBTASKS}
 
 
 def _per_query(result: Mapping[str, Any], which: str) -> dict[str, list[float]]:
@@ -43,13 +47,17 @@ def compare_results(a: Mapping[str, Any], b: Mapping[str, Any], seed: int = 0) -
     def compare(names: list[str]) -> dict[str, Any]:
         return paired_comparison({n: qa[n] for n in names}, {n: qb[n] for n in names}, seed=seed).to_dict()
 
-    return {
+    report = {
         "a": {k: a.get(k) for k in ("model", "mode", "split", "seed")},
         "b": {k: b.get(k) for k in ("model", "mode", "split", "seed")},
         "overall": compare(shared),
         "meta_tasks": {meta: compare(names) for meta, names in metas.items()},
         "tasks": {name: compare([name]) for name in shared},
     }
+    pools = {pool: compare(list(names)) for pool, names in POOLS.items() if set(names) <= set(shared)}
+    if pools:
+        report["pools"] = pools
+    return report
 
 
 def format_comparison(report: Mapping[str, Any]) -> str:
@@ -65,5 +73,6 @@ def format_comparison(report: Mapping[str, Any]) -> str:
     lines = [f"{'A - B (points)':<24} {'diff':>6} {'95% interval':>17}"]
     lines += [line(name, c) for name, c in report["tasks"].items()]
     lines += [line(f"[{meta}]", c) for meta, c in report["meta_tasks"].items()]
+    lines += [line(f"<{pool}>", c) for pool, c in report.get("pools", {}).items()]
     lines.append(line("overall", report["overall"]))
     return "\n".join(lines)
