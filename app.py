@@ -288,7 +288,7 @@ def attention_tab(page: Page) -> None:
         attention_state, readout_state = gr.State(None), gr.State(None)
         gr.Markdown(
             "Where the reason tokens look, in **latent mode**: each `[REASON_k]` (and `[EMBED]`) row of "
-            "attention over the image patches (after Qwen2-VL's 2x2 merge) and over the text tokens, by "
+            "attention over the merged image patches (the visual tokens the language model reads) and over the text tokens, by "
             "layer and head, recomputed from hooked queries and keys in a separate pass (never on the timed path)."
         )
         with gr.Row():

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the three shipped models (seed 0) from nothing, on CPU, and copy them into assets/models/.
+# Reproduce the PREVIOUS three models (14 px patches, the caption stage 0; seed 0) from nothing, on CPU,
+# and copy them into assets/models/ (the shipped models now come from scripts/train_see.sh).
 # Stage 0 (the shared backbone) about 4 minutes, then each model about 4-6 minutes on 2 free cores.
 # Every command is resumable: run the script again after an interruption and it continues.
 set -euo pipefail

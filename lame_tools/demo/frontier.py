@@ -85,11 +85,14 @@ def point_name(point: dict[str, Any]) -> str:
 def frontier_figure(points: list[dict[str, Any]], label: dict[str, Any]) -> go.Figure:
     """Hit@1 (95% interval as error bars) against ms per query (log axis), one marker per model and mode."""
     fig = go.Figure()
-    for i, point in enumerate(points):  # neighbours (cheapest first) label above and below in turn
+    for i, point in enumerate(points):
+        # neighbours (cheapest first, in pairs) label apart: the higher of the two above, the other below
+        other = points[i - 1] if i % 2 else points[i + 1] if i + 1 < len(points) else None
+        vertical = "top" if other is None or point["hit1"] >= other["hit1"] else "bottom"
         fig.add_trace(go.Scatter(
             x=[point["ms"]], y=[100 * point["hit1"]], mode="markers+text", name=point_name(point),
             text=[point_name(point)],
-            textposition="top left" if i == len(points) - 1 else "top right" if i % 2 == 0 else "bottom right",
+            textposition=f"{vertical} {'left' if i == len(points) - 1 else 'right'}",
             marker={"size": 12, "color": MODE_COLOURS.get(point["mode"], "#6c757d")},
             error_y={"type": "data", "symmetric": False, "array": [100 * (point["high"] - point["hit1"])],
                      "arrayminus": [100 * (point["hit1"] - point["low"])]},

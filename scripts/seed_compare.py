@@ -1,0 +1,59 @@
+"""Paired comparison of two recipes over several training seeds: each query's Hit@1 averaged over the
+seeds of a recipe, then A - B on the same queries (stratified bootstrap; McNemar is left out, the
+averaged scores are not 0/1), per subtask, meta-task, the Shapes reasoning / perception pools and
+overall; also each seed's overall score.
+
+    .venv/bin/python scripts/seed_compare.py --a lame_s0.json lame_s1.json --b disc_s0.json disc_s1.json \
+        [--out compare.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.errors import InputError  # noqa: E402
+from lame_tools.evaluate.compare import compare_results, format_comparison  # noqa: E402
+
+
+def seed_mean(results: list[dict]) -> dict:
+    """One result whose per-query scores are the mean over `results` (the same queries in each)."""
+    tasks = {}
+    for name, first in results[0]["tasks"].items():
+        rows = [r["tasks"].get(name, {}).get("per_query") for r in results]
+        if any(row is None or len(row) != len(rows[0]) for row in rows):
+            raise InputError(f"Task {name!r} lacks per-query scores or has other queries in some seed.")
+        tasks[name] = {"per_query": np.mean(rows, axis=0).tolist(), "meta_task": first["meta_task"]}
+    return {"tasks": tasks, "model": [r.get("model") for r in results], "mode": results[0].get("mode"),
+            "split": results[0].get("split"), "seed": results[0].get("seed")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--a", nargs="+", type=Path, required=True, help="eval JSONs of recipe A, one per seed")
+    parser.add_argument("--b", nargs="+", type=Path, required=True, help="eval JSONs of recipe B, one per seed")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    a = [json.loads(p.read_text()) for p in args.a]
+    b = [json.loads(p.read_text()) for p in args.b]
+    report = compare_results(seed_mean(a), seed_mean(b))
+    report["seeds"] = {"a": {str(p): r["overall"] for p, r in zip(args.a, a)},
+                       "b": {str(p): r["overall"] for p, r in zip(args.b, b)}}
+    print(format_comparison(report))
+    for side, scores in report["seeds"].items():
+        print(f"{side}: overall per seed " + ", ".join(f"{100 * s:.1f}" for s in scores.values()))
+    if args.out:
+        atomic_write_json(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
