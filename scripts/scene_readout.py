@@ -42,22 +42,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--scenes", type=int, default=300, help="the first N test scenes")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--batch", type=int, default=50)
     args = parser.parse_args()
     model = LameModel.from_pretrained(args.model).eval()
     scenes = [make_scene(0, args.split, i) for i in range(args.scenes)]
     report = {"model": str(args.model), "split": args.split, "scenes": args.scenes, "renderings": {}}
     for name, style in [("default", None), *ROBUSTNESS_VARIANTS.items()]:
         start = time.perf_counter()
-        parts = [scene_readout(model, scenes[i : i + args.batch], [render(s, style) for s in scenes[i : i + args.batch]])
-                 for i in range(0, len(scenes), args.batch)]
-        totals = {"objects": sum(p["objects"] for p in parts), "held_out_objects": sum(p["held_out_objects"] for p in parts)}
-        for key, weight in (("shape", "objects"), ("colour", "objects"), ("shape_held_out", "held_out_objects")):
-            totals[key] = sum((p[key] or 0) * p[weight] for p in parts) / max(1, totals[weight])
-        seen = totals["objects"] - totals["held_out_objects"]
-        totals["shape_seen"] = (totals["shape"] * totals["objects"] - totals["shape_held_out"] * totals["held_out_objects"]) / max(1, seen)
-        report["renderings"][name] = {**with_intervals(totals), "seconds": round(time.perf_counter() - start, 1)}
-        r = report["renderings"][name]
+        readout = scene_readout(model, scenes, [render(s, style) for s in scenes])
+        report["renderings"][name] = r = {**with_intervals(readout), "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name:15s} shape {100 * r['shape']:.1f} (held-out {100 * r['shape_held_out']:.1f}, seen "
               f"{100 * r['shape_seen']:.1f})  colour {100 * r['colour']:.1f}  objects {r['objects']}", flush=True)
     atomic_write_json(args.out, report)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def evaluate(model_dir: Path, out: Path, threads: int) -> dict:
     command = [sys.executable, "-m", "lame_tools", "eval", "--model", str(model_dir), "--balanced",
                "--out", str(out), "--no-progress"]
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
-                   env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"})
+                   env={**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"})
     return json.loads(out.read_text())
 
 

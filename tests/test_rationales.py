@@ -250,13 +250,12 @@ def micro_cot():
 
 
 def test_cot_encoding_keeps_encodes_numbers(micro_cot, scenes):
-    from lame_tools.evaluate.harness import _encode_cot
-
     examples, images = scenes
     inputs = [(images[i], examples[i].query_text or None, examples[i].instruction) for i in range(6)]
     inputs += [(None, "a red circle", "represent the text ."), (None, "two", "represent the text .")]
     images, texts, instructions = (list(column) for column in zip(*inputs))
-    embedded, ids = _encode_cot(micro_cot, images, texts, instructions, batch_size=3)
+    embedded, ids = micro_cot.encode(images=images, texts=texts, instruction=instructions, batch_size=3, mode="cot",
+                                     return_rationales=True)
     reference = micro_cot.encode(images=images, texts=texts, instruction=instructions, batch_size=3, mode="cot")
     assert np.array_equal(embedded, reference) and embedded.dtype == reference.dtype
     assert len(ids) == len(inputs) and all(len(r) <= 6 for r in ids)

@@ -105,7 +105,8 @@ def _embed_inputs(
             texts = [text or None for _, _, text, _ in part]
             instructions = [inst or None for _, _, _, inst in part]
             if rationales:
-                embedded, ids = _encode_cot(model, images, texts, instructions, batch_size)
+                embedded, ids = model.encode(images=images, texts=texts, instruction=instructions,
+                                             batch_size=batch_size, mode="cot", return_rationales=True)
                 local_ids.extend(ids)
             else:
                 embedded = _encode(model, images, texts, instructions, batch_size, mode)
@@ -136,14 +137,6 @@ def _encode(model: Any, images: list, texts: list, instructions: list, batch_siz
         for i in range(0, len(texts), batch_size)
     ]
     return np.concatenate(chunks).astype(np.float32)
-
-
-def _encode_cot(
-    model: Any, images: list, texts: list, instructions: list, batch_size: int
-) -> tuple[np.ndarray, list[list[int]]]:
-    """`LameModel.encode(..., mode="cot")` with each input's generated rationale ids (one generation)."""
-    return model.encode(images=images, texts=texts, instruction=instructions, batch_size=batch_size, mode="cot",
-                        return_rationales=True)
 
 
 def _gather_ids(local: list[list[int]], group: Any) -> list[list[int]]:
