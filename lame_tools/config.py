@@ -34,6 +34,12 @@ class LameConfig:
         logit_scale_init: initial inverse temperature of InfoNCE (1 / 0.05).
         scene_head: the model carries a `lame_tools.scene_head.SceneHead` (a per-visual-token read-out
             of shape and colour, trained from the Shapes scene graphs).
+        reason_layer: the language-model layer whose reason-token states are the model's
+            `reason_states` (what the latent decoder reads, in training and in the read-out probes):
+            0 = the last layer's (normed) output, n = the output of layer n (1-based; n = the layer
+            count is the last layer's, as 0 is). In a causal
+            model `[EMBED]` never reads the last layer's reason states (its last attention reads the
+            layer before), so a decoder on them can fill states that the embedding does not see.
     """
 
     num_reason_tokens: int = 8
@@ -48,12 +54,17 @@ class LameConfig:
     cot_max_new_tokens: int = 48
     logit_scale_init: float = 20.0
     scene_head: bool = False
+    reason_layer: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:
             raise ValueError(f"num_reason_tokens must be in 0..{MAX_REASON_TOKENS}, got {self.num_reason_tokens}")
         if self.default_mode not in EMBED_MODES:
             raise ValueError(f"default_mode must be one of {EMBED_MODES}, got {self.default_mode!r}")
+        layers = (self.backbone.get("text_config") or self.backbone).get("num_hidden_layers")
+        if self.reason_layer < 0 or (layers is not None and self.reason_layer > layers):
+            raise ValueError(f"reason_layer must be in 0..{layers if layers is not None else 'the layer count'}, "
+                             f"got {self.reason_layer}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -116,19 +116,21 @@ class LameModel(nn.Module):
         vocabulary: Sequence[str],
         image_pixels: int | None = None,
         scene_head: bool = False,
+        reason_layer: int = 0,
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
         (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
         resized to about this many pixels (default 112 x 112; 224 x 224 gives 4x the visual tokens).
-        `scene_head`: add the per-visual-token scene-graph read-out (`lame_tools.scene_head`)."""
+        `scene_head`: add the per-visual-token scene-graph read-out (`lame_tools.scene_head`).
+        `reason_layer`: the layer whose reason states the decoder reads (`LameConfig.reason_layer`)."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
+        backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
-                                 scene_head=scene_head)
+                                 scene_head=scene_head, reason_layer=reason_layer,
+                                 backbone=backbone_config.to_dict())
         if image_pixels:
             lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)
-        backbone_config = build_tiny_backbone_config(tokenizer, sizes)
-        lame_config.backbone = backbone_config.to_dict()
         decoder_config = build_decoder_config(tokenizer, sizes) if with_decoder else None
         lame_config.decoder = decoder_config.to_dict() if decoder_config is not None else None
         processor = LameProcessor(
@@ -305,6 +307,17 @@ class LameModel(nn.Module):
         embeddings = F.normalize(self.embed_head(embed_states).float(), dim=-1)
         return embeddings, embed_states, reason_states
 
+    def embed_pass(self, batch: dict[str, torch.Tensor], num_reason_tokens: int) -> EmbedOutput:
+        """One pass over a processed batch whose rows end in the suffix: the embeddings, the `[EMBED]`
+        states and the reason states (the last layer's, or layer `config.reason_layer`'s when set)."""
+        layer = self.config.reason_layer
+        if not (layer and num_reason_tokens):
+            return EmbedOutput(*self.pool(self.hidden_states(batch), num_reason_tokens))
+        out = self.backbone_forward(batch, output_hidden_states=True)
+        embeddings, embed_states, _ = self.pool(out.last_hidden_state, 0)
+        states = out.hidden_states[layer]  # [0] is the input embeddings, [n] layer n's output
+        return EmbedOutput(embeddings, embed_states, states[:, states.shape[1] - 1 - num_reason_tokens : -1])
+
     def forward_items(self, items: list[Item], mode: str | None = None) -> EmbedOutput:
         """Embed prepared items in one batch (gradients flow; use under `torch.no_grad()` to infer)."""
         mode = mode or self.config.default_mode
@@ -313,7 +326,7 @@ class LameModel(nn.Module):
         if mode == SEQUENTIAL_MODE:
             return self.forward_sequential(items)
         k = self.num_reason_tokens if mode == "latent" else 0
-        return EmbedOutput(*self.pool(self.hidden_states(self.prepare(items, mode)), k))
+        return self.embed_pass(self.prepare(items, mode), k)
 
     # ---- sequential latent ------------------------------------------------------------------------
 

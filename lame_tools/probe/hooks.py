@@ -288,8 +288,7 @@ def prepare_batch(
 def run_prepared(model: LameModel, prepared: PreparedBatch) -> EmbedOutput:
     """One pass over a prepared batch (no gradients); the same computation as `forward_items`."""
     with torch.no_grad():
-        hidden = model.hidden_states(prepared.batch)
-        out = EmbedOutput(*model.pool(hidden, prepared.num_reason))
+        out = model.embed_pass(prepared.batch, prepared.num_reason)
     out.rationale_ids = prepared.rationale_ids
     return out
 

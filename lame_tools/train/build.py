@@ -97,6 +97,7 @@ def build_model(config: TrainConfig):
         vocabulary=VOCABULARY,
         image_pixels=config.image_pixels or None,
         scene_head=config.scene_head_weight > 0,
+        reason_layer=config.reason_layer,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)
@@ -145,7 +146,7 @@ def set_stage(model, config: TrainConfig, stage: int) -> None:
 def make_optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with one param group per parameter group (named; `lr` is the group's peak rate)."""
     groups = parameter_groups(model)
-    lrs = {"backbone": config.lr_backbone, "vision": config.lr_backbone, "latent": config.lr_latent,
+    lrs = {"backbone": config.lr_backbone, "vision": config.lr_vision or config.lr_backbone, "latent": config.lr_latent,
            "decoder": config.lr_decoder}
     decay = {"backbone": config.weight_decay, "vision": config.weight_decay, "latent": 0.0,
              "decoder": config.weight_decay}

@@ -35,6 +35,7 @@ class TrainConfig:
         stage1_steps / stage2_steps / stage0_steps: steps per stage.
         batch_size: global batch (split across processes).
         lr_backbone / lr_latent / lr_decoder: peak learning rates per parameter group.
+        lr_vision: peak learning rate of the vision tower and scene head (0: `lr_backbone`).
         warmup_steps: linear warm-up at the start of each stage, then cosine to `min_lr_ratio`.
         clip_encoder / clip_decoder: separate gradient-norm clips for the encoder side (backbone,
             latent embeddings, head, temperature) and the decoder.
@@ -70,6 +71,8 @@ class TrainConfig:
             off-palette objects (`RenderStyle.fill`) go through the vision tower for the head's shape
             loss alone (not the contrastive one): shape without colour, so the tower cannot guess
             shape from colour (each colour shows only three shapes in training).
+        reason_layer: the language-model layer whose reason states the latent decoder reads
+            (`LameConfig.reason_layer`; 0 = the last).
     """
 
     kind: str = "contrastive"
@@ -87,6 +90,7 @@ class TrainConfig:
     lr_backbone: float = 3e-4
     lr_latent: float = 1e-3
     lr_decoder: float = 1e-3
+    lr_vision: float = 0.0
     weight_decay: float = 0.01
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
@@ -117,6 +121,7 @@ class TrainConfig:
     latent_steps: str = "parallel"
     scene_head_weight: float = 0.0
     shape_only_images: int = 0
+    reason_layer: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
