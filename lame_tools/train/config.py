@@ -30,6 +30,9 @@ class TrainConfig:
         lambda_decoder: weight of the decoder loss in stage 2 (stage 1 trains the decoder at weight 1
             on a frozen backbone).
         cot_lm_weight: weight of the rationale LM loss (cot kind).
+        cot_own_rationales: cot kind, stage 2: the share of each step's queries whose embedding is read
+            after the model's own greedy rationale (generated without gradients) instead of the gold
+            one, as at test time; the LM loss stays on the gold rationales. 0 = gold only.
         decoder_target: what the decoder reconstructs: "target" (the target's text; the caption for
             text->image) or "rationale" (the chain of thought; an ablation that uses CoT annotation).
         stage1_steps / stage2_steps / stage0_steps: steps per stage.
@@ -82,6 +85,7 @@ class TrainConfig:
     with_decoder: bool = True
     lambda_decoder: float = 0.5
     cot_lm_weight: float = 1.0
+    cot_own_rationales: float = 0.0
     decoder_target: str = "target"
     stage0_steps: int = 0
     stage1_steps: int = 100

@@ -4,6 +4,7 @@ the separate encoder / decoder clipping, the optimizer and the schedule (`train_
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,24 @@ def stage0_loss(model, config: TrainConfig, step: int, rank: int, world: int) ->
     continuations = [tok(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts]
     loss = lm_rows_loss(model, items, continuations)
     return {"loss": loss, "lm": loss.detach()}
+
+
+def own_rationale_rows(config: TrainConfig, step: int, rank: int, n: int) -> list[int]:
+    """The rows of this process's slice of step `step` whose query embedding is read after the model's
+    own rationale (`cot_own_rationales` of them, rounded): a pure function of (seed, step, rank), so a
+    resumed run picks the same rows."""
+    count = round(config.cot_own_rationales * n)
+    if count <= 0:
+        return []
+    return sorted(random.Random(config.seed * 1_000_003 + step * 97 + rank).sample(range(n), min(count, n)))
+
+
+def own_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: torch.Tensor) -> torch.Tensor:
+    """`q_emb` with the rows of `rows` replaced by their queries' embeddings read after the model's own
+    greedy rationale (no gradient flows through the generation; it does through the embedding pass)."""
+    items = [batch.queries[i] for i in rows]
+    own = model.forward_cot(items, model.generate_rationales(items)).embeddings
+    return q_emb.index_copy(0, torch.tensor(rows, device=q_emb.device), own.to(q_emb.dtype))
 
 
 def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
@@ -109,6 +128,9 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
         if scenes:
             out["scene_shape_only"] = scene_head_loss(model.scene_head, *vision_tokens(model, images), scenes,
                                                       model.processor.merge_size, colour=False)
+    own_rows = own_rationale_rows(config, step, rank, len(batch.queries)) if config.kind == "cot" and stage == 2 else []
+    if own_rows:  # after the scene loss's capture: these passes see the query images a second time
+        q_emb = own_rationale_embeddings(model, batch, own_rows, q_emb)
     device = q_emb.device
     out["contrastive"] = info_nce(
         q_emb, t_emb, model.logit_scale, batch.target_keys.to(device),

@@ -1,0 +1,43 @@
+"""`cot_own_rationales`: CoT queries embedded after the model's own rationale in training."""
+
+from __future__ import annotations
+
+import torch
+
+from lame_tools.train import build_config, train
+from lame_tools.train.build import build_model, set_stage
+from lame_tools.train.data import make_batch
+from lame_tools.train.step import embedding_loss, own_rationale_embeddings, own_rationale_rows
+
+
+def test_own_rationale_rows_are_a_share_of_the_slice_and_deterministic():
+    config = build_config("micro-cot", ["cot_own_rationales=0.5"])
+    rows = own_rationale_rows(config, 7, 0, 8)
+    assert len(rows) == 4 and rows == sorted(set(rows)) and all(0 <= r < 8 for r in rows)
+    assert own_rationale_rows(config, 7, 0, 8) == rows
+    assert {tuple(own_rationale_rows(config, s, 0, 8)) for s in range(10)} != {tuple(rows)}
+    assert own_rationale_rows(build_config("micro-cot"), 7, 0, 8) == []
+
+
+def test_own_rationale_embeddings_replace_only_their_rows_and_train(tmp_path):
+    config = build_config("micro-cot", ["cot_own_rationales=0.5"])
+    model = build_model(config)
+    batch = make_batch(config, 0)
+    rows = [1, 3]
+    base = torch.zeros(len(batch.queries), config.embed_dim)
+    mixed = own_rationale_embeddings(model, batch, rows, base)
+    items = [batch.queries[i] for i in rows]
+    with torch.no_grad():
+        expected = model.forward_cot(items, model.generate_rationales(items)).embeddings
+    torch.testing.assert_close(mixed[rows].detach(), expected)
+    assert mixed[[0, 2]].abs().sum() == 0
+    # a stage-2 step: the loss differs from the gold-only run's and gradients reach the backbone
+    step = config.stage1_steps
+    set_stage(model, config, 2)
+    own = embedding_loss(model, config, step, 0, 1)
+    gold = embedding_loss(model, build_config("micro-cot"), step, 0, 1)
+    assert torch.isfinite(own["loss"]) and not torch.isclose(own["contrastive"], gold["contrastive"])
+    torch.testing.assert_close(own["cot_lm"], gold["cot_lm"])  # the LM loss stays on the gold rationales
+    own["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+    assert train(config, tmp_path / "run", show_progress=False).complete
