@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from lame_tools.data.shapes import make_scene, render
 
@@ -55,3 +56,22 @@ def test_shapes_export_balanced_split_and_eval_compare(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps({"tasks": {"count": {"score": 0.5}}}))
     result = _run("eval-compare", str(tmp_path / "old.json"), str(tmp_path / "old.json"))
     assert result.returncode == 2 and "no per-query scores" in result.stderr
+
+
+def test_shapes_eval_defaults_to_the_balanced_split():
+    from lame_tools.cli import build_parser
+    from lame_tools.cli.eval import _per_subtask
+    from lame_tools.data.shapes import BALANCED_SIZES
+    from lame_tools.errors import InputError
+
+    def per_subtask(*argv):
+        return _per_subtask(build_parser().parse_args(["eval", "--out", "x.json", *argv]))
+
+    assert per_subtask() == BALANCED_SIZES["test"] == 300
+    assert per_subtask("--split", "validation") == per_subtask("--split", "validation", "--balanced") == 100
+    assert per_subtask("--per-subtask", "7") == 7
+    assert per_subtask("--unbalanced") is None and per_subtask("--limit", "40") is None
+    assert per_subtask("--split", "train") is None  # no balanced size: the fixed split
+    with pytest.raises(InputError, match="no balanced size"):
+        per_subtask("--split", "train", "--balanced")
+    assert per_subtask("--benchmark", "mmeb-v2") is None

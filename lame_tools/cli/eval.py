@@ -41,15 +41,19 @@ def _eval_command(args: argparse.Namespace) -> int:
 
 
 def _per_subtask(args: argparse.Namespace) -> int | None:
+    """Shapes is scored on the balanced split unless `--unbalanced` or `--limit` asks for the fixed
+    one (the first N examples of the split, unevenly spread over the subtasks)."""
     from lame_tools.data.shapes import BALANCED_SIZES
     from lame_tools.errors import InputError
 
     if args.per_subtask is not None:
         return args.per_subtask
-    if not args.balanced:
+    if args.benchmark != "shapes" or (not args.balanced and (args.unbalanced or args.limit is not None)):
         return None
     if args.split not in BALANCED_SIZES:
-        raise InputError(f"The {args.split} split has no balanced size; give --per-subtask N.")
+        if args.balanced:
+            raise InputError(f"The {args.split} split has no balanced size; give --per-subtask N.")
+        return None
     return BALANCED_SIZES[args.split]
 
 
@@ -113,7 +117,12 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         "--limit", type=int, default=None, help="Shapes: first N examples; files: first N queries per task"
     )
     parser.add_argument(
-        "--balanced", action="store_true", help="Shapes: the balanced split (300 queries per subtask on test, 100 on validation)"
+        "--balanced", action="store_true",
+        help="Shapes: the balanced split (300 queries per subtask on test, 100 on validation; the default)",
+    )
+    parser.add_argument(
+        "--unbalanced", action="store_true",
+        help="Shapes: the fixed split instead (the first examples of the split, as --limit takes them)",
     )
     parser.add_argument("--per-subtask", type=int, default=None, help="Shapes: the balanced split with N queries per subtask")
     parser.add_argument("--style", default=None, help="Shapes: a rendering variant of the same scenes (pastel, gradient, ...)")
