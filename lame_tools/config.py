@@ -37,9 +37,10 @@ class LameConfig:
         reason_layer: the language-model layer whose reason-token states are the model's
             `reason_states` (what the latent decoder reads, in training and in the read-out probes):
             0 = the last layer's (normed) output, n = the output of layer n (1-based; n = the layer
-            count is the last layer's, as 0 is). In a causal
-            model `[EMBED]` never reads the last layer's reason states (its last attention reads the
-            layer before), so a decoder on them can fill states that the embedding does not see.
+            count is the last layer's, as 0 is). In a causal model `[EMBED]` never reads the last
+            layer's reason states (its last attention reads the layer before), so a decoder on them
+            can fill states that the embedding does not see. Latent (parallel) mode only: the
+            sequential mode's reason states are its steps' outputs.
     """
 
     num_reason_tokens: int = 8

@@ -75,7 +75,7 @@ class TrainConfig:
             loss alone (not the contrastive one): shape without colour, so the tower cannot guess
             shape from colour (each colour shows only three shapes in training).
         reason_layer: the language-model layer whose reason states the latent decoder reads
-            (`LameConfig.reason_layer`; 0 = the last).
+            (`LameConfig.reason_layer`; 0 = the last; parallel latent steps only).
     """
 
     kind: str = "contrastive"
