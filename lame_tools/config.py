@@ -121,6 +121,10 @@ TINY_PRESETS: dict[str, TinyBackbonePreset] = {
     # 7 px instead of 2 x 2 of 14 px: a 14 px patch is about half an object, and a tower that embeds
     # it linearly learns colour fast but shape barely (see README, "A backbone that sees")
     "fine": TinyBackbonePreset(patch_size=7, spatial_merge_size=4),
+    # `fine` with a 6-layer language model: the same vision tower (it can start from a `fine` stage 0
+    # with `init_parts=vision`), twice the depth for the reason tokens to compute in before `[EMBED]`
+    # reads them
+    "fine-deep": TinyBackbonePreset(patch_size=7, spatial_merge_size=4, num_layers=6),
     # for unit tests: builds in milliseconds
     "micro": TinyBackbonePreset(
         hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=128,

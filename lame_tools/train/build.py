@@ -50,7 +50,8 @@ def _build_from_base(config: TrainConfig):
 
 
 def _load_stage0_backbone(model, config: TrainConfig) -> None:
-    """Start from the backbone of `init_from`; the latent rows start near its mean token embedding."""
+    """Start from the backbone of `init_from` (or its vision tower alone: `init_parts`); the latent rows
+    start near the mean token embedding."""
     from lame_tools.model import LameModel
 
     source = Path(config.init_from)
@@ -59,13 +60,20 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
             f"The stage-0 backbone {str(source)!r} does not exist; run stage 0 first "
             f"(python -m lame_tools train --preset stage0 --out runs/stage0) or pass --init-from."
         )
+    if config.init_parts not in ("all", "vision"):
+        raise LameError(f"init_parts must be 'all' or 'vision', not {config.init_parts!r}.")
     pretrained = LameModel.from_pretrained(source, device="cpu")
+    if config.init_parts == "vision":
+        target, loaded, what = model.backbone.model.visual, pretrained.backbone.model.visual, "vision tower"
+    else:
+        target, loaded, what = model.backbone, pretrained.backbone, "backbone"
     try:
-        model.backbone.load_state_dict(pretrained.backbone.state_dict())
+        target.load_state_dict(loaded.state_dict())
     except RuntimeError:
+        hint = "" if config.init_parts == "vision" else " (or --set init_parts=vision to take its vision tower only)"
         raise LameError(
-            f"The backbone in {str(source)!r} is not the size this run builds ({config.size!r}); pass the "
-            f"--set size=... it was trained with."
+            f"The {what} in {str(source)!r} is not the size this run builds ({config.size!r}); pass the "
+            f"--set size=... it was trained with{hint}."
         ) from None
     if model.scene_head is not None and pretrained.scene_head is not None:
         model.scene_head.load_state_dict(pretrained.scene_head.state_dict())

@@ -51,6 +51,9 @@ class TrainConfig:
             warm-up (the language model, head and latent rows stay fixed, the vision tower learns to
             meet the text embeddings), for a backbone that has not learned to see yet.
         init_from: a model folder whose backbone initialises this run (the stage-0 output).
+        init_parts: what `init_from` gives: "all" (the whole backbone and scene head; the sizes must
+            match) or "vision" (the vision tower and scene head only; the language model keeps its
+            random init, so a run can change the language model's depth over the same stage 0).
         base: a Qwen2-VL-family folder to wrap instead of the tiny backbone (`LameModel.from_backbone`);
             its latent decoder is sized from the base's hidden size.
         world_seed: the Shapes world seed (splits); seed: this run's seed (init and data order).
@@ -107,6 +110,7 @@ class TrainConfig:
     task_kinds: str = ""
     stage1_trainable: str = "latent,decoder"
     init_from: str | None = str(DEFAULT_STAGE0_DIR)
+    init_parts: str = "all"
     base: str | None = None
     bf16: bool = False
     gradient_checkpointing: bool = False

@@ -1,0 +1,48 @@
+"""`init_parts=vision`: a run takes only the vision tower (and scene head) of its stage 0, so the
+language model's depth can change over the same stage 0 (`fine` -> `fine-deep`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lame_tools.data.shapes import VOCABULARY
+from lame_tools.errors import LameError
+from lame_tools.model import LameModel
+from lame_tools.train import build_config
+from lame_tools.train.build import build_model
+
+
+@pytest.fixture(scope="module")
+def stage0(tmp_path_factory):
+    """A `fine` model standing in for the stage-0 output (random weights, a scene head), seed 7."""
+    folder = tmp_path_factory.mktemp("stage0") / "model"
+    LameModel.build_tiny("fine", num_reason_tokens=0, with_decoder=False, default_mode="discriminative",
+                         seed=7, vocabulary=VOCABULARY, scene_head=True).save_pretrained(folder)
+    return folder
+
+
+def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_vision_parts_load_the_tower_and_head_and_keep_the_deeper_lm_random(stage0):
+    source = LameModel.from_pretrained(stage0, device="cpu")
+    config = build_config("see-discriminative", ["size=fine-deep", "init_parts=vision"], init_from=stage0)
+    model = build_model(config)
+    assert len(model.backbone.model.language_model.layers) == 6
+    assert _states_equal(model.backbone.model.visual, source.backbone.model.visual)
+    assert _states_equal(model.scene_head, source.scene_head)
+    fresh = build_model(build_config("see-discriminative", ["size=fine-deep", "init_from=none"]))
+    assert _states_equal(model.backbone.model.language_model, fresh.backbone.model.language_model)
+    assert not _states_equal(model.backbone.model.visual, fresh.backbone.model.visual)
+
+
+def test_a_size_mismatch_names_init_parts_and_a_bad_value_is_refused(stage0):
+    with pytest.raises(LameError, match="init_parts=vision"):
+        build_model(build_config("see-discriminative", ["size=fine-deep"], init_from=stage0))
+    with pytest.raises(LameError, match="not the size this run builds"):
+        build_model(build_config("see-discriminative", ["size=tiny", "init_parts=vision"], init_from=stage0))
+    with pytest.raises(LameError, match="init_parts must be"):
+        build_model(build_config("see-discriminative", ["init_parts=lm"], init_from=stage0))
