@@ -122,8 +122,7 @@ TINY_PRESETS: dict[str, TinyBackbonePreset] = {
     # it linearly learns colour fast but shape barely (see README, "A backbone that sees")
     "fine": TinyBackbonePreset(patch_size=7, spatial_merge_size=4),
     # `fine` with a 6-layer language model: the same vision tower (it can start from a `fine` stage 0
-    # with `init_parts=vision`), twice the depth for the reason tokens to compute in before `[EMBED]`
-    # reads them
+    # with `init_parts=vision`), twice the serial depth (see README, "Depth")
     "fine-deep": TinyBackbonePreset(patch_size=7, spatial_merge_size=4, num_layers=6),
     # for unit tests: builds in milliseconds
     "micro": TinyBackbonePreset(
