@@ -137,9 +137,11 @@ def load_image(source: object, name: str = "image") -> Image.Image:
     return image
 
 
-def clean_text(text: object, name: str = "text", allow_empty: bool = False) -> str:
-    """Normalise the text (NFKC, zero-width characters removed, whitespace runs made one space); refuse
-    empty text unless allowed; cut very long text at a word boundary, with a warning."""
+def clean_text_noted(text: object, name: str = "text", allow_empty: bool = False) -> tuple[str, str | None]:
+    """`clean_text` without the warning: (the cleaned text, the sentence saying it was cut, or None).
+
+    For callers that show the note themselves: the warnings machinery is process-global, so a server
+    whose handlers and background work share threads cannot rely on catching a warning in one of them."""
     if text is None:
         text = ""
     if not isinstance(text, str):
@@ -147,11 +149,20 @@ def clean_text(text: object, name: str = "text", allow_empty: bool = False) -> s
     cleaned = " ".join(ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text)).split())
     if not cleaned and not allow_empty:
         raise InputError(f"The {name} is empty.")
-    if len(cleaned) > MAX_TEXT_CHARS:
-        warnings.warn(f"The {name} has {len(cleaned)} characters; only the first {MAX_TEXT_CHARS} are used.", stacklevel=2)
-        cut = cleaned[: MAX_TEXT_CHARS + 1]
-        # drop the word the cut went through (unless the text is one long word)
-        cleaned = cut.rsplit(" ", 1)[0] if " " in cut[:MAX_TEXT_CHARS] else cut[:MAX_TEXT_CHARS]
+    if len(cleaned) <= MAX_TEXT_CHARS:
+        return cleaned, None
+    note = f"The {name} has {len(cleaned)} characters; only the first {MAX_TEXT_CHARS} are used."
+    cut = cleaned[: MAX_TEXT_CHARS + 1]
+    # drop the word the cut went through (unless the text is one long word)
+    return (cut.rsplit(" ", 1)[0] if " " in cut[:MAX_TEXT_CHARS] else cut[:MAX_TEXT_CHARS]), note
+
+
+def clean_text(text: object, name: str = "text", allow_empty: bool = False) -> str:
+    """Normalise the text (NFKC, zero-width characters removed, whitespace runs made one space); refuse
+    empty text unless allowed; cut very long text at a word boundary, with a warning."""
+    cleaned, note = clean_text_noted(text, name, allow_empty)
+    if note:
+        warnings.warn(note, stacklevel=2)
     return cleaned
 
 

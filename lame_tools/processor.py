@@ -65,15 +65,23 @@ class LameProcessor:
 
     # ---- text ---------------------------------------------------------------------------------
 
+    def _truncation_message(self, n_tokens: int) -> str:
+        return f"Text of {n_tokens} tokens truncated to the model's limit of {self.max_text_tokens} tokens."
+
     def _encode_text(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) > self.max_text_tokens:
-            warnings.warn(
-                f"Text of {len(ids)} tokens truncated to the model's limit of {self.max_text_tokens} tokens.",
-                stacklevel=3,
-            )
+            warnings.warn(self._truncation_message(len(ids)), stacklevel=3)
             ids = ids[: self.max_text_tokens]
         return ids
+
+    def truncation_note(self, text: str | None) -> str | None:
+        """The sentence `_encode_text` warns with when `text` is longer than the model reads, else None
+        (for callers that show notes themselves rather than catch process-global warnings)."""
+        if not text:
+            return None
+        n_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._truncation_message(n_tokens) if n_tokens > self.max_text_tokens else None
 
     def unknown_words(self, text: str) -> list[str]:
         """Words of `text` the tokenizer maps to `[UNK]` (the tiny model knows only the Shapes world)."""

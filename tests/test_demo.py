@@ -97,6 +97,23 @@ def test_long_text_is_truncated_with_a_note(service):
     assert any("truncated" in n or "characters" in n for n in result.notes)
 
 
+def test_truncation_note_survives_another_threads_warnings_state(service, monkeypatch):
+    """The app's background threads enter and leave `warnings.catch_warnings` while a search encodes;
+    the process-global state they set must not lose the search's note (CI lost it once that way)."""
+    model = service.models.model_for("latent")
+    encode = model.encode
+
+    def encode_while_warnings_are_ignored(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return encode(*args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", encode_while_warnings_are_ignored)
+    result = service.search(None, "a red circle and " * 100, k=1)
+    assert [n for n in result.notes if "truncated to the model's limit of 64 tokens" in n]
+    assert not [n for n in result.notes if "characters" in n]  # 1,700 characters are not cut
+
+
 def test_user_uploads_are_checked_and_limited(service, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("hello")

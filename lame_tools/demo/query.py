@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from lame_tools.demo.exports import write_csv, write_npz
 from lame_tools.demo.gallery import Gallery, SearchHit, search_many
 from lame_tools.demo.models import ModeModels
 from lame_tools.errors import InputError
-from lame_tools.inputs import clean_text, load_image
+from lame_tools.inputs import clean_text, clean_text_noted, load_image
 
 AUTO = "auto"
 # The instructions of the Shapes tasks, by the name the app shows.
@@ -154,10 +153,6 @@ def remember_query(session_queries: list[dict[str, Any]] | None, result: SearchR
     return kept + [result.session_query()]
 
 
-def _caught_notes(caught: list[warnings.WarningMessage]) -> list[str]:
-    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-
-
 def choose_instruction(task: str | None, has_image: bool, has_text: bool) -> str:
     """The instruction of a task name; "auto": answer (image + text), caption (image) or find an image (text)."""
     task = (task or AUTO).strip()
@@ -263,11 +258,10 @@ class QueryActions:
         Raises:
             InputError: no input, a bad image, or words the model does not know.
         """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            decoded = load_image(image, name="query image") if image is not None and image != "" else None
-            cleaned = clean_text(text, name="query text", allow_empty=True) or None
-        notes = _caught_notes(caught)
+        decoded = load_image(image, name="query image") if image is not None and image != "" else None
+        cleaned, cut_note = clean_text_noted(text, name="query text", allow_empty=True)
+        cleaned = cleaned or None
+        notes = [cut_note] if cut_note else []
         if decoded is None and not cleaned:
             raise InputError("Give a query: type a text, upload an image, or both.")
         instruction = choose_instruction(task, decoded is not None, bool(cleaned))
@@ -279,16 +273,17 @@ class QueryActions:
     def encode_query(self, query: Query, mode: str) -> np.ndarray:
         """[D] embedding of a query in `mode` with the model that runs that mode."""
         model = self.models.model_for(mode)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            embedding = model.encode(
-                images=[query.image] if query.image is not None else None,
-                texts=[query.text] if query.text else None,
-                instruction=query.instruction,
-                mode=mode,
-            )[0]
-        query.notes += _caught_notes(caught)
-        return embedding
+        # notes asked of the processor, not caught as warnings: a warnings catch is process-global and
+        # the app's background threads (corpus, maps, race) enter and leave their own meanwhile
+        for note in (model.processor.truncation_note(t) for t in (query.instruction, query.text)):
+            if note and note not in query.notes:
+                query.notes.append(note)
+        return model.encode(
+            images=[query.image] if query.image is not None else None,
+            texts=[query.text] if query.text else None,
+            instruction=query.instruction,
+            mode=mode,
+        )[0]
 
     def search(
         self,

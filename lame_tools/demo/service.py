@@ -16,7 +16,6 @@ import os
 import shutil
 import tempfile
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from lame_tools.demo.query import (
 from lame_tools.demo.race_board import RaceBoard, recorded_benchmarks
 from lame_tools.demo.uploads import MAX_IMAGES_PER_ADD, UserUploads
 from lame_tools.errors import InputError
-from lame_tools.inputs import clean_text, load_image
+from lame_tools.inputs import clean_text_noted, load_image
 
 MAX_USER_IMAGES = 32
 MAX_USER_TEXTS = 200
@@ -194,10 +193,9 @@ class DemoService(ProbeActions, MapActions, AboutActions):
         """
         gallery = user_gallery if user_gallery is not None else Gallery()
         files = [f for f in (files or []) if f]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            lines = [clean_text(line, allow_empty=True) for line in (texts or "").splitlines()]
-        lines = [line for line in lines if line]
+        noted = [clean_text_noted(line, allow_empty=True) for line in (texts or "").splitlines()]
+        lines = [line for line, _ in noted if line]
+        notes = list(dict.fromkeys(note for _, note in noted if note))
         if not files and not lines:
             raise InputError("Upload images or type texts (one per line) to add to the corpus.")
         if len(files) > MAX_IMAGES_PER_ADD:
@@ -221,7 +219,6 @@ class DemoService(ProbeActions, MapActions, AboutActions):
         for line in lines:
             gallery.add(GalleryEntry("text", line, "", "user text", "user"))
         summary = f"Your additions: {gallery.count('image')} images and {gallery.count('text')} texts (this session only)."
-        notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
         return gallery, " ".join([summary, *notes])
 
     def reset_gallery(self, user_gallery: Gallery | None) -> tuple[None, str]:
