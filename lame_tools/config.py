@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lame_tools.constants import EMBED_MODES, MAX_REASON_TOKENS
+from lame_tools.constants import EMBED_MODES, EMBED_READS, MAX_REASON_TOKENS
 
 
 @dataclass
@@ -41,6 +41,9 @@ class LameConfig:
             layer's reason states (its last attention reads the layer before), so a decoder on them
             can fill states that the embedding does not see. Latent (parallel) mode only: the
             sequential mode's reason states are its steps' outputs.
+        embed_reads: what `[EMBED]` attends to in latent mode (`lame_tools.embed_reads`): "all" (the
+            paper: the prompt and the reason tokens) or "reasons" (our departure, an upper bound of
+            use: only the reason tokens and itself, so the embedding sees the input only through them).
     """
 
     num_reason_tokens: int = 8
@@ -56,8 +59,11 @@ class LameConfig:
     logit_scale_init: float = 20.0
     scene_head: bool = False
     reason_layer: int = 0
+    embed_reads: str = "all"
 
     def __post_init__(self) -> None:
+        if self.embed_reads not in EMBED_READS:
+            raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {self.embed_reads!r}")
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:
             raise ValueError(f"num_reason_tokens must be in 0..{MAX_REASON_TOKENS}, got {self.num_reason_tokens}")
         if self.default_mode not in EMBED_MODES:

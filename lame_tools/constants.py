@@ -15,6 +15,8 @@ SEQUENTIAL_MODE = "sequential"
 # Every mode `LameModel.forward_items` / `encode` accepts.
 EMBED_MODES = (*MODES, SEQUENTIAL_MODE)
 MAX_REASON_TOKENS = 16
+# what `[EMBED]` attends to in latent mode (lame_tools.embed_reads): the paper's "all", or our "reasons"
+EMBED_READS = ("all", "reasons")
 
 # Model families the evaluation and benchmark verbs can load.
 MODEL_KINDS = ("lame", "qwen2-vl-base", "ume-r1", "vlm2vec")

@@ -49,6 +49,7 @@ from lame_tools.backbone import (
 from lame_tools.config import LameConfig, get_preset
 from lame_tools.constants import MODES, SEQUENTIAL_MODE, latent_special_tokens
 from lame_tools.decoder import LatentDecoder
+from lame_tools.embed_reads import allowed_keys, attention_bias
 from lame_tools.errors import InputError
 from lame_tools.inputs import Item, make_items
 from lame_tools.model_files import CONFIG_FILE, TRAINING_FILE, WEIGHTS_FILE, load_folder, save_folder
@@ -117,17 +118,19 @@ class LameModel(nn.Module):
         image_pixels: int | None = None,
         scene_head: bool = False,
         reason_layer: int = 0,
+        embed_reads: str = "all",
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
         (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
         resized to about this many pixels (default 112 x 112; 224 x 224 gives 4x the visual tokens).
         `scene_head`: add the per-visual-token scene-graph read-out (`lame_tools.scene_head`).
-        `reason_layer`: the layer whose reason states the decoder reads (`LameConfig.reason_layer`)."""
+        `reason_layer`: the layer whose reason states the decoder reads (`LameConfig.reason_layer`).
+        `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`)."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
-                                 scene_head=scene_head, reason_layer=reason_layer,
+                                 scene_head=scene_head, reason_layer=reason_layer, embed_reads=embed_reads,
                                  backbone=backbone_config.to_dict())
         if image_pixels:
             lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)
@@ -279,15 +282,25 @@ class LameModel(nn.Module):
         )
         return position_ids
 
+    def attention_mask(self, batch: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        """The mask the language model gets: the batch's [batch, seq] padding mask, or, when
+        `config.embed_reads` is "reasons", the [batch, 1, seq, seq] additive mask in which `[EMBED]`
+        reads only the reason tokens (`lame_tools.embed_reads`)."""
+        if self.config.embed_reads == "all":
+            return batch["attention_mask"]
+        allowed = allowed_keys(batch["input_ids"], batch["attention_mask"], self._latent_ids[:-1])
+        return attention_bias(allowed, dtype)
+
     def backbone_forward(self, batch: dict[str, torch.Tensor], **kwargs: Any) -> Any:
         """One pass of the backbone's language model over a processed batch (with our latent rows and
         3-D positions); `kwargs` go to the backbone (e.g. `output_hidden_states=True`)."""
         batch = self.move_batch(batch)
         input_ids = batch["input_ids"]
+        inputs_embeds = self.input_embeddings(input_ids)
         return self.backbone.model(
             input_ids=input_ids,
-            inputs_embeds=self.input_embeddings(input_ids),
-            attention_mask=batch["attention_mask"],
+            inputs_embeds=inputs_embeds,
+            attention_mask=self.attention_mask(batch, inputs_embeds.dtype),
             position_ids=self.position_ids(batch),
             pixel_values=batch.get("pixel_values"),
             image_grid_thw=batch.get("image_grid_thw"),

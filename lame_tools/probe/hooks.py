@@ -107,7 +107,8 @@ def recompute_attention_rows(
         attn: a `Qwen2VLAttention` module (its q/k projections are reused, nothing is copied).
         hidden_states: [batch, seq, hidden], the normed input the module receives.
         position_embeddings: (cos, sin), each [batch, seq, head_dim], mrope already laid out.
-        attention_mask: [batch, seq] 1 for real tokens (left padding is 0).
+        attention_mask: [batch, seq] 1 for real tokens (left padding is 0), or [batch, seq, seq] bool,
+            the keys each query may read (a model whose `embed_reads` restricts `[EMBED]`).
         positions: [query] sequence indices of the rows to compute.
 
     Returns:
@@ -124,7 +125,11 @@ def recompute_attention_rows(
     key = repeat_kv(key, attn.num_key_value_groups)
     scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * attn.scaling  # [batch, head, query, seq]
     key_index = torch.arange(seq, device=hidden_states.device)
-    allowed = (key_index[None, :] <= positions.to(key_index.device)[:, None])[None] & attention_mask.bool()[:, None, :]
+    causal = (key_index[None, :] <= positions.to(key_index.device)[:, None])[None]
+    if attention_mask.dim() == 3:
+        allowed = causal & attention_mask.bool()[:, positions]
+    else:
+        allowed = causal & attention_mask.bool()[:, None, :]
     scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=-1)
 
@@ -157,21 +162,22 @@ def _input_hook(ctx: HookContext, fn: HookFn, key: str):
     return hook
 
 
-def _pattern_hook(ctx: HookContext, fn: HookFn):
-    """A pre-hook on an attention module that recomputes the rows `ctx.positions` of its pattern for `fn`."""
+def _pattern_hook(ctx: HookContext, fn: HookFn, own_mask: bool = False):
+    """A pre-hook on an attention module that recomputes the rows `ctx.positions` of its pattern for `fn`.
+    `own_mask`: the model builds its own [batch, 1, seq, seq] mask (`LameModel.attention_mask`), which
+    the module receives; the pattern then uses it instead of causal padding."""
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         hidden = args[0] if args else kwargs["hidden_states"]
+        keys = kwargs["attention_mask"][:, 0] == 0 if own_mask else ctx.attention_mask
         with torch.no_grad():
-            pattern = recompute_attention_rows(
-                module, hidden, kwargs["position_embeddings"], ctx.attention_mask, ctx.positions
-            )
+            pattern = recompute_attention_rows(module, hidden, kwargs["position_embeddings"], keys, ctx.positions)
         fn(pattern, ctx)
 
     return hook
 
 
-def _attach(lm: nn.Module, name: str, fn: HookFn, mask: torch.Tensor, pos: torch.Tensor) -> Any:
+def _attach(lm: nn.Module, name: str, fn: HookFn, mask: torch.Tensor, pos: torch.Tensor, own_mask: bool) -> Any:
     """Register `fn` at hook point `name` of the language model `lm`; returns the handle."""
     unknown = InputError(f"Unknown hook point {name!r}; see lame_tools.probe.hook_point_names(model).")
     if name == "hook_embed":
@@ -189,7 +195,7 @@ def _attach(lm: nn.Module, name: str, fn: HookFn, mask: torch.Tensor, pos: torch
     if point == "hook_resid_pre":
         return layer.register_forward_pre_hook(_input_hook(ctx, fn, "hidden_states"), with_kwargs=True)
     if point == "attn.hook_pattern":
-        return layer.self_attn.register_forward_pre_hook(_pattern_hook(ctx, fn), with_kwargs=True)
+        return layer.self_attn.register_forward_pre_hook(_pattern_hook(ctx, fn, own_mask), with_kwargs=True)
     modules = {"hook_resid_post": layer, "hook_attn_out": layer.self_attn, "hook_mlp_out": layer.mlp}
     if point not in modules:
         raise unknown
@@ -214,7 +220,7 @@ def hooks(
     pos = positions.to(model.device)
     try:
         for name, fn in fwd_hooks:
-            handles.append(_attach(lm, name, fn, mask, pos))
+            handles.append(_attach(lm, name, fn, mask, pos, model.config.embed_reads != "all"))
         yield
     finally:
         for handle in handles:

@@ -106,6 +106,7 @@ def build_model(config: TrainConfig):
         image_pixels=config.image_pixels or None,
         scene_head=config.scene_head_weight > 0,
         reason_layer=config.reason_layer,
+        embed_reads=config.embed_reads,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)

@@ -79,6 +79,8 @@ class TrainConfig:
             shape from colour (each colour shows only three shapes in training).
         reason_layer: the language-model layer whose reason states the latent decoder reads
             (`LameConfig.reason_layer`; 0 = the last; parallel latent steps only).
+        embed_reads: "all" (the paper) or "reasons": `[EMBED]` attends only to the reason tokens
+            (`LameConfig.embed_reads`, our departure: an upper bound of how much they can be used).
     """
 
     kind: str = "contrastive"
@@ -130,6 +132,7 @@ class TrainConfig:
     scene_head_weight: float = 0.0
     shape_only_images: int = 0
     reason_layer: int = 0
+    embed_reads: str = "all"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,0 +1,42 @@
+"""What the `[EMBED]` position may attend to: `LameConfig.embed_reads`.
+
+"all" is the paper's LaME: plain causal attention, so `[EMBED]` reads the whole prompt and the K reason
+tokens at every layer. "reasons" is our departure from the paper, kept as an upper bound of how much the
+reason tokens can be used: at every layer `[EMBED]` attends only to the reason tokens and to itself, so all
+that the embedding learns of the input passes through the K reason positions. Zeroing or swapping them
+must then cost Hit@1; how much the restriction costs against "all" is the price of that guarantee.
+
+The restriction applies to rows that hold reason tokens (the parallel latent mode). Rows without any
+(discriminative, cot) keep plain causal attention, so a "reasons" model still runs every mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+def allowed_keys(input_ids: torch.Tensor, attention_mask: torch.Tensor, reason_ids: Sequence[int]) -> torch.Tensor:
+    """[batch, seq, seq] bool, True where query position i may attend to key position j.
+
+    Causal attention over real tokens (left padding is 0 in `attention_mask`), except that in a row
+    holding reason tokens the last position (`[EMBED]`: the suffix ends the row) reads only those and
+    itself. Padding positions may read themselves, so no softmax row is empty.
+    """
+    batch, seq = input_ids.shape
+    device = input_ids.device
+    real = attention_mask.bool()
+    allowed = torch.ones(seq, seq, dtype=torch.bool, device=device).tril()[None] & real[:, None, :]
+    is_reason = torch.isin(input_ids, torch.tensor(list(reason_ids), dtype=input_ids.dtype, device=device))
+    last = torch.zeros(seq, dtype=torch.bool, device=device)
+    last[-1] = True
+    embed_row = (is_reason | last[None]) & real
+    allowed[:, -1] = torch.where(is_reason.any(dim=1, keepdim=True), embed_row, allowed[:, -1])
+    return allowed | torch.eye(seq, dtype=torch.bool, device=device)[None]
+
+
+def attention_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive [batch, 1, seq, seq] mask of `allowed` (0 where allowed, the dtype's minimum elsewhere),
+    the form transformers passes unchanged to eager and sdpa attention alike."""
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]

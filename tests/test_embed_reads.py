@@ -1,0 +1,80 @@
+"""`embed_reads="reasons"`: `[EMBED]` attends only to the reason tokens (our departure from the paper)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lame_tools.config import LameConfig
+from lame_tools.data.shapes import VOCABULARY
+from lame_tools.embed_reads import allowed_keys
+from lame_tools.model import LameModel
+from lame_tools.probe.hooks import num_layers, prepare_batch, run_with_cache, run_with_hooks
+from lame_tools.train import build_config
+from lame_tools.train.build import build_model
+
+
+def _pair(preset: str = "tiny"):
+    build = dict(num_reason_tokens=4, embed_dim=32, seed=0, vocabulary=VOCABULARY)
+    return LameModel.build_tiny(preset, **build), LameModel.build_tiny(preset, embed_reads="reasons", **build)
+
+
+def test_allowed_keys_restrict_only_the_embed_row_of_rows_with_reason_tokens():
+    # row 0: pad, a, b, R0, R1, E ; row 1 (no reason tokens): pad, pad, a, b, c, E
+    ids = torch.tensor([[0, 5, 6, 10, 11, 20], [0, 0, 5, 6, 7, 20]])
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    allowed = allowed_keys(ids, mask, [10, 11])
+    assert allowed[0, -1].tolist() == [False, False, False, True, True, True]
+    assert allowed[0, 4].tolist() == [False, True, True, True, True, False]  # a reason token reads the prompt
+    assert allowed[1, -1].tolist() == [False, False, True, True, True, True]  # no reason tokens: causal
+    assert allowed[:, 0, 0].all() and not allowed[0, 1, 0]  # padding reads itself only; nobody reads padding
+
+
+def test_embed_sees_the_input_only_through_the_reason_tokens(scenes):
+    examples, images = scenes
+    full, restricted = _pair()
+    items = restricted.make_items(images=images[:3], texts=[e.query_text for e in examples[:3]])
+    prepared = prepare_batch(restricted, items, "latent")
+    k = restricted.num_reason_tokens
+    _, cache = run_with_cache(restricted, prepared, names="blocks.*.attn.hook_pattern")
+    for layer in range(num_layers(restricted)):
+        embed_row = cache[f"blocks.{layer}.attn.hook_pattern"][:, :, -1]  # [batch, head, seq]
+        assert embed_row[..., : -1 - k].abs().max() == 0
+        torch.testing.assert_close(embed_row.sum(-1), torch.ones_like(embed_row.sum(-1)))
+
+    def zero_reasons(value, ctx):
+        value = value.clone()
+        value[:, ctx.positions[:k]] = 0
+        return value
+
+    # with the reason rows zeroed at every layer, every query gives the same embedding ...
+    names = ["hook_embed"] + [f"blocks.{i}.hook_resid_post" for i in range(num_layers(restricted))]
+    blind = run_with_hooks(restricted, prepared, [(n, zero_reasons) for n in names]).embeddings
+    torch.testing.assert_close(blind[1:], blind[:1].expand_as(blind[1:]), atol=1e-5, rtol=0)
+    # ... which in the paper's attention it does not
+    blind_full = run_with_hooks(full, prepare_batch(full, items, "latent"), [(n, zero_reasons) for n in names]).embeddings
+    assert (blind_full[1:] - blind_full[:1]).abs().max() > 1e-3
+
+
+def test_other_modes_are_unchanged_and_latent_differs(scenes):
+    examples, images = scenes
+    full, restricted = _pair()
+    items = full.make_items(images=images[:2], texts=[e.query_text for e in examples[:2]])
+    with torch.no_grad():
+        for mode in ("discriminative", "sequential"):
+            torch.testing.assert_close(full.forward_items(items, mode).embeddings,
+                                       restricted.forward_items(items, mode).embeddings)
+        assert not torch.allclose(full.forward_items(items, "latent").embeddings,
+                                  restricted.forward_items(items, "latent").embeddings)
+
+
+def test_embed_reads_is_saved_refused_when_unknown_and_trains(tmp_path):
+    config = build_config("micro-lame", ["embed_reads=reasons"])
+    model = build_model(config)
+    assert model.config.embed_reads == "reasons"
+    model.forward_items(model.make_items(texts=["a red circle"]), "latent").embeddings.sum().backward()
+    assert model.latent_embeddings.grad[:4].abs().sum() > 0
+    model.save_pretrained(tmp_path / "m")
+    assert LameModel.from_pretrained(tmp_path / "m", device="cpu").config.embed_reads == "reasons"
+    with pytest.raises(ValueError, match="embed_reads must be one of"):
+        LameConfig.from_dict({**model.config.to_dict(), "embed_reads": "prompt"})
