@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
+
 def allowed_keys(input_ids: torch.Tensor, attention_mask: torch.Tensor, reason_ids: Sequence[int]) -> torch.Tensor:
     """[batch, seq, seq] bool, True where query position i may attend to key position j.
 
