@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from lame_tools.errors import LameError
 from lame_tools.train import build_config, train
 from lame_tools.train.build import build_model, set_stage
 from lame_tools.train.data import make_batch
@@ -12,11 +14,23 @@ from lame_tools.train.step import embedding_loss, own_rationale_embeddings, own_
 
 def test_own_rationale_rows_are_a_share_of_the_slice_and_deterministic():
     config = build_config("micro-cot", ["cot_own_rationales=0.5"])
-    rows = own_rationale_rows(config, 7, 0, 8)
+    subtasks = ["count"] * 8
+    rows = own_rationale_rows(config, 7, 0, subtasks)
     assert len(rows) == 4 and rows == sorted(set(rows)) and all(0 <= r < 8 for r in rows)
-    assert own_rationale_rows(config, 7, 0, 8) == rows
-    assert {tuple(own_rationale_rows(config, s, 0, 8)) for s in range(10)} != {tuple(rows)}
-    assert own_rationale_rows(build_config("micro-cot"), 7, 0, 8) == []
+    assert own_rationale_rows(config, 7, 0, subtasks) == rows
+    assert {tuple(own_rationale_rows(config, s, 0, subtasks)) for s in range(10)} != {tuple(rows)}
+    assert own_rationale_rows(build_config("micro-cot"), 7, 0, subtasks) == []
+
+
+def test_own_rationale_rows_only_of_the_named_subtasks():
+    config = build_config("micro-cot", ["cot_own_rationales=0.5", "cot_own_subtasks=i2t,t2i"])
+    subtasks = ["i2t", "count", "t2i", "i2t", "refer", "t2i", "t2i", "i2t"]  # 6 retrieval rows
+    for step in range(20):
+        rows = own_rationale_rows(config, step, 0, subtasks)
+        assert len(rows) == 3 and {subtasks[r] for r in rows} <= {"i2t", "t2i"}
+    assert own_rationale_rows(config, 0, 0, ["count"] * 8) == []  # a reasoning batch keeps gold rationales
+    with pytest.raises(LameError, match="cot_own_subtasks names unknown subtasks"):
+        build_config("micro-cot", ["cot_own_subtasks=i2t,captions"])
 
 
 def test_own_rationale_embeddings_replace_only_their_rows_and_train(tmp_path):

@@ -33,6 +33,9 @@ class TrainConfig:
         cot_own_rationales: cot kind, stage 2: the share of each step's queries whose embedding is read
             after the model's own greedy rationale (generated without gradients) instead of the gold
             one, as at test time; the LM loss stays on the gold rationales. 0 = gold only.
+        cot_own_subtasks: comma-separated subtasks to which `cot_own_rationales` applies (e.g.
+            "i2t,t2i": the retrieval queries learn to embed after the model's own rationale while the
+            reasoning ones keep reading gold ones); empty = every subtask.
         decoder_target: what the decoder reconstructs: "target" (the target's text; the caption for
             text->image) or "rationale" (the chain of thought; an ablation that uses CoT annotation).
         stage1_steps / stage2_steps / stage0_steps: steps per stage.
@@ -91,6 +94,7 @@ class TrainConfig:
     lambda_decoder: float = 0.5
     cot_lm_weight: float = 1.0
     cot_own_rationales: float = 0.0
+    cot_own_subtasks: str = ""
     decoder_target: str = "target"
     stage0_steps: int = 0
     stage1_steps: int = 100
@@ -149,6 +153,15 @@ class TrainConfig:
     def kind_list(self) -> list[str] | None:
         """The task kinds named in `task_kinds`, or None for all of them."""
         return [k for k in self.task_kinds.split(",") if k] or None
+
+    @property
+    def cot_own_subtask_list(self) -> list[str]:
+        """The subtasks named in `cot_own_subtasks` (empty: `cot_own_rationales` applies to all)."""
+        names = [k for k in self.cot_own_subtasks.split(",") if k]
+        unknown = [k for k in names if k not in SUBTASKS]
+        if unknown:
+            raise LameError(f"cot_own_subtasks names unknown subtasks {unknown}; known: {', '.join(SUBTASKS)}.")
+        return names
 
     @property
     def subtask_list(self) -> list[str] | None:
@@ -294,4 +307,6 @@ def build_config(
         values["bf16"] = True
     if gradient_checkpointing:
         values["gradient_checkpointing"] = True
-    return dataclasses.replace(config, **values)
+    config = dataclasses.replace(config, **values)
+    config.cot_own_subtask_list  # noqa: B018 - refuse unknown subtask names now, not in stage 2
+    return config

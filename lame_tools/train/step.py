@@ -48,14 +48,17 @@ def stage0_loss(model, config: TrainConfig, step: int, rank: int, world: int) ->
     return {"loss": loss, "lm": loss.detach()}
 
 
-def own_rationale_rows(config: TrainConfig, step: int, rank: int, n: int) -> list[int]:
-    """The rows of this process's slice of step `step` whose query embedding is read after the model's
-    own rationale (`cot_own_rationales` of them, rounded): a pure function of (seed, step, rank), so a
-    resumed run picks the same rows."""
-    count = round(config.cot_own_rationales * n)
+def own_rationale_rows(config: TrainConfig, step: int, rank: int, subtasks: list[str]) -> list[int]:
+    """The rows of this process's slice of step `step` (whose examples have `subtasks`) whose query
+    embedding is read after the model's own rationale: `cot_own_rationales` of the rows whose subtask is
+    in `cot_own_subtasks` (every row when that is empty), rounded. A pure function of (seed, step, rank),
+    so a resumed run picks the same rows."""
+    allowed = set(config.cot_own_subtask_list or subtasks)
+    eligible = [i for i, subtask in enumerate(subtasks) if subtask in allowed]
+    count = round(config.cot_own_rationales * len(eligible))
     if count <= 0:
         return []
-    return sorted(random.Random(config.seed * 1_000_003 + step * 97 + rank).sample(range(n), min(count, n)))
+    return sorted(random.Random(config.seed * 1_000_003 + step * 97 + rank).sample(eligible, count))
 
 
 def own_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: torch.Tensor) -> torch.Tensor:
@@ -128,7 +131,7 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
         if scenes:
             out["scene_shape_only"] = scene_head_loss(model.scene_head, *vision_tokens(model, images), scenes,
                                                       model.processor.merge_size, colour=False)
-    own_rows = own_rationale_rows(config, step, rank, len(batch.queries)) if config.kind == "cot" and stage == 2 else []
+    own_rows = own_rationale_rows(config, step, rank, [ex.subtask for ex in batch.examples]) if config.kind == "cot" and stage == 2 else []
     if own_rows:  # after the scene loss's capture: these passes see the query images a second time
         q_emb = own_rationale_embeddings(model, batch, own_rows, q_emb)
     device = q_emb.device
