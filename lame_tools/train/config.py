@@ -228,6 +228,10 @@ PRESETS: dict[str, TrainConfig] = {
            # the decoder reconstructs the rationale from layer 2's reason states, the ones [EMBED]'s
            # last layer reads (queue see_5; README, "Where the decoder reads")
            ("lame-rationale-l2", dict(num_reason_tokens=8, decoder_target="rationale", reason_layer=2)),
+           # explicit CoT that embeds retrieval queries after its own greedy rationale, as at test time
+           # (queue see_13; README, "Explicit CoT on its own rationales")
+           ("cot-ownret", dict(kind="cot", num_reason_tokens=0, with_decoder=False, cot_own_rationales=1.0,
+                               cot_own_subtasks="i2t,t2i")),
        )},
     "lame": _preset(num_reason_tokens=8),
     "discriminative": _preset(num_reason_tokens=0, with_decoder=False),
