@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/ship_see.py --runs runs/see [--only lame,cot] [--no-ship]
 
-For each model (lame, discriminative, cot, sequential): `python -m lame_tools eval --balanced` on its
-run's model folder (per-query scores and 95% intervals; resumable), the JSON copied to
+For each model (lame, discriminative, cot, sequential; `MODELS` names the run each is taken from):
+`python -m lame_tools eval --balanced` on its run's model folder (per-query scores and 95% intervals; resumable), the JSON copied to
 assets/results/eval_balanced_<name>_<mode>.json, then the model folder copied to assets/models/<name>
 with a training.json that holds the training command and config, seeds, wall time and the balanced
 test scores with their intervals, and the command that reproduces them. Run it again after an
@@ -25,12 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 
-# run name under --runs -> (shipped folder name, the mode it is evaluated in)
+# model -> (run name under --runs, which is also its training preset; shipped folder name; the mode it
+# is evaluated in). The shipped CoT is the one that embeds retrieval queries after its own rationales.
 MODELS = {
-    "see-lame": ("lame-shapes", "latent"),
-    "see-discriminative": ("discriminative-shapes", "discriminative"),
-    "see-cot": ("cot-shapes", "cot"),
-    "see-sequential": ("sequential-shapes", "sequential"),
+    "lame": ("see-lame", "lame-shapes", "latent"),
+    "discriminative": ("see-discriminative", "discriminative-shapes", "discriminative"),
+    "cot": ("see-cot-ownret", "cot-shapes", "cot"),
+    "sequential": ("see-sequential", "sequential-shapes", "sequential"),
 }
 
 
@@ -62,10 +63,13 @@ def main() -> int:
     parser.add_argument("--no-ship", action="store_true", help="evaluate only; do not copy into assets/models")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    wanted = {f"see-{name}" for name in args.only.split(",") if name} or set(MODELS)
+    wanted = {name for name in args.only.split(",") if name} or set(MODELS)
+    unknown = wanted - set(MODELS)
+    if unknown:
+        parser.error(f"--only names unknown models {sorted(unknown)}; known: {', '.join(MODELS)}")
     results = ROOT / "assets" / "results"
-    for run, (name, mode) in MODELS.items():
-        if run not in wanted:
+    for key, (run, name, mode) in MODELS.items():
+        if key not in wanted:
             continue
         model_dir = args.runs / run / "model"
         if not (model_dir / "model.safetensors").is_file():

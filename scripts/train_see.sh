@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Reproduce the shipped models (seed 0) from nothing, on CPU, and copy them into assets/models/:
 # stage 0 (the backbone that sees: scene-graph supervision of the vision tower, locked text), then
-# the discriminative, LaME, explicit-CoT and sequential-latent models on it, each evaluated on the
-# balanced test split (scores with intervals into its training.json and assets/results/).
+# the discriminative, LaME, explicit-CoT (own rationales on retrieval) and sequential-latent models
+# on it, each evaluated on the balanced test split (scores with intervals into its training.json and
+# assets/results/).
 # Every command is resumable: run the script again after an interruption and it continues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
 $PY -m lame_tools train --preset stage0-scene --out runs/see/stage0-scene --resume --quiet
-for model in discriminative lame cot sequential; do
-  $PY -m lame_tools train --preset "see-$model" --out "runs/see/see-$model" --resume --quiet
+for preset in see-discriminative see-lame see-cot-ownret see-sequential; do
+  $PY -m lame_tools train --preset "$preset" --out "runs/see/$preset" --resume --quiet
 done
 $PY scripts/ship_see.py --runs runs/see
