@@ -3,11 +3,11 @@
     .venv/bin/python scripts/ship_see.py --runs runs/see [--only lame,cot] [--no-ship]
 
 For each model (lame, discriminative, cot, sequential; `MODELS` names the run each is taken from):
-`python -m lame_tools eval --balanced` on its run's model folder (per-query scores and 95% intervals; resumable), the JSON copied to
-assets/results/eval_balanced_<name>_<mode>.json, then the model folder copied to assets/models/<name>
-with a training.json that holds the training command and config, seeds, wall time and the balanced
-test scores with their intervals, and the command that reproduces them. Run it again after an
-interruption: finished evaluations are reused.
+`python -m lame_tools eval --balanced` on its run's model folder (per-query scores and 95% intervals;
+resumable), the JSON copied to assets/results/eval_balanced_<name>_<mode>.json, then the model folder
+copied to assets/models/<name> with a training.json that holds the training command and config,
+seeds, wall time and the balanced test scores with their intervals, and the command that reproduces
+them. Run it again after an interruption: finished evaluations are reused.
 """
 
 from __future__ import annotations

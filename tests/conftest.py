@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random model built in milliseconds, the shipped default, a few scenes.
+"""Shared fixtures: a tiny random model built in milliseconds, the shipped default, a few scenes, the
+training config of a queued recipe.
 
 No test may touch the network: the hub is switched off for the whole session.
 """
@@ -41,3 +42,21 @@ def scenes():
 
     examples = [make_example(0, "test", i) for i in range(8)]
     return examples, [render(e.scene) for e in examples]
+
+
+@pytest.fixture(scope="session")
+def queued_config():
+    """queued_config(queue, name): the TrainConfig that `scripts/science_queue.py` builds for the run
+    `name` of `scripts/queues/<queue>` (its preset with its `set` overrides)."""
+    import json
+    from pathlib import Path
+
+    from lame_tools.train import build_config
+
+    queues = Path(__file__).resolve().parent.parent / "scripts" / "queues"
+
+    def config(queue: str, name: str):
+        recipe = next(r for r in json.loads((queues / queue).read_text()) if r["name"] == name)
+        return build_config(recipe["preset"], recipe["set"])
+
+    return config

@@ -57,12 +57,7 @@ def test_own_rationale_embeddings_replace_only_their_rows_and_train(tmp_path):
     assert train(config, tmp_path / "run", show_progress=False).complete
 
 
-def test_the_cot_ownret_preset_is_the_queued_recipe():
-    import json
-    from pathlib import Path
-
-    queue = json.loads((Path(__file__).parent.parent / "scripts" / "queues" / "see_13.json").read_text())
-    recipe = next(r for r in queue if r["name"] == "see-cot-ownret")
+def test_the_cot_ownret_preset_is_the_queued_recipe(queued_config):
     config = build_config("see-cot-ownret")
-    assert config == build_config(recipe["preset"], recipe["set"])
+    assert config == queued_config("see_13.json", "see-cot-ownret")
     assert config.cot_own_subtask_list == ["i2t", "t2i"] and config.cot_own_rationales == 1.0

@@ -69,11 +69,6 @@ def test_lr_vision_sets_the_vision_groups_rate_only():
     assert groups["vision"] == groups["backbone"] == pytest.approx(0.0003)
 
 
-def test_the_rationale_l2_preset_is_the_queued_recipe():
-    import json
-    from pathlib import Path
-
-    queue = json.loads((Path(__file__).parent.parent / "scripts" / "queues" / "see_5.json").read_text())
-    recipe = next(r for r in queue if r["name"] == "see-lame-rationale-l2")
-    assert build_config("see-lame-rationale-l2") == build_config(recipe["preset"], recipe["set"])
+def test_the_rationale_l2_preset_is_the_queued_recipe(queued_config):
+    assert build_config("see-lame-rationale-l2") == queued_config("see_5.json", "see-lame-rationale-l2")
     assert build_config("see-lame-rationale-l2").reason_layer == 2
