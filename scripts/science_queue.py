@@ -7,7 +7,7 @@ QUEUE.json is a list of {"name", "preset", "set": ["KEY=VALUE", ...], "init_from
 "tasks": [subtasks to score] or null, "per_subtask": 100}. A finished run (its model folder exists) is
 not trained again; an interrupted one resumes from its last checkpoint (`train --resume`); a run whose
 score is in the results file is not scored again. Stop it at any moment and start it again: nothing
-finished is lost. The results JSON maps run name -> the recipe, wall time, and the eval summary
+finished is lost. `--only NAME ...` runs those recipes of the queue alone. The results JSON maps run name -> the recipe, wall time, and the eval summary
 (per-subtask Hit@1 with 95% intervals).
 """
 
@@ -59,8 +59,15 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "assets" / "results" / "science_validation.json")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these recipes of the queue")
     args = parser.parse_args()
     queue = json.loads(args.queue.read_text())
+    if args.only:
+        names = [run["name"] for run in queue]
+        unknown = [name for name in args.only if name not in names]
+        if unknown:
+            parser.error(f"{', '.join(unknown)} is not in {args.queue.name}; it holds {', '.join(names)}.")
+        queue = [run for run in queue if run["name"] in args.only]
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     for run in queue:
         key = f"{run['name']}@{args.split}"
