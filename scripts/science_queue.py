@@ -7,8 +7,8 @@ QUEUE.json is a list of {"name", "preset", "set": ["KEY=VALUE", ...], "init_from
 "tasks": [subtasks to score] or null, "per_subtask": 100}. A finished run (its model folder exists) is
 not trained again; an interrupted one resumes from its last checkpoint (`train --resume`); a run whose
 score is in the results file is not scored again. Stop it at any moment and start it again: nothing
-finished is lost. `--only NAME ...` runs those recipes of the queue alone. The results JSON maps run name -> the recipe, wall time, and the eval summary
-(per-subtask Hit@1 with 95% intervals).
+finished is lost. `--only NAME ...` runs those recipes of the queue alone. The results JSON maps run
+name -> the recipe, wall time, and the eval summary (per-subtask Hit@1 with 95% intervals).
 """
 
 from __future__ import annotations
