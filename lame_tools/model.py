@@ -24,9 +24,10 @@ The batch API every caller uses (training, adapters, timing, probes, scripts):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from lame_tools.backbone import (
     load_backbone,
 )
 from lame_tools.config import LameConfig, get_preset
-from lame_tools.constants import MODES, SEQUENTIAL_MODE, latent_special_tokens
+from lame_tools.constants import EMBED_READS, MODES, SEQUENTIAL_MODE, latent_special_tokens
 from lame_tools.decoder import LatentDecoder
 from lame_tools.embed_reads import allowed_keys, attention_bias
 from lame_tools.errors import InputError
@@ -290,6 +291,18 @@ class LameModel(nn.Module):
             return batch["attention_mask"]
         allowed = allowed_keys(batch["input_ids"], batch["attention_mask"], self._latent_ids[:-1])
         return attention_bias(allowed, dtype)
+
+    @contextlib.contextmanager
+    def reading(self, embed_reads: str) -> Iterator[None]:
+        """Within the block, `[EMBED]` attends as `embed_reads` says (`lame_tools.embed_reads`); the
+        model's own setting is back afterwards, also on an error (training's `direct_route_dropout`)."""
+        if embed_reads not in EMBED_READS:
+            raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {embed_reads!r}")
+        saved, self.config.embed_reads = self.config.embed_reads, embed_reads
+        try:
+            yield
+        finally:
+            self.config.embed_reads = saved
 
     def backbone_forward(self, batch: dict[str, torch.Tensor], **kwargs: Any) -> Any:
         """One pass of the backbone's language model over a processed batch (with our latent rows and

@@ -78,3 +78,56 @@ def test_embed_reads_is_saved_refused_when_unknown_and_trains(tmp_path):
     assert LameModel.from_pretrained(tmp_path / "m", device="cpu").config.embed_reads == "reasons"
     with pytest.raises(ValueError, match="embed_reads must be one of"):
         LameConfig.from_dict({**model.config.to_dict(), "embed_reads": "prompt"})
+
+
+def test_reading_switches_embed_reads_within_the_block_only(scenes):
+    examples, images = scenes
+    full, restricted = _pair()
+    items = full.make_items(images=images[:2], texts=[e.query_text for e in examples[:2]])
+    with torch.no_grad():
+        before = full.forward_items(items, "latent").embeddings
+        with full.reading("reasons"):
+            torch.testing.assert_close(full.forward_items(items, "latent").embeddings,
+                                       restricted.forward_items(items, "latent").embeddings)
+        torch.testing.assert_close(full.forward_items(items, "latent").embeddings, before)
+    with pytest.raises(RuntimeError), full.reading("reasons"):
+        raise RuntimeError("a failing step")
+    assert full.config.embed_reads == "all"
+    with pytest.raises(ValueError, match="embed_reads must be one of"), full.reading("prompt"):
+        pass
+
+
+def test_direct_route_dropout_cuts_a_seeded_share_of_steps():
+    from lame_tools.errors import LameError
+    from lame_tools.train.step import cuts_direct_route
+
+    config = build_config("micro-lame", ["direct_route_dropout=0.3"])
+    cut = [cuts_direct_route(config, step) for step in range(2000)]
+    assert cut == [cuts_direct_route(config, step) for step in range(2000)]  # a resumed run cuts the same steps
+    assert 0.26 < sum(cut) / len(cut) < 0.34
+    assert not any(cuts_direct_route(build_config("micro-lame"), step) for step in range(200))
+    assert all(cuts_direct_route(build_config("micro-lame", ["direct_route_dropout=1"]), step) for step in range(200))
+    for bad in (["direct_route_dropout=1.5"], ["direct_route_dropout=0.5", "embed_reads=reasons"],
+                ["direct_route_dropout=0.5", "num_reason_tokens=0", "with_decoder=false"]):
+        with pytest.raises(LameError, match="direct_route_dropout"):
+            build_model(build_config("micro-lame", bad))
+
+
+def test_a_cut_step_trains_as_the_restricted_model_and_the_model_still_reads_all():
+    from lame_tools.train.step import embedding_loss
+
+    torch.manual_seed(0)
+    cut = build_model(build_config("micro-lame", ["direct_route_dropout=1"]))
+    torch.manual_seed(0)
+    restricted = build_model(build_config("micro-lame", ["embed_reads=reasons"]))
+    torch.manual_seed(0)
+    plain = build_model(build_config("micro-lame"))
+    step = 4  # stage 2: contrastive and decoder losses
+    losses = {name: embedding_loss(model, build_config("micro-lame", sets), step, 0, 1)
+              for name, model, sets in (("cut", cut, ["direct_route_dropout=1"]),
+                                        ("restricted", restricted, ["embed_reads=reasons"]),
+                                        ("plain", plain, []))}
+    torch.testing.assert_close(losses["cut"]["contrastive"], losses["restricted"]["contrastive"])
+    torch.testing.assert_close(losses["cut"]["decoder"], losses["restricted"]["decoder"])
+    assert not torch.allclose(losses["cut"]["contrastive"], losses["plain"]["contrastive"])
+    assert cut.config.embed_reads == "all"

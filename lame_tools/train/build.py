@@ -93,6 +93,7 @@ def build_model(config: TrainConfig):
     Qwen2-VL-family `base`."""
     from lame_tools.model import LameModel
 
+    config.direct_route_cut_share()  # refuses a bad direct_route_dropout before anything is built
     if config.base:
         return _build_from_base(config)
     model = LameModel.build_tiny(

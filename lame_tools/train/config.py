@@ -84,6 +84,10 @@ class TrainConfig:
             (`LameConfig.reason_layer`; 0 = the last; parallel latent steps only).
         embed_reads: "all" (the paper) or "reasons": `[EMBED]` attends only to the reason tokens
             (`LameConfig.embed_reads`, our departure: an upper bound of how much they can be used).
+        direct_route_dropout: with `embed_reads` "all", the share of training steps (drawn per step from
+            the seed, so a resumed run draws the same) in which `[EMBED]` reads only the reason tokens, as
+            with "reasons": its direct route to the prompt is cut on those steps, so the reason tokens
+            must carry what the embedding needs, while the saved model reads "all" (our departure).
     """
 
     kind: str = "contrastive"
@@ -137,6 +141,7 @@ class TrainConfig:
     shape_only_images: int = 0
     reason_layer: int = 0
     embed_reads: str = "all"
+    direct_route_dropout: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -148,6 +153,15 @@ class TrainConfig:
         if self.latent_steps not in ("parallel", "sequential"):
             raise LameError(f"latent_steps must be parallel or sequential, not {self.latent_steps!r}.")
         return SEQUENTIAL_MODE if self.latent_steps == "sequential" else "latent"
+
+    def direct_route_cut_share(self) -> float:
+        """`direct_route_dropout`, checked: the share of steps that cut `[EMBED]`'s direct route."""
+        if not 0.0 <= self.direct_route_dropout <= 1.0:
+            raise LameError(f"direct_route_dropout is a share of steps in [0, 1], not {self.direct_route_dropout}.")
+        if self.direct_route_dropout and (self.default_mode != "latent" or self.embed_reads != "all"):
+            raise LameError("direct_route_dropout needs parallel reason tokens (num_reason_tokens > 0, "
+                            "latent_steps=parallel, not cot) and embed_reads=all.")
+        return self.direct_route_dropout
 
     @property
     def kind_list(self) -> list[str] | None:

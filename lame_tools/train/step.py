@@ -61,6 +61,13 @@ def own_rationale_rows(config: TrainConfig, step: int, rank: int, subtasks: list
     return sorted(random.Random(config.seed * 1_000_003 + step * 97 + rank).sample(eligible, count))
 
 
+def cuts_direct_route(config: TrainConfig, step: int) -> bool:
+    """Whether step `step` cuts `[EMBED]`'s direct route to the prompt (`direct_route_dropout`): a pure
+    function of (seed, step), the same on every process, so a resumed run cuts the same steps."""
+    share = config.direct_route_cut_share()
+    return share > 0 and random.Random(config.seed * 1_000_033 + step * 131 + 7).random() < share
+
+
 def own_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: torch.Tensor) -> torch.Tensor:
     """`q_emb` with the rows of `rows` replaced by their queries' embeddings read after the model's own
     greedy rationale (no gradient flows through the generation; it does through the embedding pass)."""
@@ -119,7 +126,8 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
     embed = _cot_embeddings if config.kind == "cot" else _one_pass_embeddings
     dense = (config.scene_head_weight > 0 and model.scene_head is not None
              and "vision" in trainable_in_stage(config, stage))
-    with capture_vision(model) if dense else contextlib.nullcontext() as capture:
+    reading = model.reading("reasons") if cuts_direct_route(config, step) else contextlib.nullcontext()
+    with capture_vision(model) if dense else contextlib.nullcontext() as capture, reading:
         q_emb, t_emb, hard_emb = embed(model, config, batch, stage, out)
     if dense and (seen := capture.take()) is not None:
         # the images in forward order: the queries', then the targets' (hard negatives are texts)

@@ -1,0 +1,20 @@
+#!/bin/bash
+# One heavy job at a time: train and score on validation each named run of a queue
+# (scripts/science_queue.py --only), then score it on the balanced test split and, for a LaME run,
+# ablate its reason tokens on test (scripts/causal_use.py). Every step is skipped when done or resumes.
+#     scripts/queues/chain.sh see_16.json see-lame-k16-s2 see-discriminative-s3
+set -x
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+queue=$1
+shift
+for run in "$@"; do
+  d=runs/see/$run
+  $PY scripts/science_queue.py "scripts/queues/$queue" --runs runs/see --only "$run" > "logs/q_$run.log" 2>&1 || exit 1
+  test -f "$d/eval_test.json" || $PY -m lame_tools eval --model "$d/model" --split test --out "$d/eval_test.json" \
+    --no-progress > "logs/test_$run.log" 2>&1 || exit 1
+  case $run in
+    *lame*) test -f "$d/causal_use_test.json" || $PY scripts/causal_use.py --model "$d/model" --split test \
+      --how zero swap --reference "$d/eval_test.json" --out "$d/causal_use_test.json" > "logs/causal_$run.txt" 2>&1 ;;
+  esac
+done
