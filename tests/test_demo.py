@@ -114,6 +114,14 @@ def test_truncation_note_survives_another_threads_warnings_state(service, monkey
     assert not [n for n in result.notes if "characters" in n]  # 1,700 characters are not cut
 
 
+def test_a_long_custom_instruction_is_cut_with_a_note(service):
+    long = "find the image of " + "a red circle and " * 300  # 5,118 characters, words the model knows
+    result = service.search(None, "a red circle", task=long, k=1)
+    cut = [n for n in result.notes if n.startswith("The instruction has")]
+    assert len(cut) == 1 and "only the first 4000 are used" in cut[0]
+    assert not [n for n in service.search(None, "a red circle", k=1).notes if "characters" in n]
+
+
 def test_user_uploads_are_checked_and_limited(service, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("hello")

@@ -22,7 +22,7 @@ from lame_tools.demo.exports import write_csv, write_npz
 from lame_tools.demo.gallery import Gallery, SearchHit, search_many
 from lame_tools.demo.models import ModeModels
 from lame_tools.errors import InputError
-from lame_tools.inputs import clean_text, clean_text_noted, load_image
+from lame_tools.inputs import clean_text_noted, load_image
 
 AUTO = "auto"
 # The instructions of the Shapes tasks, by the name the app shows.
@@ -153,16 +153,18 @@ def remember_query(session_queries: list[dict[str, Any]] | None, result: SearchR
     return kept + [result.session_query()]
 
 
-def choose_instruction(task: str | None, has_image: bool, has_text: bool) -> str:
-    """The instruction of a task name; "auto": answer (image + text), caption (image) or find an image (text)."""
+def choose_instruction(task: str | None, has_image: bool, has_text: bool) -> tuple[str, str | None]:
+    """(the instruction of a task name, the sentence saying a long custom one was cut, or None); "auto":
+    answer (image + text), caption (image) or find an image (text)."""
     task = (task or AUTO).strip()
     if task != AUTO:
-        return TASK_INSTRUCTIONS.get(task) or clean_text(task, name="instruction")
+        known = TASK_INSTRUCTIONS.get(task)
+        return (known, None) if known else clean_text_noted(task, name="instruction")
     if has_image and has_text:
-        return TASK_INSTRUCTIONS["answer a question about the image"]
+        return TASK_INSTRUCTIONS["answer a question about the image"], None
     if has_image:
-        return TASK_INSTRUCTIONS["caption the image"]
-    return TASK_INSTRUCTIONS["find the image for a caption"]
+        return TASK_INSTRUCTIONS["caption the image"], None
+    return TASK_INSTRUCTIONS["find the image for a caption"], None
 
 
 def choose_target(target: str | None, has_image: bool) -> str:
@@ -261,10 +263,10 @@ class QueryActions:
         decoded = load_image(image, name="query image") if image is not None and image != "" else None
         cleaned, cut_note = clean_text_noted(text, name="query text", allow_empty=True)
         cleaned = cleaned or None
-        notes = [cut_note] if cut_note else []
         if decoded is None and not cleaned:
             raise InputError("Give a query: type a text, upload an image, or both.")
-        instruction = choose_instruction(task, decoded is not None, bool(cleaned))
+        instruction, instruction_note = choose_instruction(task, decoded is not None, bool(cleaned))
+        notes = [note for note in (cut_note, instruction_note) if note]
         target_kind = choose_target(target, decoded is not None)
         self.check_words(cleaned, "query")
         self.check_words(instruction, "instruction")
