@@ -227,8 +227,9 @@ def generator_agreement(lanes: dict[str, EmbeddingAdapter], report: dict[str, An
 
 
 def bench_encode(model, batch_sizes=(1, 8, 32), rounds: int = 10, warmup: int = 2, mode: str | None = None) -> dict:
-    """Items/s of `encode()` (decode + pre-processing + forward + pooling) against a bare backbone
-    forward on the same pre-processed tensors, per batch size; their ratio is our overhead."""
+    """Items/s of `encode()` (decode + pre-processing + forward + pooling) against the same backbone
+    forward alone (`LameModel.backbone_forward`) on the pre-processed tensors, per batch size; their
+    ratio is our overhead."""
     from lame_tools.data.shapes import make_example, render
 
     mode = mode or model.config.default_mode
@@ -244,7 +245,8 @@ def bench_encode(model, batch_sizes=(1, 8, 32), rounds: int = 10, warmup: int = 
 
         @torch.no_grad()
         def bare(batch=batch) -> None:
-            model.backbone.model(**batch, use_cache=False)
+            # the forward `encode` runs (reason-row embeddings, 3-D positions, `embed_reads`' mask), alone
+            model.backbone_forward(batch)
 
         def full(bs=bs) -> None:
             model.encode(images=images[:bs], texts=texts[:bs], instruction=instruction, batch_size=bs, mode=mode)
