@@ -57,6 +57,19 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> I
     return Interval(p, low, high, n)
 
 
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Student's t interval of the mean of a few values (e.g. one paired difference per training seed:
+    the seeds, not the queries, are the sample). Needs at least two values."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        raise ValueError("a t interval needs at least two values")
+    mean = float(x.mean())
+    half = float(t.ppf(0.5 + confidence / 2, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return Interval(mean, mean - half, mean + half, int(x.size))
+
+
 def _strata(values: Mapping[str, Sequence[float]] | Sequence[float]) -> dict[str, np.ndarray]:
     if isinstance(values, Mapping):
         strata = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}

@@ -1,7 +1,9 @@
 """Paired comparison of two recipes over several training seeds: each query's Hit@1 averaged over the
 seeds of a recipe, then A - B on the same queries (stratified bootstrap; McNemar is left out, the
 averaged scores are not 0/1), per subtask, meta-task, the Shapes reasoning / perception pools and
-overall; also each seed's overall score.
+overall; also each seed's overall score. With as many seeds on each side, given in the same order
+(A's seed i trained with B's seed i), also each seed's paired difference of the pools and overall,
+and the t interval over those per-seed differences: seed noise, which the query bootstrap ignores.
 
     .venv/bin/python scripts/seed_compare.py --a lame_s0.json lame_s1.json --b disc_s0.json disc_s1.json \
         [--out compare.json]
@@ -22,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.errors import InputError  # noqa: E402
 from lame_tools.evaluate.compare import compare_results, format_comparison  # noqa: E402
+from lame_tools.intervals import t_interval  # noqa: E402
 
 
 def seed_mean(results: list[dict]) -> dict:
@@ -36,6 +39,22 @@ def seed_mean(results: list[dict]) -> dict:
             "split": results[0].get("split"), "seed": results[0].get("seed")}
 
 
+def over_seeds(a: list[dict], b: list[dict]) -> dict:
+    """Per pool (and overall): each seed's paired difference A_i - B_i and their t interval."""
+    per_seed = [compare_results(x, y) for x, y in zip(a, b)]
+    names = [*per_seed[0]["pools"], "overall"]
+
+    def estimate(report: dict, name: str) -> float:
+        block = report["overall"] if name == "overall" else report["pools"][name]
+        return block["difference"]["estimate"]
+
+    out = {}
+    for name in names:
+        diffs = [estimate(r, name) for r in per_seed]
+        out[name] = {"per_seed": diffs, "t_interval": t_interval(diffs).to_dict()}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", nargs="+", type=Path, required=True, help="eval JSONs of recipe A, one per seed")
@@ -47,9 +66,16 @@ def main() -> int:
     report = compare_results(seed_mean(a), seed_mean(b))
     report["seeds"] = {"a": {str(p): r["overall"] for p, r in zip(args.a, a)},
                        "b": {str(p): r["overall"] for p, r in zip(args.b, b)}}
+    if len(a) == len(b) > 1:
+        report["over_seeds"] = over_seeds(a, b)
     print(format_comparison(report))
     for side, scores in report["seeds"].items():
         print(f"{side}: overall per seed " + ", ".join(f"{100 * s:.1f}" for s in scores.values()))
+    for name, block in report.get("over_seeds", {}).items():
+        ci = block["t_interval"]
+        print(f"{name} per seed (A_i - B_i): " + ", ".join(f"{100 * d:+.1f}" for d in block["per_seed"])
+              + f"; over seeds {100 * ci['estimate']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]"
+              f" (t, {ci['n'] - 1} df)")
     if args.out:
         atomic_write_json(args.out, report)
     return 0

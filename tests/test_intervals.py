@@ -101,3 +101,14 @@ def test_compare_results_pools_the_reasoning_and_perception_subtasks():
     # results without every subtask of a pool have no pool for it
     partial = {n: per_a[n] for n in ("count", "colour_of")}
     assert "pools" not in compare_results(result(partial), result({n: per_b[n] for n in partial}))
+
+
+def test_t_interval_matches_a_hand_computation():
+    from lame_tools.intervals import t_interval
+
+    # mean 2.5, sample sd sqrt(5/3) = 1.29099, t(0.975, 3 df) = 3.18245: half-width 2.05426
+    ci = t_interval([1.0, 2.0, 3.0, 4.0])
+    assert ci.n == 4 and ci.estimate == pytest.approx(2.5)
+    assert ci.low == pytest.approx(2.5 - 2.05426, abs=1e-5) and ci.high == pytest.approx(2.5 + 2.05426, abs=1e-5)
+    with pytest.raises(ValueError, match="at least two"):
+        t_interval([1.0])
