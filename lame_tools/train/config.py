@@ -236,6 +236,8 @@ PRESETS: dict[str, TrainConfig] = {
                               subtasks=",".join(SUBTASKS), **fields)
        for name, fields in (
            ("lame", dict(num_reason_tokens=8)),
+           # the shipped LaME since 2026-12-03: K = 16 (the K ablation, queues see_9, see_14-16; README)
+           ("lame-k16", dict(num_reason_tokens=16)),
            ("discriminative", dict(num_reason_tokens=0, with_decoder=False)),
            ("cot", dict(kind="cot", num_reason_tokens=0, with_decoder=False)),
            ("sequential", dict(num_reason_tokens=8, latent_steps="sequential")),
