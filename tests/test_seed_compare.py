@@ -1,0 +1,92 @@
+"""scripts/seed_compare.py: per-query means over seeds, and the per-seed paired differences with their
+t interval (seed i of A against seed i of B)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lame_tools.data.tasks import PERCEPTION_SUBTASKS, REASONING_SUBTASKS
+from lame_tools.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "seed_compare.py"
+N = 40  # queries per subtask
+
+
+@pytest.fixture(scope="module")
+def seed_compare():
+    spec = importlib.util.spec_from_file_location("seed_compare_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def result(hits: dict[str, int]) -> dict:
+    """An eval JSON whose subtask `name` has its first hits[name] of N queries right (0/1 scores)."""
+    tasks = {name: {"per_query": [1.0] * k + [0.0] * (N - k), "score": k / N, "meta_task": "vqa"}
+             for name, k in hits.items()}
+    return {"tasks": tasks, "overall": float(np.mean([t["score"] for t in tasks.values()])), "mode": "latent",
+            "split": "test", "seed": 0, "model": "m"}
+
+
+def subtasks(perception: int, reasoning: int) -> dict[str, int]:
+    return {**{name: perception for name in PERCEPTION_SUBTASKS}, **{name: reasoning for name in REASONING_SUBTASKS}}
+
+
+def test_seed_mean_averages_each_query_over_seeds(seed_compare):
+    a, b = result(subtasks(10, 20)), result(subtasks(30, 0))
+    mean = seed_compare.seed_mean([a, b])
+    first = PERCEPTION_SUBTASKS[0]
+    assert mean["tasks"][first]["per_query"][:10] == [1.0] * 10
+    assert mean["tasks"][first]["per_query"][10:30] == [0.5] * 20
+    assert mean["tasks"][first]["per_query"][30:] == [0.0] * 10
+
+
+def test_seed_mean_refuses_other_queries(seed_compare):
+    a = result(subtasks(10, 20))
+    b = result(subtasks(10, 20))
+    b["tasks"][REASONING_SUBTASKS[0]]["per_query"] = [1.0]  # another query set
+    with pytest.raises(InputError, match="other queries"):
+        seed_compare.seed_mean([a, b])
+
+
+def test_over_seeds_pairs_seed_i_with_seed_i_and_gives_the_t_interval(seed_compare):
+    # A's reasoning lead over B is 5, 10 and 15 of 40 queries (12.5, 25, 37.5 points), perception level
+    a = [result(subtasks(20, 10 + d)) for d in (5, 10, 15)]
+    b = [result(subtasks(20, 10)) for _ in range(3)]
+    report = seed_compare.over_seeds(a, b)
+    reasoning = report["reasoning"]
+    assert reasoning["per_seed"] == pytest.approx([0.125, 0.25, 0.375])
+    # by hand: mean 0.25, sd 0.125, se 0.125 / sqrt(3), t(0.975, 2 df) = 4.302653
+    half = 4.302653 * 0.125 / np.sqrt(3)
+    assert reasoning["t_interval"]["estimate"] == pytest.approx(0.25)
+    assert reasoning["t_interval"]["low"] == pytest.approx(0.25 - half, abs=1e-5)
+    assert reasoning["t_interval"]["high"] == pytest.approx(0.25 + half, abs=1e-5)
+    assert report["perception"]["per_seed"] == pytest.approx([0.0, 0.0, 0.0])
+    assert set(report) == {"perception", "reasoning", "overall"}
+
+
+def test_the_command_writes_the_per_seed_block_only_for_paired_seeds(tmp_path):
+    paths = {}
+    for side, lead in (("a", (2, 4)), ("b", (0, 0))):
+        for i, d in enumerate(lead):
+            paths[side, i] = tmp_path / f"{side}{i}.json"
+            paths[side, i].write_text(json.dumps(result(subtasks(20, 10 + d))))
+    out = tmp_path / "compare.json"
+    command = [sys.executable, str(SCRIPT), "--a", str(paths["a", 0]), str(paths["a", 1]),
+               "--b", str(paths["b", 0]), str(paths["b", 1]), "--out", str(out)]
+    printed = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    report = json.loads(out.read_text())
+    assert report["over_seeds"]["reasoning"]["per_seed"] == pytest.approx([0.05, 0.1])
+    assert "reasoning per seed (A_i - B_i): +5.0, +10.0" in printed
+    unpaired = [sys.executable, str(SCRIPT), "--a", str(paths["a", 0]), str(paths["a", 1]),
+                "--b", str(paths["b", 0]), "--out", str(out)]
+    subprocess.run(unpaired, check=True, capture_output=True, text=True, cwd=ROOT)
+    assert "over_seeds" not in json.loads(out.read_text())
