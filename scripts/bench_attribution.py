@@ -14,20 +14,22 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lame_tools import load_model
-from lame_tools.atomic import atomic_write_json
-from lame_tools.data.shapes import make_example
-from lame_tools.evaluate.report import sample_stats
-from lame_tools.probe import attribute, deletion_check
-from lame_tools.timing.harness import summarize
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lame_tools import load_model  # noqa: E402
+from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.data.shapes import make_example  # noqa: E402
+from lame_tools.evaluate.report import sample_stats  # noqa: E402
+from lame_tools.probe import attribute, deletion_check  # noqa: E402
+from lame_tools.timing.harness import summarize  # noqa: E402
 EXAMPLE = 4  # "how many objects are there ?" -> "three": the README's example
 
 
