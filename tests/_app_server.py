@@ -1,4 +1,5 @@
-"""Helpers shared by the app's integration and browser tests: load `app.py`, launch it, bad files.
+"""Helpers shared by the app's integration and browser tests: load `app.py` (or a script), launch it,
+bad files.
 
 (Not a test module: pytest puts `tests/` on sys.path, so the test files import this by name.)
 """
@@ -23,13 +24,18 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_app(module_name: str = "lame_app") -> ModuleType:
-    """Import `app.py` as a fresh module (so each import sees the current `spaces` in sys.modules)."""
-    spec = importlib.util.spec_from_file_location(module_name, ROOT / "app.py")
+def import_file(path: Path, module_name: str) -> ModuleType:
+    """Import a Python file (app.py, a script under scripts/) as a fresh module named `module_name`."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # as `import` does (dataclasses look their module up there)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+def load_app(module_name: str = "lame_app") -> ModuleType:
+    """Import `app.py` as a fresh module (so each import sees the current `spaces` in sys.modules)."""
+    return import_file(ROOT / "app.py", module_name)
 
 
 @contextmanager

@@ -4,12 +4,12 @@ and a K = 0 model gets one sentence."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _app_server import import_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "causal_use.py"
@@ -18,10 +18,7 @@ SCRIPT = ROOT / "scripts" / "causal_use.py"
 @pytest.fixture(scope="module")
 def causal():
     """The script, imported as a module."""
-    spec = importlib.util.spec_from_file_location("causal_use_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return import_file(SCRIPT, "causal_use_script")
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ ratios to the default, paired comparisons, resume per style, unknown styles, sam
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from _app_server import import_file
 
 from lame_tools.errors import InputError
 
@@ -18,10 +18,7 @@ STYLES = ["pastel", "canvas-224"]
 @pytest.fixture(scope="module")
 def robustness():
     """The script, imported as a module."""
-    spec = importlib.util.spec_from_file_location("robustness_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_file(SCRIPT, "robustness_script")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ t interval (seed i of A against seed i of B)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _app_server import import_file
 
 from lame_tools.data.tasks import PERCEPTION_SUBTASKS, REASONING_SUBTASKS
 from lame_tools.errors import InputError
@@ -22,10 +22,8 @@ N = 40  # queries per subtask
 
 @pytest.fixture(scope="module")
 def seed_compare():
-    spec = importlib.util.spec_from_file_location("seed_compare_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The script, imported as a module."""
+    return import_file(SCRIPT, "seed_compare_script")
 
 
 def result(hits: dict[str, int]) -> dict:
