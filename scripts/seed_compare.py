@@ -4,9 +4,12 @@ averaged scores are not 0/1), per subtask, meta-task, the Shapes reasoning / per
 overall; also each seed's overall score. With as many seeds on each side, given in the same order
 (A's seed i trained with B's seed i), also each seed's paired difference of the pools and overall,
 and the t interval over those per-seed differences: seed noise, which the query bootstrap ignores.
+With `--c` (a third recipe's seeds, in the same order: the explicit-CoT model), also what share of
+C's gain over B A's gain is, per pool: the ratio of the mean gains, and the t interval over seeds of
+(A_i - B_i) - share x (C_i - B_i), the test of "A recovers at least `--share` of C's gain".
 
     .venv/bin/python scripts/seed_compare.py --a lame_s0.json lame_s1.json --b disc_s0.json disc_s1.json \
-        [--out compare.json]
+        [--c cot_s0.json cot_s1.json [--share 0.5]] [--out compare.json]
 """
 
 from __future__ import annotations
@@ -55,19 +58,41 @@ def over_seeds(a: list[dict], b: list[dict]) -> dict:
     return out
 
 
+def gain_share(a: list[dict], b: list[dict], c: list[dict], share: float = 0.5) -> dict:
+    """Per pool (and overall): A's and C's per-seed gains over B, the ratio of their means, and the t
+    interval of A_i - B_i - share x (C_i - B_i) (above 0: A recovers more than `share` of C's gain)."""
+    gains_a, gains_c = over_seeds(a, b), over_seeds(c, b)
+    out = {}
+    for name, block in gains_a.items():
+        ga, gc = np.array(block["per_seed"]), np.array(gains_c[name]["per_seed"])
+        margin = ga - share * gc
+        out[name] = {"gain_a": ga.tolist(), "gain_c": gc.tolist(), "share": share,
+                     "ratio_of_means": float(ga.mean() / gc.mean()) if gc.mean() != 0 else None,
+                     "margin_per_seed": margin.tolist(), "margin_t_interval": t_interval(margin).to_dict()}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", nargs="+", type=Path, required=True, help="eval JSONs of recipe A, one per seed")
     parser.add_argument("--b", nargs="+", type=Path, required=True, help="eval JSONs of recipe B, one per seed")
+    parser.add_argument("--c", nargs="+", type=Path, default=None,
+                        help="eval JSONs of recipe C (e.g. explicit CoT), one per seed, paired with B's")
+    parser.add_argument("--share", type=float, default=0.5, help="the share of C's gain A is tested against")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     a = [json.loads(p.read_text()) for p in args.a]
     b = [json.loads(p.read_text()) for p in args.b]
+    c = [json.loads(p.read_text()) for p in args.c] if args.c else None
+    if c is not None and not len(a) == len(b) == len(c) > 1:
+        parser.error(f"--c needs as many seeds as --a and --b, two or more (got {len(a)}, {len(b)}, {len(c)}).")
     report = compare_results(seed_mean(a), seed_mean(b))
     report["seeds"] = {"a": {str(p): r["overall"] for p, r in zip(args.a, a)},
                        "b": {str(p): r["overall"] for p, r in zip(args.b, b)}}
     if len(a) == len(b) > 1:
         report["over_seeds"] = over_seeds(a, b)
+    if c is not None:
+        report["gain_share"] = gain_share(a, b, c, args.share)
     print(format_comparison(report))
     for side, scores in report["seeds"].items():
         print(f"{side}: overall per seed " + ", ".join(f"{100 * s:.1f}" for s in scores.values()))
@@ -76,6 +101,12 @@ def main() -> int:
         print(f"{name} per seed (A_i - B_i): " + ", ".join(f"{100 * d:+.1f}" for d in block["per_seed"])
               + f"; over seeds {100 * ci['estimate']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]"
               f" (t, {ci['n'] - 1} df)")
+    for name, block in report.get("gain_share", {}).items():
+        ci, ratio = block["margin_t_interval"], block["ratio_of_means"]
+        print(f"{name}: A's gain over B is {'-' if ratio is None else f'{100 * ratio:.0f}%'} of C's;"
+              f" per seed A-B minus {block['share']:g} x (C-B): "
+              + ", ".join(f"{100 * d:+.1f}" for d in block["margin_per_seed"])
+              + f"; over seeds {100 * ci['estimate']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]")
     if args.out:
         atomic_write_json(args.out, report)
     return 0

@@ -88,3 +88,34 @@ def test_the_command_writes_the_per_seed_block_only_for_paired_seeds(tmp_path):
                 "--b", str(paths["b", 0]), "--out", str(out)]
     subprocess.run(unpaired, check=True, capture_output=True, text=True, cwd=ROOT)
     assert "over_seeds" not in json.loads(out.read_text())
+
+
+def test_gain_share_tests_a_against_half_of_cs_gain(seed_compare):
+    # over B (reasoning 10 of 40 in each seed): A gains 4 and 8 queries, C gains 8 and 12
+    b = [result(subtasks(20, 10)) for _ in range(2)]
+    a = [result(subtasks(20, 10 + d)) for d in (4, 8)]
+    c = [result(subtasks(20, 10 + d)) for d in (8, 12)]
+    reasoning = seed_compare.gain_share(a, b, c, share=0.5)["reasoning"]
+    assert reasoning["gain_a"] == pytest.approx([0.1, 0.2])
+    assert reasoning["gain_c"] == pytest.approx([0.2, 0.3])
+    assert reasoning["ratio_of_means"] == pytest.approx(0.15 / 0.25)
+    # by hand: margins 0.1 - 0.1 = 0.0 and 0.2 - 0.15 = 0.05; mean 0.025, sd 0.0353553,
+    # se 0.025, t(0.975, 1 df) = 12.7062
+    assert reasoning["margin_per_seed"] == pytest.approx([0.0, 0.05])
+    ci = reasoning["margin_t_interval"]
+    assert ci["estimate"] == pytest.approx(0.025)
+    assert ci["low"] == pytest.approx(0.025 - 12.7062 * 0.025, abs=1e-4)
+    assert ci["high"] == pytest.approx(0.025 + 12.7062 * 0.025, abs=1e-4)
+
+
+def test_the_command_refuses_a_c_of_other_seed_count(tmp_path):
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(result(subtasks(20, 10 + i))))
+    command = [sys.executable, str(SCRIPT), "--a", str(paths[0]), str(paths[1]), "--b", str(paths[2]),
+               str(paths[3]), "--c", str(paths[4])]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode != 0
+    assert "--c needs as many seeds as --a and --b" in done.stderr
+    assert "Traceback" not in done.stderr
