@@ -9,7 +9,13 @@ from lame_tools.errors import LameError
 from lame_tools.train import build_config, train
 from lame_tools.train.build import build_model, set_stage
 from lame_tools.train.data import make_batch
-from lame_tools.train.step import embedding_loss, own_rationale_embeddings, own_rationale_rows
+from lame_tools.train.step import (
+    embedding_loss,
+    own_rationale_embeddings,
+    own_rationale_rows,
+    swapped_rationale_embeddings,
+    swapped_rationale_rows,
+)
 
 
 def test_own_rationale_rows_are_a_share_of_the_slice_and_deterministic():
@@ -61,3 +67,47 @@ def test_the_cot_ownret_preset_is_the_queued_recipe(queued_config):
     config = build_config("see-cot-ownret")
     assert config == queued_config("see_13.json", "see-cot-ownret")
     assert config.cot_own_subtask_list == ["i2t", "t2i"] and config.cot_own_rationales == 1.0
+
+
+def test_swapped_rationale_rows_are_of_the_named_subtasks_and_not_own_rows():
+    config = build_config("micro-cot", ["cot_swap_rationales=0.5", "cot_swap_subtasks=colour_of,shape_of",
+                                        "cot_own_rationales=1.0", "cot_own_subtasks=colour_of"])
+    subtasks = ["colour_of", "shape_of", "count", "shape_of", "shape_of", "colour_of", "shape_of", "count"]
+    for step in range(20):
+        rows = swapped_rationale_rows(config, step, 0, subtasks)
+        assert rows == swapped_rationale_rows(config, step, 0, subtasks)  # a pure function of the step
+        # colour_of rows are read after their own rationale, so only shape_of rows are swapped
+        assert rows and {subtasks[r] for r in rows} == {"shape_of"} and len(rows) <= 3
+    assert swapped_rationale_rows(build_config("micro-cot"), 3, 0, subtasks) == []
+    with pytest.raises(LameError, match="cot_swap_subtasks names unknown subtasks"):
+        build_config("micro-cot", ["cot_swap_subtasks=colour"])
+    with pytest.raises(LameError, match="cot_swap_rationales is a share"):
+        build_config("micro-cot", ["cot_swap_rationales=1.5"])
+
+
+def test_swapped_rationale_embeddings_read_the_next_rows_gold_rationale_and_train(tmp_path):
+    config = build_config("micro-cot", ["cot_swap_rationales=0.5"])
+    model = build_model(config)
+    batch = make_batch(config, 0)
+    n = len(batch.queries)
+    rows = [0, n - 1]
+    base = torch.zeros(n, config.embed_dim)
+    mixed = swapped_rationale_embeddings(model, batch, rows, base)
+    tok = model.processor.tokenizer
+    others = [tok(batch.examples[i].rationale, add_special_tokens=False)["input_ids"] for i in (1, 0)]
+    assert batch.examples[1].rationale != batch.examples[0].rationale
+    with torch.no_grad():
+        expected = model.forward_cot([batch.queries[i] for i in rows], others).embeddings
+        gold = model.forward_cot([batch.queries[i] for i in rows],
+                                 [tok(batch.examples[i].rationale, add_special_tokens=False)["input_ids"]
+                                  for i in rows]).embeddings
+    torch.testing.assert_close(mixed[rows].detach(), expected)
+    assert not torch.allclose(expected, gold)  # another scene's rationale moves the embedding
+    assert mixed[1:n - 1].abs().sum() == 0
+    step = config.stage1_steps
+    set_stage(model, config, 2)
+    swapped = embedding_loss(model, config, step, 0, 1)
+    plain = embedding_loss(model, build_config("micro-cot"), step, 0, 1)
+    assert not torch.isclose(swapped["contrastive"], plain["contrastive"])
+    torch.testing.assert_close(swapped["cot_lm"], plain["cot_lm"])  # the LM loss stays on each row's own
+    assert train(config, tmp_path / "run", show_progress=False).complete

@@ -17,6 +17,15 @@ DEFAULT_STAGE0_DIR = Path("runs/stage0/model")
 SCENE_STAGE0_DIR = Path("runs/see/stage0-scene/model")
 
 
+def _named_subtasks(field_name: str, value: str) -> list[str]:
+    """The comma-separated subtask names of a config field, each checked against `SUBTASKS`."""
+    names = [k for k in value.split(",") if k]
+    unknown = [k for k in names if k not in SUBTASKS]
+    if unknown:
+        raise LameError(f"{field_name} names unknown subtasks {unknown}; known: {', '.join(SUBTASKS)}.")
+    return names
+
+
 @dataclass
 class TrainConfig:
     """One training run. Presets (`PRESETS`) fill these; the CLI can override any field.
@@ -88,6 +97,12 @@ class TrainConfig:
             the seed, so a resumed run draws the same) in which `[EMBED]` reads only the reason tokens, as
             with "reasons": its direct route to the prompt is cut on those steps, so the reason tokens
             must carry what the embedding needs, while the saved model reads "all" (our departure).
+        cot_swap_rationales: cot kind, stage 2: the share of each step's queries (of the subtasks in
+            `cot_swap_subtasks`; every subtask when empty) whose embedding is read after another row's
+            gold rationale, another scene's, while the LM loss stays on each row's own: the embedding
+            learns that a rationale can be wrong and the image is the evidence (meant for perception
+            subtasks, where the generated rationale carries the colour shortcut). 0 = never.
+        cot_swap_subtasks: comma-separated subtasks to which `cot_swap_rationales` applies.
     """
 
     kind: str = "contrastive"
@@ -142,6 +157,8 @@ class TrainConfig:
     reason_layer: int = 0
     embed_reads: str = "all"
     direct_route_dropout: float = 0.0
+    cot_swap_rationales: float = 0.0
+    cot_swap_subtasks: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -171,11 +188,12 @@ class TrainConfig:
     @property
     def cot_own_subtask_list(self) -> list[str]:
         """The subtasks named in `cot_own_subtasks` (empty: `cot_own_rationales` applies to all)."""
-        names = [k for k in self.cot_own_subtasks.split(",") if k]
-        unknown = [k for k in names if k not in SUBTASKS]
-        if unknown:
-            raise LameError(f"cot_own_subtasks names unknown subtasks {unknown}; known: {', '.join(SUBTASKS)}.")
-        return names
+        return _named_subtasks("cot_own_subtasks", self.cot_own_subtasks)
+
+    @property
+    def cot_swap_subtask_list(self) -> list[str]:
+        """The subtasks named in `cot_swap_subtasks` (empty: `cot_swap_rationales` applies to all)."""
+        return _named_subtasks("cot_swap_subtasks", self.cot_swap_subtasks)
 
     @property
     def subtask_list(self) -> list[str] | None:
@@ -329,4 +347,8 @@ def build_config(
         values["gradient_checkpointing"] = True
     config = dataclasses.replace(config, **values)
     config.cot_own_subtask_list  # noqa: B018 - refuse unknown subtask names now, not in stage 2
+    config.cot_swap_subtask_list  # noqa: B018
+    for name in ("cot_own_rationales", "cot_swap_rationales"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise LameError(f"{name} is a share of each step's queries in [0, 1], not {getattr(config, name)}.")
     return config

@@ -48,17 +48,31 @@ def stage0_loss(model, config: TrainConfig, step: int, rank: int, world: int) ->
     return {"loss": loss, "lm": loss.detach()}
 
 
+def _share_of_rows(share: float, allowed: list[str], subtasks: list[str], seed: int) -> list[int]:
+    """`share` of the rows whose subtask is in `allowed` (every row when empty), rounded, drawn with
+    `seed`: sorted row indices."""
+    eligible = [i for i, subtask in enumerate(subtasks) if subtask in set(allowed or subtasks)]
+    count = round(share * len(eligible))
+    return sorted(random.Random(seed).sample(eligible, count)) if count > 0 else []
+
+
 def own_rationale_rows(config: TrainConfig, step: int, rank: int, subtasks: list[str]) -> list[int]:
     """The rows of this process's slice of step `step` (whose examples have `subtasks`) whose query
     embedding is read after the model's own rationale: `cot_own_rationales` of the rows whose subtask is
     in `cot_own_subtasks` (every row when that is empty), rounded. A pure function of (seed, step, rank),
     so a resumed run picks the same rows."""
-    allowed = set(config.cot_own_subtask_list or subtasks)
-    eligible = [i for i, subtask in enumerate(subtasks) if subtask in allowed]
-    count = round(config.cot_own_rationales * len(eligible))
-    if count <= 0:
-        return []
-    return sorted(random.Random(config.seed * 1_000_003 + step * 97 + rank).sample(eligible, count))
+    return _share_of_rows(config.cot_own_rationales, config.cot_own_subtask_list, subtasks,
+                          config.seed * 1_000_003 + step * 97 + rank)
+
+
+def swapped_rationale_rows(config: TrainConfig, step: int, rank: int, subtasks: list[str]) -> list[int]:
+    """The rows of this process's slice of step `step` whose query embedding is read after another
+    row's gold rationale (`cot_swap_rationales` of the rows of `cot_swap_subtasks`), rows read after
+    their own generated rationale left out. A pure function of (seed, step, rank)."""
+    own = set(own_rationale_rows(config, step, rank, subtasks))
+    rows = _share_of_rows(config.cot_swap_rationales, config.cot_swap_subtask_list, subtasks,
+                          config.seed * 1_000_037 + step * 89 + rank + 1)
+    return [r for r in rows if r not in own]
 
 
 def cuts_direct_route(config: TrainConfig, step: int) -> bool:
@@ -72,8 +86,20 @@ def own_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: t
     """`q_emb` with the rows of `rows` replaced by their queries' embeddings read after the model's own
     greedy rationale (no gradient flows through the generation; it does through the embedding pass)."""
     items = [batch.queries[i] for i in rows]
-    own = model.forward_cot(items, model.generate_rationales(items)).embeddings
-    return q_emb.index_copy(0, torch.tensor(rows, device=q_emb.device), own.to(q_emb.dtype))
+    return _replace_rows(q_emb, rows, model.forward_cot(items, model.generate_rationales(items)).embeddings)
+
+
+def swapped_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: torch.Tensor) -> torch.Tensor:
+    """`q_emb` with each row of `rows` replaced by its query's embedding read after the gold rationale
+    of the next row of the batch (cyclically; another scene's)."""
+    tok = model.processor.tokenizer
+    n = len(batch.examples)
+    others = [tok(batch.examples[(i + 1) % n].rationale, add_special_tokens=False)["input_ids"] for i in rows]
+    return _replace_rows(q_emb, rows, model.forward_cot([batch.queries[i] for i in rows], others).embeddings)
+
+
+def _replace_rows(q_emb: torch.Tensor, rows: list[int], new: torch.Tensor) -> torch.Tensor:
+    return q_emb.index_copy(0, torch.tensor(rows, device=q_emb.device), new.to(q_emb.dtype))
 
 
 def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
@@ -139,9 +165,12 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
         if scenes:
             out["scene_shape_only"] = scene_head_loss(model.scene_head, *vision_tokens(model, images), scenes,
                                                       model.processor.merge_size, colour=False)
-    own_rows = own_rationale_rows(config, step, rank, [ex.subtask for ex in batch.examples]) if config.kind == "cot" and stage == 2 else []
-    if own_rows:  # after the scene loss's capture: these passes see the query images a second time
-        q_emb = own_rationale_embeddings(model, batch, own_rows, q_emb)
+    if config.kind == "cot" and stage == 2:  # after the scene loss's capture: these passes see the images again
+        subtasks = [ex.subtask for ex in batch.examples]
+        if own_rows := own_rationale_rows(config, step, rank, subtasks):
+            q_emb = own_rationale_embeddings(model, batch, own_rows, q_emb)
+        if swapped_rows := swapped_rationale_rows(config, step, rank, subtasks):
+            q_emb = swapped_rationale_embeddings(model, batch, swapped_rows, q_emb)
     device = q_emb.device
     out["contrastive"] = info_nce(
         q_emb, t_emb, model.logit_scale, batch.target_keys.to(device),
