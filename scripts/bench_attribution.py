@@ -30,6 +30,7 @@ from lame_tools.data.shapes import make_example  # noqa: E402
 from lame_tools.evaluate.report import sample_stats  # noqa: E402
 from lame_tools.probe import attribute, deletion_check  # noqa: E402
 from lame_tools.timing.harness import summarize  # noqa: E402
+
 EXAMPLE = 4  # "how many objects are there ?" -> "three": the README's example
 
 
