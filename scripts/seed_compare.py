@@ -58,10 +58,10 @@ def over_seeds(a: list[dict], b: list[dict]) -> dict:
     return out
 
 
-def gain_share(a: list[dict], b: list[dict], c: list[dict], share: float = 0.5) -> dict:
-    """Per pool (and overall): A's and C's per-seed gains over B, the ratio of their means, and the t
-    interval of A_i - B_i - share x (C_i - B_i) (above 0: A recovers more than `share` of C's gain)."""
-    gains_a, gains_c = over_seeds(a, b), over_seeds(c, b)
+def gain_share(gains_a: dict, gains_c: dict, share: float = 0.5) -> dict:
+    """Per pool (and overall), from `over_seeds(A, B)` and `over_seeds(C, B)`: A's and C's per-seed
+    gains over B, the ratio of their means, and the t interval of A_i - B_i - share x (C_i - B_i)
+    (above 0: A recovers more than `share` of C's gain)."""
     out = {}
     for name, block in gains_a.items():
         ga, gc = np.array(block["per_seed"]), np.array(gains_c[name]["per_seed"])
@@ -92,7 +92,7 @@ def main() -> int:
     if len(a) == len(b) > 1:
         report["over_seeds"] = over_seeds(a, b)
     if c is not None:
-        report["gain_share"] = gain_share(a, b, c, args.share)
+        report["gain_share"] = gain_share(report["over_seeds"], over_seeds(c, b), args.share)
     print(format_comparison(report))
     for side, scores in report["seeds"].items():
         print(f"{side}: overall per seed " + ", ".join(f"{100 * s:.1f}" for s in scores.values()))

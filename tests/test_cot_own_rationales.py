@@ -13,9 +13,17 @@ from lame_tools.train.step import (
     embedding_loss,
     own_rationale_embeddings,
     own_rationale_rows,
+    rationale_ids,
     swapped_rationale_embeddings,
     swapped_rationale_rows,
 )
+
+
+def stage2_losses_against_gold(model, config):
+    """One stage-2 step's losses on `model` under `config` and under the gold-only micro-cot config."""
+    step = config.stage1_steps
+    set_stage(model, config, 2)
+    return embedding_loss(model, config, step, 0, 1), embedding_loss(model, build_config("micro-cot"), step, 0, 1)
 
 
 def test_own_rationale_rows_are_a_share_of_the_slice_and_deterministic():
@@ -52,10 +60,7 @@ def test_own_rationale_embeddings_replace_only_their_rows_and_train(tmp_path):
     torch.testing.assert_close(mixed[rows].detach(), expected)
     assert mixed[[0, 2]].abs().sum() == 0
     # a stage-2 step: the loss differs from the gold-only run's and gradients reach the backbone
-    step = config.stage1_steps
-    set_stage(model, config, 2)
-    own = embedding_loss(model, config, step, 0, 1)
-    gold = embedding_loss(model, build_config("micro-cot"), step, 0, 1)
+    own, gold = stage2_losses_against_gold(model, config)
     assert torch.isfinite(own["loss"]) and not torch.isclose(own["contrastive"], gold["contrastive"])
     torch.testing.assert_close(own["cot_lm"], gold["cot_lm"])  # the LM loss stays on the gold rationales
     own["loss"].backward()
@@ -94,20 +99,16 @@ def test_swapped_rationale_embeddings_read_the_next_rows_gold_rationale_and_trai
     base = torch.zeros(n, config.embed_dim)
     mixed = swapped_rationale_embeddings(model, batch, rows, base)
     tok = model.processor.tokenizer
-    others = [tok(batch.examples[i].rationale, add_special_tokens=False)["input_ids"] for i in (1, 0)]
+    others = rationale_ids(tok, [batch.examples[1], batch.examples[0]])
     assert batch.examples[1].rationale != batch.examples[0].rationale
     with torch.no_grad():
         expected = model.forward_cot([batch.queries[i] for i in rows], others).embeddings
         gold = model.forward_cot([batch.queries[i] for i in rows],
-                                 [tok(batch.examples[i].rationale, add_special_tokens=False)["input_ids"]
-                                  for i in rows]).embeddings
+                                 rationale_ids(tok, [batch.examples[i] for i in rows])).embeddings
     torch.testing.assert_close(mixed[rows].detach(), expected)
     assert not torch.allclose(expected, gold)  # another scene's rationale moves the embedding
     assert mixed[1:n - 1].abs().sum() == 0
-    step = config.stage1_steps
-    set_stage(model, config, 2)
-    swapped = embedding_loss(model, config, step, 0, 1)
-    plain = embedding_loss(model, build_config("micro-cot"), step, 0, 1)
+    swapped, plain = stage2_losses_against_gold(model, config)
     assert not torch.isclose(swapped["contrastive"], plain["contrastive"])
     torch.testing.assert_close(swapped["cot_lm"], plain["cot_lm"])  # the LM loss stays on each row's own
     assert train(config, tmp_path / "run", show_progress=False).complete

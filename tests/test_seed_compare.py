@@ -95,7 +95,8 @@ def test_gain_share_tests_a_against_half_of_cs_gain(seed_compare):
     b = [result(subtasks(20, 10)) for _ in range(2)]
     a = [result(subtasks(20, 10 + d)) for d in (4, 8)]
     c = [result(subtasks(20, 10 + d)) for d in (8, 12)]
-    reasoning = seed_compare.gain_share(a, b, c, share=0.5)["reasoning"]
+    gains = seed_compare.gain_share(seed_compare.over_seeds(a, b), seed_compare.over_seeds(c, b), share=0.5)
+    reasoning = gains["reasoning"]
     assert reasoning["gain_a"] == pytest.approx([0.1, 0.2])
     assert reasoning["gain_c"] == pytest.approx([0.2, 0.3])
     assert reasoning["ratio_of_means"] == pytest.approx(0.15 / 0.25)

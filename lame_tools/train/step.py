@@ -51,7 +51,8 @@ def stage0_loss(model, config: TrainConfig, step: int, rank: int, world: int) ->
 def _share_of_rows(share: float, allowed: list[str], subtasks: list[str], seed: int) -> list[int]:
     """`share` of the rows whose subtask is in `allowed` (every row when empty), rounded, drawn with
     `seed`: sorted row indices."""
-    eligible = [i for i, subtask in enumerate(subtasks) if subtask in set(allowed or subtasks)]
+    allowed_set = set(allowed or subtasks)
+    eligible = [i for i, subtask in enumerate(subtasks) if subtask in allowed_set]
     count = round(share * len(eligible))
     return sorted(random.Random(seed).sample(eligible, count)) if count > 0 else []
 
@@ -92,9 +93,8 @@ def own_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: t
 def swapped_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: torch.Tensor) -> torch.Tensor:
     """`q_emb` with each row of `rows` replaced by its query's embedding read after the gold rationale
     of the next row of the batch (cyclically; another scene's)."""
-    tok = model.processor.tokenizer
     n = len(batch.examples)
-    others = [tok(batch.examples[(i + 1) % n].rationale, add_special_tokens=False)["input_ids"] for i in rows]
+    others = rationale_ids(model.processor.tokenizer, [batch.examples[(i + 1) % n] for i in rows])
     return _replace_rows(q_emb, rows, model.forward_cot([batch.queries[i] for i in rows], others).embeddings)
 
 
@@ -102,12 +102,16 @@ def _replace_rows(q_emb: torch.Tensor, rows: list[int], new: torch.Tensor) -> to
     return q_emb.index_copy(0, torch.tensor(rows, device=q_emb.device), new.to(q_emb.dtype))
 
 
+def rationale_ids(tokenizer, examples) -> list[list[int]]:
+    """The token ids of each example's gold rationale (no special tokens)."""
+    return [tokenizer(ex.rationale, add_special_tokens=False)["input_ids"] for ex in examples]
+
+
 def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
     """CoT: queries read [EMBED] after `[THINK] rationale`, targets right after [THINK]; in stage 2
     the rationale LM loss goes into `out["cot_lm"]`. Returns (query, target, hard-negative) embeddings."""
-    tok = model.processor.tokenizer
     n = len(batch.queries)
-    rationales = [tok(ex.rationale, add_special_tokens=False)["input_ids"] for ex in batch.examples]
+    rationales = rationale_ids(model.processor.tokenizer, batch.examples)
     q_batch = model.prepare(batch.queries, "cot", rationales)
     t_batch = model.prepare(batch.targets, "cot", [[]] * n)
     q_hidden, t_hidden = model.hidden_states(q_batch), model.hidden_states(t_batch)
