@@ -1,0 +1,109 @@
+"""Where colour_of / shape_of go wrong: for each query of the balanced split, the model's top
+candidate, sorted into right, wrong with another object's attribute of the same scene (a binding
+error: the model saw the colours but not which object wears which), and wrong with an attribute
+no object of the scene has (a seeing error); by the number of objects in the scene, with Wilson 95%
+intervals.
+
+    .venv/bin/python scripts/binding_errors.py assets/models/discriminative-shapes --split test \
+        --reference assets/results/eval_balanced_discriminative-shapes_discriminative.json \
+        --out assets/results/binding_discriminative-shapes.json
+
+`--reference` (an `eval` JSON of the same model, split and mode) checks that the per-query hits
+computed here are the evaluation's, query by query; the script stops if they are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.data.render import render  # noqa: E402
+from lame_tools.data.shapes import BALANCED_SIZES, TARGET_INSTRUCTION, balanced_examples  # noqa: E402
+from lame_tools.intervals import wilson_interval  # noqa: E402
+from lame_tools.model import LameModel  # noqa: E402
+
+ATTRIBUTE = {"colour_of": "colour", "shape_of": "shape"}
+OUTCOMES = ("right", "another_object", "not_in_scene")
+
+
+def _share(count: int, n: int) -> dict:
+    interval = wilson_interval(count, n)
+    return {"n": n, "count": count, "share": count / n, "interval": [interval.low, interval.high]}
+
+
+def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None) -> list[dict]:
+    """One row per query: the answer, the model's top candidate, the outcome, the scene's object count."""
+    examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=(subtask,))]
+    queries = model.encode(images=[render(e.scene) for e in examples], texts=[e.query_text for e in examples],
+                           instruction=[e.instruction for e in examples], mode=mode)
+    pool = sorted({c for e in examples for c in e.candidates})
+    keys = model.encode(texts=pool, instruction=TARGET_INSTRUCTION)
+    rows = []
+    for query, example in zip(queries, examples):
+        scores = {c: float(np.dot(query, keys[pool.index(c)])) for c in example.candidates}
+        top = max(scores, key=scores.get)
+        attribute = ATTRIBUTE[subtask]
+        others = {getattr(o, attribute) for o in example.scene.objects if o is not example.answer_object}
+        outcome = "right" if top == example.target_text else "another_object" if top in others else "not_in_scene"
+        rows.append({"answer": example.target_text, "top": top, "outcome": outcome,
+                     "objects": len(example.scene.objects), "held_out": example.held_out_pair})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    counts = Counter(r["outcome"] for r in rows)
+    wrong = len(rows) - counts["right"]
+    block = {o: _share(counts[o], len(rows)) for o in OUTCOMES}
+    block["binding_share_of_errors"] = _share(counts["another_object"], wrong) if wrong else None
+    block["by_objects"] = {
+        str(n): _share(sum(r["outcome"] == "right" for r in rows if r["objects"] == n),
+                       sum(r["objects"] == n for r in rows))
+        for n in sorted({r["objects"] for r in rows})
+    }
+    return block
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--per-subtask", type=int, default=None, help="default: the balanced split's size")
+    parser.add_argument("--mode", default=None, help="latent / discriminative / cot / sequential (default: the model's)")
+    parser.add_argument("--reference", type=Path, default=None, help="an eval JSON to check the hits against")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    per_subtask = args.per_subtask or BALANCED_SIZES[args.split]
+    model = LameModel.from_pretrained(args.model).eval()
+    reference = json.loads(args.reference.read_text()) if args.reference else None
+    report = {"model": str(args.model), "split": args.split, "per_subtask": per_subtask, "mode": args.mode,
+              "subtasks": {}}
+    for subtask in ATTRIBUTE:
+        rows = classify(model, subtask, args.split, per_subtask, args.mode)
+        if reference is not None:
+            expected = reference["tasks"][subtask]["per_query"]
+            got = [float(r["outcome"] == "right") for r in rows]
+            if got != expected:
+                differ = sum(a != b for a, b in zip(got, expected))
+                print(f"{subtask}: {differ} of {len(got)} hits differ from {args.reference}", file=sys.stderr)
+                return 1
+        report["subtasks"][subtask] = block = summarize(rows)
+        by = "  ".join(f"{n} obj {100 * b['share']:.0f}% (n={b['n']})" for n, b in block["by_objects"].items())
+        print(f"{subtask}: right {100 * block['right']['share']:.1f}, another object's "
+              f"{100 * block['another_object']['share']:.1f}, not in the scene "
+              f"{100 * block['not_in_scene']['share']:.1f} | {by}", flush=True)
+    report["checked_against"] = str(args.reference) if reference is not None else None
+    atomic_write_json(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""scripts/binding_errors.py: its per-query hits are the evaluation harness's, every query falls in
+exactly one outcome, a wrong answer is "another object's" exactly when another object of the scene
+has it, and a reference that disagrees stops the script."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _app_server import import_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "binding_errors.py"
+PER_SUBTASK = 6
+
+
+@pytest.fixture(scope="module")
+def binding():
+    return import_file(SCRIPT, "binding_errors_script")
+
+
+@pytest.fixture(scope="module")
+def reference(shipped_model, tmp_path_factory):
+    """The harness's own evaluation of colour_of / shape_of on the same balanced validation queries."""
+    from lame_tools.evaluate.harness import evaluate_shapes
+
+    result = evaluate_shapes(shipped_model, split="validation", per_subtask=PER_SUBTASK, tasks=["colour_of", "shape_of"])
+    path = tmp_path_factory.mktemp("binding") / "reference.json"
+    path.write_text(json.dumps(result))
+    return path, result
+
+
+def test_hits_match_the_harness_and_outcomes_partition(binding, shipped_model, reference):
+    _, result = reference
+    for subtask in binding.ATTRIBUTE:
+        rows = binding.classify(shipped_model, subtask, "validation", PER_SUBTASK, None)
+        assert [float(r["outcome"] == "right") for r in rows] == result["tasks"][subtask]["per_query"]
+        block = binding.summarize(rows)
+        assert sum(block[o]["count"] for o in binding.OUTCOMES) == len(rows) == PER_SUBTASK
+        assert sum(b["n"] for b in block["by_objects"].values()) == len(rows)
+        for row in rows:
+            assert (row["outcome"] == "right") == (row["top"] == row["answer"])
+        # a one-object scene cannot give a binding error
+        assert not any(r["outcome"] == "another_object" and r["objects"] == 1 for r in rows)
+
+
+def test_another_objects_attribute_is_read_from_the_scene(binding, shipped_model):
+    from lame_tools.data.shapes import balanced_examples
+
+    rows = binding.classify(shipped_model, "colour_of", "validation", PER_SUBTASK, None)
+    examples = [e for _, e in balanced_examples(0, "validation", PER_SUBTASK, subtasks=("colour_of",))]
+    for row, example in zip(rows, examples):
+        others = {o.colour for o in example.scene.objects if o is not example.answer_object}
+        if row["outcome"] != "right":
+            assert (row["outcome"] == "another_object") == (row["top"] in others)
+
+
+def test_main_writes_the_report_and_a_disagreeing_reference_stops_it(binding, reference, tmp_path):
+    path, result = reference
+    out = tmp_path / "binding.json"
+    model = str(ROOT / "assets" / "models" / "lame-shapes")
+    args = [model, "--split", "validation", "--per-subtask", str(PER_SUBTASK), "--out", str(out)]
+    assert binding.main([*args, "--reference", str(path)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["subtasks"]) == {"colour_of", "shape_of"}
+    assert report["subtasks"]["colour_of"]["right"]["share"] == pytest.approx(result["tasks"]["colour_of"]["hit@1"])
+    flipped = json.loads(path.read_text())
+    first = flipped["tasks"]["colour_of"]["per_query"]
+    first[0] = 1.0 - first[0]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(flipped))
+    out.unlink()
+    assert binding.main([*args, "--reference", str(bad)]) == 1
+    assert not out.exists()
