@@ -27,18 +27,21 @@ from lame_tools.atomic import atomic_write_json  # noqa: E402
 
 # model -> (run name under --runs, which is also its training preset; shipped folder name; the mode it
 # is evaluated in). The shipped CoT is the one that embeds retrieval queries after its own rationales; the
-# shipped LaME has K = 16 reason tokens (seed 0, the best of its five seeds on validation).
+# shipped LaME has K = 16 reason tokens (seed 0, the best of its five seeds on validation), and so has the
+# shipped sequential-latent baseline (seed 0; matched to it: 17 steps a query).
 MODELS = {
     "lame": ("see-lame-k16", "lame-shapes", "latent"),
     "discriminative": ("see-discriminative", "discriminative-shapes", "discriminative"),
     "cot": ("see-cot-ownret", "cot-shapes", "cot"),
-    "sequential": ("see-sequential", "sequential-shapes", "sequential"),
+    "sequential": ("see-sequential-k16", "sequential-shapes", "sequential"),
 }
 # how a shipped run was chosen, kept in its training.json
 SELECTION = {
     "lame": "K = 16 was chosen on validation (the K ablation, queue see_9, rerun in see_14); of its five "
             "seeds (0-4: validation 67.2, 63.7, 61.9, 64.0, 65.1) seed 0 scores best on validation. The "
             "recipe's five-seed test result is in assets/results/seeds/compare_lame-k16_vs_discriminative_5seeds.json.",
+    "sequential": "K = 16, matched to the shipped LaME's K (seed 0; not chosen among seeds). The K = 8 sequential "
+                  "model shipped before is scored in assets/results/v3/eval_balanced_sequential-shapes-k8_sequential.json.",
 }
 
 

@@ -16,10 +16,12 @@ from lame_tools.errors import InputError
 from lame_tools.probe import (
     ProbeStates,
     ablate,
+    asked_examples,
     attribute_labels,
     collect_states,
     fit_probes,
     hook_point_names,
+    linear_probe,
     prepare_batch,
     readout_items,
     reason_attention_items,
@@ -198,6 +200,30 @@ def test_linear_probe_answer_labels_come_from_the_answer_object():
     colours = attribute_labels(examples, "answer_colour")
     shapes = attribute_labels(examples, "answer_shape")
     assert [f"a {c} {s}" for c, s in zip(colours, shapes)] == [e.target_text for e in examples]
+
+
+def test_binding_probe_labels_are_the_named_objects_attribute():
+    """asked_colour: the colour of the shape a colour_of question names, in scenes of 2+ objects only."""
+    colour_qs = asked_examples("colour_of", 8, "validation")
+    shape_qs = asked_examples("shape_of", 8, "validation")
+    assert len(colour_qs) == len(shape_qs) == 8
+    assert all(len(e.scene.objects) >= 2 for e in colour_qs + shape_qs)
+    colours = attribute_labels(colour_qs, "asked_colour")
+    for colour, example in zip(colours, colour_qs):
+        named = [o for o in example.scene.objects if f" {o.shape} " in f" {example.query_text} "]
+        assert [o.colour for o in named] == [colour] == [example.target_text]
+    shapes = attribute_labels(shape_qs, "asked_shape")
+    for shape, example in zip(shapes, shape_qs):
+        named = [o for o in example.scene.objects if f" {o.colour} " in f" {example.query_text} "]
+        assert [o.shape for o in named] == [shape] == [example.target_text]
+    with pytest.raises(InputError):
+        attribute_labels(shape_qs, "asked_colour")
+
+
+def test_linear_probe_runs_the_binding_attribute_end_to_end(micro_model):
+    result = linear_probe(micro_model, "asked_colour", n=30, split="validation")
+    assert result.attribute == "asked_colour" and result.n_train + result.n_test == 30
+    assert set(result.classes) <= {"red", "green", "blue", "yellow", "purple"}
 
 
 def test_linear_probe_reads_a_planted_signal_and_the_control_does_not():

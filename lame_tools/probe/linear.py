@@ -12,6 +12,10 @@ Attributes of a Shapes example:
     has_<colour>    whether a colour is present (five binary probes; "colours_present" averages them)
     answer_colour   the colour of the answer object of a two-step relational question
     answer_shape    its shape
+    asked_colour    on colour_of questions ("what colour is the square ?") in scenes of two or more
+                    objects, the colour of the object named: a binding probe (the colours present do
+                    not give it; one-object scenes, which they would, are left out)
+    asked_shape     on shape_of questions ("what shape is the red object ?"), likewise
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lame_tools.data.shapes import COLOURS, Example, make_example
+from lame_tools.data.shapes import COLOURS, Example, make_example, make_subtask_example
 from lame_tools.errors import InputError
 from lame_tools.model import LameModel
 from lame_tools.probe.hooks import num_layers, prepare_batch, run_with_cache
 from lame_tools.probe.results import FrameMixin
 
-ATTRIBUTES = ("n_objects", "colours_present", "answer_colour", "answer_shape")
+ATTRIBUTES = ("n_objects", "colours_present", "answer_colour", "answer_shape", "asked_colour", "asked_shape")
+# the binding probes: attribute -> (the subtask whose questions it reads, the attribute of the object asked)
+ASKED = {"asked_colour": ("colour_of", "colour"), "asked_shape": ("shape_of", "shape")}
 
 
 @dataclass
@@ -108,14 +114,14 @@ class LinearProbeResult(FrameMixin):
         return out.getvalue()
 
 
-def _first_examples(n: int, split: str, seed: int, task: str | None, keep) -> list[Example]:
-    """The first `n` examples of a split (of one task kind, or cycling) that `keep` accepts, looking at
-    no more than 50 n of them."""
+def _first_examples(n: int, make, keep) -> list[Example]:
+    """The first `n` examples `make(index)` gives (None: the scene cannot pose it) that `keep` accepts,
+    looking at no more than 50 n scenes."""
     examples: list[Example] = []
     index = 0
     while len(examples) < n and index < 50 * n:
-        example = make_example(seed, split, index, task=task)
-        if keep(example):
+        example = make(index)
+        if example is not None and keep(example):
             examples.append(example)
         index += 1
     return examples
@@ -123,16 +129,24 @@ def _first_examples(n: int, split: str, seed: int, task: str | None, keep) -> li
 
 def relational_examples(n: int, split: str = "train", seed: int = 0) -> list[Example]:
     """The first `n` two-step relational questions ("what is left of the red square ?") of a split."""
-    return _first_examples(n, split, seed, "vqa", lambda e: e.subtask == "relation_two_step")
+    return _first_examples(n, lambda i: make_example(seed, split, i, task="vqa"), lambda e: e.subtask == "relation_two_step")
+
+
+def asked_examples(subtask: str, n: int, split: str = "train", seed: int = 0) -> list[Example]:
+    """The first `n` colour_of / shape_of questions of a split about scenes of two or more objects."""
+    return _first_examples(n, lambda i: make_subtask_example(seed, split, i, subtask), lambda e: len(e.scene.objects) >= 2)
 
 
 def probe_examples(attribute: str, n: int, split: str = "train", seed: int = 0) -> list[Example]:
-    """`n` Shapes examples suited to an attribute (relational questions for answer_*)."""
+    """`n` Shapes examples suited to an attribute (relational questions for answer_*, colour_of /
+    shape_of questions for asked_*)."""
     if attribute not in ATTRIBUTES and not attribute.startswith("has_"):
         raise InputError(f"attribute must be one of {ATTRIBUTES} or has_<colour>, got {attribute!r}.")
     if attribute.startswith("answer_"):
         return relational_examples(n, split, seed)
-    return _first_examples(n, split, seed, None, lambda e: e.query_has_image)
+    if attribute in ASKED:
+        return asked_examples(ASKED[attribute][0], n, split, seed)
+    return _first_examples(n, lambda i: make_example(seed, split, i), lambda e: e.query_has_image)
 
 
 def attribute_labels(examples: Sequence[Example], attribute: str) -> np.ndarray:
@@ -151,6 +165,11 @@ def attribute_labels(examples: Sequence[Example], attribute: str) -> np.ndarray:
                 raise InputError(f"{attribute} needs relational-question examples (got subtask {e.subtask!r}).")
             labels.append(e.answer_object.colour if attribute == "answer_colour" else e.answer_object.shape)
         return np.array(labels)
+    if attribute in ASKED:
+        subtask, field_name = ASKED[attribute]
+        if any(e.subtask != subtask or e.answer_object is None for e in examples):
+            raise InputError(f"{attribute} needs {subtask} examples.")
+        return np.array([getattr(e.answer_object, field_name) for e in examples])
     raise InputError(f"attribute must be one of {ATTRIBUTES} or has_<colour>, got {attribute!r}.")
 
 

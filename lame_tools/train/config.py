@@ -259,6 +259,8 @@ PRESETS: dict[str, TrainConfig] = {
            ("discriminative", dict(num_reason_tokens=0, with_decoder=False)),
            ("cot", dict(kind="cot", num_reason_tokens=0, with_decoder=False)),
            ("sequential", dict(num_reason_tokens=8, latent_steps="sequential")),
+           # the shipped sequential-latent baseline since 2026-12-04: K = 16, matched to the shipped LaME
+           ("sequential-k16", dict(num_reason_tokens=16, latent_steps="sequential")),
            # the decoder reconstructs the rationale from layer 2's reason states, the ones [EMBED]'s
            # last layer reads (queue see_5; README, "Where the decoder reads")
            ("lame-rationale-l2", dict(num_reason_tokens=8, decoder_target="rationale", reason_layer=2)),
