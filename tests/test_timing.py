@@ -303,6 +303,8 @@ def test_frontier_joins_recorded_quality_and_cost(tmp_path):
     figure = frontier_figure(points, label)
     assert len(figure.data) == 2 and figure.data[1].x[0] == 72.0 and figure.data[1].y[0] == pytest.approx(36.0)
     assert "Xeon" in figure.layout.title.text and "2026-12-01" in figure.layout.title.text
+    ticks = dict(zip(figure.layout.xaxis.tickvals, figure.layout.xaxis.ticktext))
+    assert ticks[20] == "20" and ticks[50] == "50" and ticks[10] == "10"  # log ticks labelled in full
     assert "| cot-shapes · cot | 72.0 | 36.0 (34.0-37.0) |" in frontier_markdown(points, label)
     assert frontier_points(results, tmp_path / "none") == ([], {})
 

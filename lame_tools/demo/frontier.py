@@ -102,7 +102,10 @@ def frontier_figure(points: list[dict[str, Any]], label: dict[str, Any]) -> go.F
     threads = f", {label['threads']} threads" if label.get("threads") else ""
     load = label.get("load_average")
     busy = f", load {load[0]:.1f}" if load else ""
-    fig.update_xaxes(title="ms per query (batch 1, median; log scale)", type="log")
+    # 1-2-5 ticks labelled in full (plotly's default log ticks label 20 and 30 as "2" and "3")
+    ticks = [m * 10**e for e in range(-2, 6) for m in (1, 2, 5)]
+    fig.update_xaxes(title="ms per query (batch 1, median; log scale)", type="log", tickvals=ticks,
+                     ticktext=[f"{t:g}" for t in ticks])
     fig.update_yaxes(title="Hit@1 on the Shapes test split (%), 95% interval")
     fig.update_layout(
         title=f"Cost / quality: {where}{threads}{busy}, {label.get('date', '')}" if points else "No recorded frontier",
