@@ -388,6 +388,30 @@ def test_subtask_batches_hold_one_subtask_and_are_deterministic():
     assert len(halves[0]) + len(halves[1]) == config.batch_size
 
 
+def test_object_curriculum_caps_the_scenes_of_its_subtasks_until_its_steps():
+    from lame_tools.train import get_train_preset
+    from lame_tools.train.config import build_config
+    from lame_tools.train.data import subtask_draws
+
+    base = dataclasses.replace(get_train_preset("micro-discriminative"), batch_size=24,
+                               object_curriculum="2:3,3:5", object_curriculum_subtasks="colour_of")
+    colour, count = (dataclasses.replace(base, subtasks=name) for name in ("colour_of", "count"))
+    most = []
+    for step in range(7):
+        draws = subtask_draws(colour, step)
+        assert len(draws) == colour.batch_size and {e.subtask for _, e in draws} == {"colour_of"}
+        assert [(i, e.query_text) for i, e in draws] == [(i, e.query_text) for i, e in subtask_draws(colour, step)]
+        most.append(max(len(e.scene.objects) for _, e in draws))
+    assert max(most[:3]) == 2 and max(most[3:5]) == 3 and max(most[5:]) == 4
+    # count is not covered: its scenes keep every size from the first step
+    assert max(len(e.scene.objects) for _, e in subtask_draws(count, 0)) == 4
+    assert colour.max_objects(2, "colour_of") == 2 and colour.max_objects(4, "colour_of") == 3
+    assert colour.max_objects(5, "colour_of") is None and colour.max_objects(0, "count") is None
+    for bad in ("2:400,2:700", "3:400,2:700", "2:700,3:400", "two:400", "0:10"):
+        with pytest.raises(LameError, match="object_curriculum"):
+            build_config("micro-discriminative", [f"object_curriculum={bad}"])
+
+
 def test_render_variation_draws_styled_images_deterministically():
     import numpy as np
 

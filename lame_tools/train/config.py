@@ -103,6 +103,12 @@ class TrainConfig:
             learns that a rationale can be wrong and the image is the evidence (meant for perception
             subtasks, where the generated rationale carries the colour shortcut). 0 = never.
         cot_swap_subtasks: comma-separated subtasks to which `cot_swap_rationales` applies.
+        object_curriculum: named subtasks only: "N:STEP,..." with N rising and STEP rising, e.g.
+            "2:400,3:700": until global step 400 the drawn scenes hold at most 2 objects, until 700 at
+            most 3, then any number (a binding curriculum: with two objects, tying a named shape to
+            its colour is the whole task, not one choice among four). "" = no curriculum.
+        object_curriculum_subtasks: the subtasks the cap applies to (empty: all of them; a cap below
+            2 leaves the relational subtasks without a scene that can pose them).
     """
 
     kind: str = "contrastive"
@@ -159,6 +165,8 @@ class TrainConfig:
     direct_route_dropout: float = 0.0
     cot_swap_rationales: float = 0.0
     cot_swap_subtasks: str = ""
+    object_curriculum: str = ""
+    object_curriculum_subtasks: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -199,6 +207,26 @@ class TrainConfig:
     def subtask_list(self) -> list[str] | None:
         """The subtasks named in `subtasks`, or None for the task-kind cycle."""
         return [k for k in self.subtasks.split(",") if k] or None
+
+    def object_stages(self) -> list[tuple[int, int]]:
+        """`object_curriculum` parsed and checked: [(max objects, until global step), ...]."""
+        stages = []
+        for part in (p.strip() for p in (self.object_curriculum or "").split(",") if p.strip()):
+            cap, _, until = part.partition(":")
+            if not (cap.strip().isdigit() and until.strip().isdigit()):
+                raise LameError(f"object_curriculum takes N:STEP pairs such as 2:400,3:700, not {part!r}.")
+            stages.append((int(cap), int(until)))
+        caps, untils = [c for c, _ in stages], [u for _, u in stages]
+        if stages and (min(caps) < 1 or caps != sorted(set(caps)) or untils != sorted(set(untils))):
+            raise LameError(f"object_curriculum needs caps >= 1 and caps and steps both rising, not {self.object_curriculum!r}.")
+        return stages
+
+    def max_objects(self, step: int, subtask: str) -> int | None:
+        """The most objects a drawn scene of `subtask` may hold at global step `step` (None: no cap)."""
+        covered = _named_subtasks("object_curriculum_subtasks", self.object_curriculum_subtasks or "")
+        if covered and subtask not in covered:
+            return None
+        return next((cap for cap, until in self.object_stages() if step < until), None)
 
     @property
     def total_steps(self) -> int:
@@ -350,6 +378,7 @@ def build_config(
     config = dataclasses.replace(config, **values)
     config.cot_own_subtask_list  # noqa: B018 - refuse unknown subtask names now, not in stage 2
     config.cot_swap_subtask_list  # noqa: B018
+    config.max_objects(0, "count")  # refuses a bad object_curriculum now
     for name in ("cot_own_rationales", "cot_swap_rationales"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise LameError(f"{name} is a share of each step's queries in [0, 1], not {getattr(config, name)}.")

@@ -107,7 +107,8 @@ def step_indices(config: TrainConfig, step: int, rank: int = 0, world: int = 1) 
 def subtask_draws(config: TrainConfig, step: int) -> list[tuple[int, Example]]:
     """The global batch of `step` when training on named subtasks (`config.subtasks`): (train scene
     index, example) pairs, a pure function of (seed, step). With `homogeneous_batches` the whole batch
-    is one subtask, drawn per step; scenes that cannot pose it are skipped, and no scene repeats."""
+    is one subtask, drawn per step; scenes that cannot pose it, or that hold more objects than
+    `object_curriculum` allows at this step, are skipped, and no scene repeats."""
     subtasks = config.subtask_list or []
     rng = random.Random(f"train/{config.seed}/{step}/subtasks")
     fixed = subtasks[rng.randrange(len(subtasks))] if config.homogeneous_batches else None
@@ -121,7 +122,8 @@ def subtask_draws(config: TrainConfig, step: int) -> list[tuple[int, Example]]:
         if index in taken:
             continue
         example = make_subtask_example(config.world_seed, "train", index, subtask)
-        if example is not None:
+        cap = config.max_objects(step, subtask)
+        if example is not None and (cap is None or len(example.scene.objects) <= cap):
             taken.add(index)
             drawn.append((index, example))
     raise LameError(f"Could not draw {config.batch_size} train examples of {subtasks} for step {step}.")
