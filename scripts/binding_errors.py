@@ -30,6 +30,7 @@ from lame_tools.data.render import render  # noqa: E402
 from lame_tools.data.shapes import BALANCED_SIZES, TARGET_INSTRUCTION, balanced_examples  # noqa: E402
 from lame_tools.intervals import wilson_interval  # noqa: E402
 from lame_tools.model import LameModel  # noqa: E402
+from lame_tools.ranking import top_k_pessimistic  # noqa: E402
 
 ATTRIBUTE = {"colour_of": "colour", "shape_of": "shape"}
 OUTCOMES = ("right", "another_object", "not_in_scene")
@@ -47,11 +48,16 @@ def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None
                            instruction=[e.instruction for e in examples], mode=mode)
     pool = sorted({c for e in examples for c in e.candidates})
     keys = model.encode(texts=pool, instruction=TARGET_INSTRUCTION)
+    position = {c: i for i, c in enumerate(pool)}
+    attribute = ATTRIBUTE[subtask]
     rows = []
     for query, example in zip(queries, examples):
-        scores = {c: float(np.dot(query, keys[pool.index(c)])) for c in example.candidates}
-        top = max(scores, key=scores.get)
-        attribute = ATTRIBUTE[subtask]
+        # ranked as the evaluation harness ranks (`_score_candidate_task`): duplicates merged, the
+        # positive first, ties broken against it
+        distinct = list(dict.fromkeys(example.candidates))
+        gains = np.zeros(len(distinct))
+        gains[0] = 1.0
+        top = distinct[int(top_k_pessimistic(keys[[position[c] for c in distinct]] @ query, gains, 1)[0])]
         others = {getattr(o, attribute) for o in example.scene.objects if o is not example.answer_object}
         outcome = "right" if top == example.target_text else "another_object" if top in others else "not_in_scene"
         rows.append({"answer": example.target_text, "top": top, "outcome": outcome,

@@ -112,6 +112,7 @@ def subtask_draws(config: TrainConfig, step: int) -> list[tuple[int, Example]]:
     subtasks = config.subtask_list or []
     rng = random.Random(f"train/{config.seed}/{step}/subtasks")
     fixed = subtasks[rng.randrange(len(subtasks))] if config.homogeneous_batches else None
+    caps = {name: config.max_objects(step, name) for name in set(subtasks)}  # object_curriculum at this step
     drawn: list[tuple[int, Example]] = []
     taken: set[int] = set()
     for _ in range(100 * config.batch_size):
@@ -122,7 +123,7 @@ def subtask_draws(config: TrainConfig, step: int) -> list[tuple[int, Example]]:
         if index in taken:
             continue
         example = make_subtask_example(config.world_seed, "train", index, subtask)
-        cap = config.max_objects(step, subtask)
+        cap = caps[subtask]
         if example is not None and (cap is None or len(example.scene.objects) <= cap):
             taken.add(index)
             drawn.append((index, example))
