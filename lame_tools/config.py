@@ -127,6 +127,9 @@ TINY_PRESETS: dict[str, TinyBackbonePreset] = {
     # 7 px instead of 2 x 2 of 14 px: a 14 px patch is about half an object, and a tower that embeds
     # it linearly learns colour fast but shape barely (see README, "A backbone that sees")
     "fine": TinyBackbonePreset(patch_size=7, spatial_merge_size=4),
+    # `fine` with 64 visual tokens, each merged from 2 x 2 patches of 7 px: a token's cell (14 px) is
+    # smaller than an object, so two objects rarely share one (the binding errors of `fine`; README)
+    "fine-64": TinyBackbonePreset(patch_size=7, spatial_merge_size=2),
     # `fine` with a 6-layer language model: the same vision tower (it can start from a `fine` stage 0
     # with `init_parts=vision`), twice the serial depth (see README, "Depth")
     "fine-deep": TinyBackbonePreset(patch_size=7, spatial_merge_size=4, num_layers=6),

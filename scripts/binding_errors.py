@@ -2,7 +2,8 @@
 candidate, sorted into right, wrong with another object's attribute of the same scene (a binding
 error: the model saw the colours but not which object wears which), and wrong with an attribute
 no object of the scene has (a seeing error); by the number of objects in the scene, with Wilson 95%
-intervals.
+intervals; and by how near the closest other object's centre is (fraction of the canvas width), to
+tell a resolution limit (objects sharing a visual token's cell) from a binding one.
 
     .venv/bin/python scripts/binding_errors.py assets/models/discriminative-shapes --split test \
         --reference assets/results/eval_balanced_discriminative-shapes_discriminative.json \
@@ -34,6 +35,15 @@ from lame_tools.ranking import top_k_pessimistic  # noqa: E402
 
 ATTRIBUTE = {"colour_of": "colour", "shape_of": "shape"}
 OUTCOMES = ("right", "another_object", "not_in_scene")
+# nearest other object's centre, as a fraction of the canvas width: within a `fine` token's cell
+# (a quarter of the canvas), within two, farther
+NEAREST_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, float("inf")))
+
+
+def nearest_other(scene, answer) -> float | None:
+    """Distance from the answer object's centre to the closest other object's (None: it is alone)."""
+    distances = [float(np.hypot(o.x - answer.x, o.y - answer.y)) for o in scene.objects if o is not answer]
+    return min(distances) if distances else None
 
 
 def _share(count: int, n: int) -> dict:
@@ -61,7 +71,8 @@ def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None
         others = {getattr(o, attribute) for o in example.scene.objects if o is not example.answer_object}
         outcome = "right" if top == example.target_text else "another_object" if top in others else "not_in_scene"
         rows.append({"answer": example.target_text, "top": top, "outcome": outcome,
-                     "objects": len(example.scene.objects), "held_out": example.held_out_pair})
+                     "objects": len(example.scene.objects), "held_out": example.held_out_pair,
+                     "nearest": nearest_other(example.scene, example.answer_object)})
     return rows
 
 
@@ -75,6 +86,11 @@ def summarize(rows: list[dict]) -> dict:
                        sum(r["objects"] == n for r in rows))
         for n in sorted({r["objects"] for r in rows})
     }
+    block["by_nearest"] = {}
+    for low, high in NEAREST_BINS:
+        inside = [r for r in rows if r["nearest"] is not None and low <= r["nearest"] < high]
+        if inside:
+            block["by_nearest"][f"{low:g}-{high:g}"] = _share(sum(r["outcome"] == "right" for r in inside), len(inside))
     return block
 
 
@@ -103,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         report["subtasks"][subtask] = block = summarize(rows)
         by = "  ".join(f"{n} obj {100 * b['share']:.0f}% (n={b['n']})" for n, b in block["by_objects"].items())
+        near = "  ".join(f"{k} {100 * b['share']:.0f}% (n={b['n']})" for k, b in block["by_nearest"].items())
         print(f"{subtask}: right {100 * block['right']['share']:.1f}, another object's "
               f"{100 * block['another_object']['share']:.1f}, not in the scene "
-              f"{100 * block['not_in_scene']['share']:.1f} | {by}", flush=True)
+              f"{100 * block['not_in_scene']['share']:.1f} | {by} | nearest other object {near}", flush=True)
     report["checked_against"] = str(args.reference) if reference is not None else None
     atomic_write_json(args.out, report)
     return 0

@@ -41,8 +41,25 @@ def test_hits_match_the_harness_and_outcomes_partition(binding, shipped_model, r
         assert sum(b["n"] for b in block["by_objects"].values()) == len(rows)
         for row in rows:
             assert (row["outcome"] == "right") == (row["top"] == row["answer"])
-        # a one-object scene cannot give a binding error
+        # a one-object scene cannot give a binding error, and has no nearest other object
         assert not any(r["outcome"] == "another_object" and r["objects"] == 1 for r in rows)
+        assert all((r["nearest"] is None) == (r["objects"] == 1) for r in rows)
+        assert sum(b["n"] for b in block["by_nearest"].values()) == sum(r["objects"] > 1 for r in rows)
+
+
+def test_nearest_other_is_the_closest_centre(binding):
+    from lame_tools.data.scene import SceneObject
+
+    answer = SceneObject("circle", "red", "small", 0.2, 0.2)
+    near = SceneObject("square", "blue", "small", 0.5, 0.6)
+    far = SceneObject("diamond", "green", "small", 0.9, 0.9)
+
+    class Scene:
+        objects = [answer, far, near]
+
+    assert binding.nearest_other(Scene, answer) == pytest.approx(0.5)
+    Scene.objects = [answer]
+    assert binding.nearest_other(Scene, answer) is None
 
 
 def test_another_objects_attribute_is_read_from_the_scene(binding, shipped_model):
