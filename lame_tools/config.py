@@ -26,8 +26,10 @@ class LameConfig:
         backbone: the Qwen2-VL config as a dict (`Qwen2VLConfig.to_dict()`).
         decoder: the latent decoder's Qwen3 config as a dict, or None for a model without one.
         default_mode: the mode `encode` uses when none is given (the mode the model was trained for).
-        prompt_format: "plain" (the tiny model: instruction, image, text, no chat markup) or
-            "qwen2-vl-chat" (Qwen2-VL's chat layout, for real checkpoints).
+        prompt_format: "plain" (the tiny model: instruction, image, text, no chat markup),
+            "plain-text-first" (instruction, text, image: the visual tokens come after the question,
+            so their states can depend on it) or "qwen2-vl-chat" (Qwen2-VL's chat layout, for real
+            checkpoints).
         image_min_pixels / image_max_pixels: resize bounds of the image processor.
         max_text_tokens: text longer than this (in tokens) is truncated, with a warning.
         cot_max_new_tokens: the rationale length cap in cot mode.

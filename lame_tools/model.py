@@ -120,19 +120,21 @@ class LameModel(nn.Module):
         scene_head: bool = False,
         reason_layer: int = 0,
         embed_reads: str = "all",
+        prompt_format: str = "plain",
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
         (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
         resized to about this many pixels (default 112 x 112; 224 x 224 gives 4x the visual tokens).
         `scene_head`: add the per-visual-token scene-graph read-out (`lame_tools.scene_head`).
         `reason_layer`: the layer whose reason states the decoder reads (`LameConfig.reason_layer`).
-        `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`)."""
+        `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`).
+        `prompt_format`: "plain" or "plain-text-first" (`LameConfig.prompt_format`)."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
                                  scene_head=scene_head, reason_layer=reason_layer, embed_reads=embed_reads,
-                                 backbone=backbone_config.to_dict())
+                                 prompt_format=prompt_format, backbone=backbone_config.to_dict())
         if image_pixels:
             lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)
         decoder_config = build_decoder_config(tokenizer, sizes) if with_decoder else None

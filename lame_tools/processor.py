@@ -25,7 +25,7 @@ from lame_tools.inputs import Item
 
 __all__ = ["Item", "LameProcessor", "PROMPT_FORMATS"]
 
-PROMPT_FORMATS = ("plain", "qwen2-vl-chat")
+PROMPT_FORMATS = ("plain", "plain-text-first", "qwen2-vl-chat")
 CHAT_SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
 CHAT_ASSISTANT = "<|im_end|>\n<|im_start|>assistant\n"
 
@@ -105,6 +105,9 @@ class LameProcessor:
         text = self._encode_text(item.text) if item.text else []
         if self.prompt_format == "plain":
             return instruction + vision + text
+        if self.prompt_format == "plain-text-first":
+            # the question before the image: the visual tokens' states can read what is asked
+            return instruction + text + vision
         head = self.tokenizer(CHAT_SYSTEM, add_special_tokens=False)["input_ids"]
         tail = self.tokenizer(CHAT_ASSISTANT, add_special_tokens=False)["input_ids"]
         return head + vision + instruction + text + tail

@@ -218,6 +218,11 @@ def test_binding_probe_labels_are_the_named_objects_attribute():
         assert [o.shape for o in named] == [shape] == [example.target_text]
     with pytest.raises(InputError):
         attribute_labels(shape_qs, "asked_colour")
+    # question_*: the word the question names, read from the text
+    for word, example in zip(attribute_labels(colour_qs, "question_shape"), colour_qs):
+        assert example.query_text == f"what colour is the {word} ?"
+    for word, example in zip(attribute_labels(shape_qs, "question_colour"), shape_qs):
+        assert example.query_text == f"what shape is the {word} object ?"
 
 
 def test_linear_probe_runs_the_binding_attribute_end_to_end(micro_model):

@@ -88,3 +88,30 @@ def test_save_and_load_round_trip(processor, tmp_path):
 def test_unknown_prompt_format_is_refused(processor):
     with pytest.raises(ValueError, match="prompt_format"):
         LameProcessor(processor.tokenizer, processor.image_processor, prompt_format="chatml")
+
+
+def test_text_first_puts_the_question_before_the_image_and_survives_a_save(processor, tmp_path):
+    first = LameProcessor(processor.tokenizer, processor.image_processor, prompt_format="plain-text-first")
+    item = Item(Image.new("RGB", (112, 112), "blue"), "what colour is the square ?", "answer the question about the image .")
+    suffix = [processor.embed_token_id]
+    plain_ids = processor([item], suffix)["input_ids"][0].tolist()
+    first_ids = first([item], suffix)["input_ids"][0].tolist()
+    text = processor.tokenizer("what colour is the square ?", add_special_tokens=False)["input_ids"]
+    start, end = first_ids.index(processor.vision_start_id), first_ids.index(processor.vision_end_id)
+    # the same tokens, the question moved from after the image to before it
+    assert sorted(plain_ids) == sorted(first_ids)
+    assert first_ids[start - len(text):start] == text and first_ids[end + 1:] == suffix
+    assert plain_ids[plain_ids.index(processor.vision_end_id) + 1:-1] == text
+    first.save_pretrained(tmp_path)
+    assert LameProcessor.from_pretrained(tmp_path).prompt_format == "plain-text-first"
+
+
+def test_a_tiny_run_takes_the_text_first_format_and_refuses_the_chat_one():
+    from lame_tools.errors import LameError
+    from lame_tools.train.build import build_model
+    from lame_tools.train.config import build_config
+
+    model = build_model(build_config("micro-discriminative", ["prompt_format=plain-text-first"]))
+    assert model.processor.prompt_format == model.config.prompt_format == "plain-text-first"
+    with pytest.raises(LameError, match="prompt_format"):
+        build_config("micro-discriminative", ["prompt_format=qwen2-vl-chat"])

@@ -16,6 +16,9 @@ Attributes of a Shapes example:
                     objects, the colour of the object named: a binding probe (the colours present do
                     not give it; one-object scenes, which they would, are left out)
     asked_shape     on shape_of questions ("what shape is the red object ?"), likewise
+    question_shape  on the same colour_of questions, the shape the question names ("square"): does
+                    the state read the question at all? (a word of the text, not of the image)
+    question_colour on the same shape_of questions, the colour the question names
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ from lame_tools.model import LameModel
 from lame_tools.probe.hooks import num_layers, prepare_batch, run_with_cache
 from lame_tools.probe.results import FrameMixin
 
-ATTRIBUTES = ("n_objects", "colours_present", "answer_colour", "answer_shape", "asked_colour", "asked_shape")
-# the binding probes: attribute -> (the subtask whose questions it reads, the attribute of the object asked)
-ASKED = {"asked_colour": ("colour_of", "colour"), "asked_shape": ("shape_of", "shape")}
+ATTRIBUTES = ("n_objects", "colours_present", "answer_colour", "answer_shape", "asked_colour", "asked_shape",
+              "question_shape", "question_colour")
+# the binding probes: attribute -> (the subtask whose questions it reads, the attribute of the object
+# asked); the question_* ones label the object's other attribute, the one the question names
+ASKED = {"asked_colour": ("colour_of", "colour"), "asked_shape": ("shape_of", "shape"),
+         "question_shape": ("colour_of", "shape"), "question_colour": ("shape_of", "colour")}
 
 
 @dataclass

@@ -108,6 +108,7 @@ def build_model(config: TrainConfig):
         scene_head=config.scene_head_weight > 0,
         reason_layer=config.reason_layer,
         embed_reads=config.embed_reads,
+        prompt_format=config.prompt_format,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)

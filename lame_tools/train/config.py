@@ -109,6 +109,13 @@ class TrainConfig:
             its colour is the whole task, not one choice among four). "" = no curriculum.
         object_curriculum_subtasks: the subtasks the cap applies to (empty: all of them; a cap below
             2 leaves the relational subtasks without a scene that can pose them).
+        lookup_weight: weight of the look-up loss (`lame_tools.lookup_loss`): -log of the attention
+            of `[EMBED]`, at layer `lookup_layer` and head `lookup_head`, on the visual token of the
+            object the question names (queries of `lookup_subtasks`). One-pass modes only. 0 = off.
+        lookup_layer / lookup_head: where that attention is read (0-based).
+        lookup_subtasks: comma-separated subtasks whose queries name their object (`answer_object`).
+        prompt_format: the tiny model's prompt layout (`LameConfig.prompt_format`): "plain"
+            (instruction, image, question) or "plain-text-first" (instruction, question, image).
     """
 
     kind: str = "contrastive"
@@ -167,6 +174,11 @@ class TrainConfig:
     cot_swap_subtasks: str = ""
     object_curriculum: str = ""
     object_curriculum_subtasks: str = ""
+    lookup_weight: float = 0.0
+    lookup_layer: int = 1
+    lookup_head: int = 0
+    lookup_subtasks: str = "colour_of,shape_of"
+    prompt_format: str = "plain"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -202,6 +214,16 @@ class TrainConfig:
     def cot_swap_subtask_list(self) -> list[str]:
         """The subtasks named in `cot_swap_subtasks` (empty: `cot_swap_rationales` applies to all)."""
         return _named_subtasks("cot_swap_subtasks", self.cot_swap_subtasks)
+
+    @property
+    def lookup_subtask_list(self) -> list[str]:
+        """The subtasks of `lookup_subtasks`, checked, with the look-up loss's other conditions."""
+        if self.lookup_weight < 0:
+            raise LameError(f"lookup_weight is a loss weight >= 0, not {self.lookup_weight}.")
+        if self.lookup_weight and (self.default_mode not in ("latent", "discriminative") or self.embed_reads != "all"):
+            raise LameError("lookup_weight needs a one-pass mode (latent with latent_steps=parallel, or "
+                            "discriminative; not cot) and embed_reads=all.")
+        return _named_subtasks("lookup_subtasks", self.lookup_subtasks)
 
     @property
     def subtask_list(self) -> list[str] | None:
@@ -379,6 +401,9 @@ def build_config(
     config.cot_own_subtask_list  # noqa: B018 - refuse unknown subtask names now, not in stage 2
     config.cot_swap_subtask_list  # noqa: B018
     config.max_objects(0, "count")  # refuses a bad object_curriculum now
+    config.lookup_subtask_list  # noqa: B018
+    if config.prompt_format not in ("plain", "plain-text-first"):
+        raise LameError(f"prompt_format of a tiny model is plain or plain-text-first, not {config.prompt_format!r}.")
     for name in ("cot_own_rationales", "cot_swap_rationales"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise LameError(f"{name} is a share of each step's queries in [0, 1], not {getattr(config, name)}.")

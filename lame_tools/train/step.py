@@ -13,6 +13,7 @@ import torch
 
 from lame_tools.inputs import Item
 from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
+from lame_tools.lookup_loss import embed_attention, lookup_loss, named_token_positions
 from lame_tools.scene_head import capture_vision, scene_head_loss, vision_tokens
 from lame_tools.train.build import GROUPS, parameter_groups, trainable_in_stage
 from lame_tools.train.config import TrainConfig
@@ -129,12 +130,31 @@ def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, o
     return model.pool(q_hidden, 0)[0], model.pool(t_hidden, 0)[0], hard
 
 
+def _queries_with_lookup(model, config: TrainConfig, batch: TrainBatch, out: dict[str, torch.Tensor]):
+    """The queries' one pass (as `forward_items`), with the look-up loss (`lame_tools.lookup_loss`)
+    read from it into `out["lookup"]` when a row names an object."""
+    mode = config.default_mode
+    prepared = model.prepare(batch.queries, mode)
+    with embed_attention(model, config.lookup_layer, config.lookup_head, prepared["attention_mask"]) as rows:
+        q = model.embed_pass(prepared, model.num_reason_tokens if mode == "latent" else 0)
+    wanted = config.lookup_subtask_list
+    named = [ex.answer_object if ex.subtask in wanted and ex.query_has_image else None for ex in batch.examples]
+    positions = named_token_positions(prepared["input_ids"], model.processor.image_token_id,
+                                      prepared.get("image_grid_thw"), model.processor.merge_size, named)
+    if (loss := lookup_loss(rows[0], positions)) is not None:
+        out["lookup"] = loss
+    return q
+
+
 def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
     """Latent / discriminative: one pass per side; the decoder loss (when it trains) goes into
     `out["decoder"]`. Returns (query, target, hard-negative) embeddings."""
     mode = config.default_mode
     n = len(batch.queries)
-    q = model.forward_items(batch.queries, mode)
+    if config.lookup_weight > 0:
+        q = _queries_with_lookup(model, config, batch, out)
+    else:
+        q = model.forward_items(batch.queries, mode)
     if config.hard_negatives:
         both = model.forward_items(batch.targets + batch.hard_negatives, mode).embeddings
         t_emb, hard = both[:n], both[n:]
@@ -149,7 +169,7 @@ def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: i
 def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
     """Stage 1 / 2 losses of a contrastive or CoT run on this process's slice of the step's batch:
     "loss" (with gradients) and its detached parts ("contrastive", "decoder", "cot_lm", "scene",
-    "scene_shape_only")."""
+    "scene_shape_only", "lookup")."""
     stage = config.stage_of(step)
     batch = make_batch(config, step, rank, world)
     out: dict[str, torch.Tensor] = {}
@@ -190,6 +210,8 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
     for name in ("scene", "scene_shape_only"):
         if name in out:
             loss = loss + config.scene_head_weight * out[name]
+    if "lookup" in out:
+        loss = loss + config.lookup_weight * out["lookup"]
     out = {k: v.detach() for k, v in out.items()}
     out["loss"] = loss
     return out

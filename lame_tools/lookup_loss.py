@@ -1,0 +1,86 @@
+"""Look-up supervision: teach `[EMBED]` to attend to the object a question names.
+
+The binding diagnostics (`scripts/binding_errors.py`, `scripts/binding_attention.py`) show where the
+one-pass models fail colour_of / shape_of: every wrong answer is another object's attribute, and no
+head of `[EMBED]` puts more attention on the named object than on the scene's other objects (chance
+level), though the heads do look at objects. The vision tower's tokens carry each object's pair;
+the language model never learns the look-up by shape or colour from the contrastive loss alone.
+
+This optional training loss (`TrainConfig.lookup_weight`) names the look-up: at layer
+`lookup_layer`, head `lookup_head`, the attention weight of `[EMBED]` (the last position of each
+left-padded row) on the visual token whose merged-grid cell holds the named object's centre (the
+cell the scene head labels), as -log of that weight, averaged over the rows that name an object
+(`Example.answer_object`, for the subtasks in `lookup_subtasks`). The weight is recomputed from the
+layer's own q / k projections (`lame_tools.probe.hooks.recompute_attention_rows`) with gradients,
+beside the real attention, so the forward pass is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from lame_tools.probe.hooks import language_model, recompute_attention_rows
+from lame_tools.scene_head import merged_grid
+
+EPS = 1e-6
+
+
+@contextlib.contextmanager
+def embed_attention(model, layer: int, head: int, attention_mask: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+    """Within the block, each forward records `[EMBED]`'s attention row [batch, seq] of one head of
+    layer `layer` (with gradients) into the yielded list. `attention_mask`: the batch's [batch, seq]
+    padding mask (1 = real token)."""
+    layers = language_model(model).layers
+    if not 0 <= layer < len(layers):
+        raise ValueError(f"lookup_layer must be in 0..{len(layers) - 1}, got {layer}")
+    attn = layers[layer].self_attn
+    heads = attn.config.num_attention_heads
+    if not 0 <= head < heads:
+        raise ValueError(f"lookup_head must be in 0..{heads - 1}, got {head}")
+    rows: list[torch.Tensor] = []
+
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        last = torch.tensor([hidden.shape[1] - 1], device=hidden.device)
+        pattern = recompute_attention_rows(module, hidden, kwargs["position_embeddings"],
+                                           attention_mask.to(hidden.device), last)
+        rows.append(pattern[:, head, 0])
+
+    handle = attn.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield rows
+    finally:
+        handle.remove()
+
+
+def named_token_positions(input_ids: torch.Tensor, image_token_id: int, image_grid_thw: torch.Tensor | None,
+                          merge_size: int, named: Sequence[object | None]) -> list[int | None]:
+    """For each row, the sequence index of the visual token whose cell holds the named object's
+    centre (None: the row names no object or has no image). Images are in row order, one a row at
+    most; a row's visual tokens are its merged grid in row-major order."""
+    out: list[int | None] = []
+    image = 0
+    for row, obj in enumerate(named):
+        positions = torch.nonzero(input_ids[row] == image_token_id).flatten()
+        if not len(positions):
+            out.append(None)
+            continue
+        rows, cols = merged_grid(image_grid_thw[image].tolist(), merge_size)
+        image += 1
+        if obj is None:
+            out.append(None)
+            continue
+        r, c = min(rows - 1, int(obj.y * rows)), min(cols - 1, int(obj.x * cols))
+        out.append(int(positions[r * cols + c]))
+    return out
+
+
+def lookup_loss(attention: torch.Tensor, positions: Sequence[int | None]) -> torch.Tensor | None:
+    """-log attention on the named token, the mean over rows that have one (None: no row does)."""
+    picked = [attention[row, p] for row, p in enumerate(positions) if p is not None]
+    if not picked:
+        return None
+    return -torch.log(torch.stack(picked) + EPS).mean()

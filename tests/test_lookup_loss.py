@@ -1,0 +1,114 @@
+"""The look-up loss (lame_tools.lookup_loss): the attention row it reads is the probe's, the token it
+names holds the named object's centre, its gradient raises that attention, and the config refuses
+it where it cannot apply."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lame_tools.data.shapes import VOCABULARY, make_example
+from lame_tools.data.render import render
+from lame_tools.errors import LameError
+from lame_tools.lookup_loss import embed_attention, lookup_loss, named_token_positions
+from lame_tools.model import LameModel
+from lame_tools.probe.attention import reason_attention_items
+from lame_tools.train.config import build_config
+
+
+def _colour_queries(n: int):
+    examples = []
+    index = 0
+    while len(examples) < n:
+        ex = make_example(0, "train", index)
+        index += 1
+        if ex.subtask == "colour_of":
+            examples.append(ex)
+    return examples
+
+
+@pytest.fixture()
+def disc_model():
+    return LameModel.build_tiny("micro", num_reason_tokens=0, embed_dim=16, with_decoder=False, seed=0,
+                                vocabulary=VOCABULARY)
+
+
+def test_the_row_is_the_probes_embed_attention_and_the_position_the_named_cell(disc_model):
+    examples = _colour_queries(3)
+    items = disc_model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
+                                  [e.instruction for e in examples])
+    batch = disc_model.prepare(items, "discriminative")
+    with torch.no_grad(), embed_attention(disc_model, 0, 1, batch["attention_mask"]) as rows:
+        disc_model.embed_pass(batch, 0)
+    assert len(rows) == 1 and rows[0].shape == batch["input_ids"].shape
+    torch.testing.assert_close(rows[0].sum(-1), torch.ones(3))
+    probed = reason_attention_items(disc_model, items, "discriminative", layers=[0])
+    positions = named_token_positions(batch["input_ids"], disc_model.processor.image_token_id,
+                                      batch["image_grid_thw"], disc_model.processor.merge_size,
+                                      [e.answer_object for e in examples])
+    image_id = disc_model.processor.image_token_id
+    for row, (example, att, position) in enumerate(zip(examples, probed, positions)):
+        grid_h, grid_w = att.image_attention.shape[-2:]
+        r = min(grid_h - 1, int(example.answer_object.y * grid_h))
+        c = min(grid_w - 1, int(example.answer_object.x * grid_w))
+        # the probe lays the same row on the image grid: the named cell's weight is the row's at `position`
+        assert batch["input_ids"][row, position] == image_id
+        assert float(rows[0][row, position]) == pytest.approx(float(att.image_attention[0, 1, -1, r, c]), abs=1e-5)
+    # rows that name nothing, or have no image, get no position
+    text_only = disc_model.make_items(None, ["a red circle"], None)
+    plain = disc_model.prepare(text_only, "discriminative")
+    assert named_token_positions(plain["input_ids"], image_id, None, disc_model.processor.merge_size,
+                                 [examples[0].answer_object]) == [None]
+    assert named_token_positions(batch["input_ids"], image_id, batch["image_grid_thw"],
+                                 disc_model.processor.merge_size, [None, None, None]) == [None, None, None]
+    assert lookup_loss(rows[0], [None, None, None]) is None
+
+
+def test_its_gradient_raises_the_attention_on_the_named_token(disc_model):
+    examples = _colour_queries(4)
+    items = disc_model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
+                                  [e.instruction for e in examples])
+    batch = disc_model.prepare(items, "discriminative")
+    positions = named_token_positions(batch["input_ids"], disc_model.processor.image_token_id,
+                                      batch["image_grid_thw"], disc_model.processor.merge_size,
+                                      [e.answer_object for e in examples])
+    optimizer = torch.optim.Adam(disc_model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        with embed_attention(disc_model, 0, 0, batch["attention_mask"]) as rows:
+            disc_model.embed_pass(batch, 0)
+        loss = lookup_loss(rows[0], positions)
+        losses.append(float(loss.detach()))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_the_config_refuses_it_where_it_cannot_apply():
+    assert build_config("micro-discriminative", ["lookup_weight=1.0"]).lookup_subtask_list == ["colour_of", "shape_of"]
+    with pytest.raises(LameError, match="one-pass mode"):
+        build_config("micro-cot", ["lookup_weight=1.0"])
+    with pytest.raises(LameError, match="one-pass mode"):
+        build_config("micro-sequential", ["lookup_weight=1.0"])
+    with pytest.raises(LameError, match="unknown subtasks"):
+        build_config("micro-discriminative", ["lookup_weight=1.0", "lookup_subtasks=colour_of,nonsense"])
+    with pytest.raises(LameError, match=">= 0"):
+        build_config("micro-discriminative", ["lookup_weight=-1"])
+
+
+def test_a_training_step_logs_it(tmp_path):
+    import json
+
+    from lame_tools.train import train
+
+    config = build_config("micro-discriminative", ["lookup_weight=1.0", "lookup_layer=0",
+                                                   "subtasks=colour_of,shape_of", "stage2_steps=2"])
+    result = train(config, tmp_path / "run", show_progress=False)
+    assert result.complete
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    stage2 = [entry for entry in logged if entry.get("stage") == 2]
+    assert stage2 and all(entry["lookup"] > 0 for entry in stage2)
+    # stage 1 trains no backbone here, and stage 2's loss is the sum of its parts
+    for entry in stage2:
+        assert entry["loss"] == pytest.approx(entry["contrastive"] + entry["lookup"], rel=1e-4)
