@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lame_tools.data.shapes import VOCABULARY, make_example
 from lame_tools.data.render import render
+from lame_tools.data.shapes import VOCABULARY, make_example
 from lame_tools.errors import LameError
 from lame_tools.lookup_loss import embed_attention, lookup_loss, named_token_positions
 from lame_tools.model import LameModel

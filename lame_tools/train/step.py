@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from lame_tools.inputs import Item
-from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
 from lame_tools.lookup_loss import embed_attention, lookup_loss, named_token_positions
+from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
 from lame_tools.scene_head import capture_vision, scene_head_loss, vision_tokens
 from lame_tools.train.build import GROUPS, parameter_groups, trainable_in_stage
 from lame_tools.train.config import TrainConfig
