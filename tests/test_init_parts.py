@@ -1,5 +1,6 @@
-"""`init_parts=vision`: a run takes only the vision tower (and scene head) of its stage 0, so the
-language model's depth can change over the same stage 0 (`fine` -> `fine-deep`)."""
+"""`init_parts`: `vision` takes only the vision tower (and scene head) of its stage 0, so the
+language model's depth can change over the same stage 0 (`fine` -> `fine-deep`); `model` continues a
+trained model with every weight."""
 
 from __future__ import annotations
 
@@ -46,3 +47,22 @@ def test_a_size_mismatch_names_init_parts_and_a_bad_value_is_refused(stage0):
         build_model(build_config("see-discriminative", ["size=tiny", "init_parts=vision"], init_from=stage0))
     with pytest.raises(LameError, match="init_parts must be"):
         build_model(build_config("see-discriminative", ["init_parts=lm"], init_from=stage0))
+
+
+def test_model_parts_continue_every_weight_and_refuse_other_settings(tmp_path):
+    trained = LameModel.build_tiny("micro", num_reason_tokens=4, embed_dim=32, seed=3, vocabulary=VOCABULARY,
+                                   scene_head=True)
+    with torch.no_grad():
+        trained.logit_scale.fill_(3.0)
+    trained.save_pretrained(tmp_path / "trained")
+    config = build_config("micro-lame", ["init_parts=model", "scene_head_weight=0.5"], init_from=tmp_path / "trained")
+    model = build_model(config)
+    # the reason / [EMBED] rows, head, temperature and decoder too, not only the backbone
+    assert _states_equal(model, trained)
+    assert float(model.logit_scale) == 3.0
+    backbone_only = build_model(build_config("micro-lame", ["scene_head_weight=0.5"], init_from=tmp_path / "trained"))
+    assert _states_equal(backbone_only.backbone, trained.backbone)
+    assert not torch.equal(backbone_only.latent_embeddings, trained.latent_embeddings)
+    with pytest.raises(LameError, match="init_parts=model needs the same settings"):
+        build_model(build_config("micro-lame", ["init_parts=model", "num_reason_tokens=2", "scene_head_weight=0.5"],
+                                 init_from=tmp_path / "trained"))

@@ -50,8 +50,8 @@ def _build_from_base(config: TrainConfig):
 
 
 def _load_stage0_backbone(model, config: TrainConfig) -> None:
-    """Start from the backbone of `init_from` (or its vision tower alone: `init_parts`); the latent rows
-    start near the mean token embedding."""
+    """Start from the backbone of `init_from` (or its vision tower alone, or the whole model:
+    `init_parts`); but for `init_parts=model` the latent rows start near the mean token embedding."""
     from lame_tools.model import LameModel
 
     source = Path(config.init_from)
@@ -60,9 +60,12 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
             f"The stage-0 backbone {str(source)!r} does not exist; run stage 0 first "
             f"(python -m lame_tools train --preset stage0 --out runs/stage0) or pass --init-from."
         )
-    if config.init_parts not in ("all", "vision"):
-        raise LameError(f"init_parts must be 'all' or 'vision', not {config.init_parts!r}.")
+    if config.init_parts not in ("all", "vision", "model"):
+        raise LameError(f"init_parts must be 'all', 'vision' or 'model', not {config.init_parts!r}.")
     pretrained = LameModel.from_pretrained(source, device="cpu")
+    if config.init_parts == "model":
+        _continue_from(model, pretrained, source)
+        return
     if config.init_parts == "vision":
         target, loaded, what = model.backbone.model.visual, pretrained.backbone.model.visual, "vision tower"
     else:
@@ -86,6 +89,21 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
         table = model.backbone.get_input_embeddings().weight
         init = table.mean(0, keepdim=True) + 0.02 * torch.randn(model.latent_embeddings.shape)
         model.latent_embeddings.copy_(init)
+
+
+def _continue_from(model, pretrained, source: Path) -> None:
+    """`init_parts=model`: every weight of `pretrained` (backbone, scene head, reason and `[EMBED]`
+    rows, head, temperature, decoder) and its image size, so a run continues a trained model."""
+    try:
+        model.load_state_dict(pretrained.state_dict())
+    except RuntimeError:
+        raise LameError(
+            f"The model in {str(source)!r} is not the one this run builds (size, K, decoder or scene head "
+            f"differ); init_parts=model needs the same settings it was trained with."
+        ) from None
+    model.config.image_min_pixels = pretrained.config.image_min_pixels
+    model.config.image_max_pixels = pretrained.config.image_max_pixels
+    model.processor.image_processor = pretrained.processor.image_processor
 
 
 def build_model(config: TrainConfig):
@@ -112,8 +130,9 @@ def build_model(config: TrainConfig):
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)
-    with torch.no_grad():
-        model.logit_scale.fill_(math.log(1.0 / config.temperature))
+    if not (config.init_from and config.init_parts == "model"):  # a continued model keeps its temperature
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(1.0 / config.temperature))
     return model
 
 

@@ -65,7 +65,9 @@ class TrainConfig:
         init_from: a model folder whose backbone initialises this run (the stage-0 output).
         init_parts: what `init_from` gives: "all" (the whole backbone and scene head; the sizes must
             match) or "vision" (the vision tower and scene head only; the language model keeps its
-            random init, so a run can change the language model's depth over the same stage 0).
+            random init, so a run can change the language model's depth over the same stage 0) or
+            "model" (every weight: backbone, scene head, reason / `[EMBED]` rows, head, temperature
+            and decoder; a run that continues a trained model with the same settings).
         base: a Qwen2-VL-family folder to wrap instead of the tiny backbone (`LameModel.from_backbone`);
             its latent decoder is sized from the base's hidden size.
         world_seed: the Shapes world seed (splits); seed: this run's seed (init and data order).
