@@ -1,6 +1,7 @@
 """Does the model look at the object the question names? For colour_of / shape_of queries of the
-balanced split, the attention of `[EMBED]` (each layer and head) on the visual token whose cell holds
-the named object's centre, against the tokens of the scene's other objects: how often the named
+balanced split, the attention of `[EMBED]` and of each reason token (each layer and head) on the
+visual token whose cell holds the named object's centre, against the tokens of the scene's other
+objects: how often the named
 object gets the most of it (chance: one over the number of objects) and its share of the attention
 on all the objects' tokens. With `--reference` (the model's `eval` JSON) both are also given
 separately for the queries the model answers right and wrong.
@@ -42,27 +43,28 @@ def centre_cell(obj, grid: tuple[int, int]) -> tuple[int, int]:
 
 
 def object_attention(image_attention: np.ndarray, scene, answer) -> tuple[np.ndarray, int]:
-    """Attention [layer, head, objects] of the last probed token on each object's centre cell (cells
-    shared by two objects count for each), and the index of the named object."""
+    """Attention [layer, head, token, objects] of each probed token on each object's centre cell
+    (cells shared by two objects count for each), and the index of the named object."""
     grid = image_attention.shape[-2:]
     cells = [centre_cell(o, grid) for o in scene.objects]
-    last = image_attention[:, :, -1]  # [layer, head, grid_h, grid_w]: [EMBED]
-    return np.stack([last[:, :, r, c] for r, c in cells], -1), scene.objects.index(answer)
+    return np.stack([image_attention[..., r, c] for r, c in cells], -1), scene.objects.index(answer)
 
 
 def measure(model, subtask: str, split: str, per_subtask: int, batch_size: int = 16) -> list[dict]:
-    """One row per query of 2+ objects: attention [layer, head, objects] and the named object's index."""
+    """One row per query: attention [layer, head, token, objects], the named object's index; and the
+    probed tokens' names."""
     examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=(subtask,))]
-    rows = []
+    rows, tokens = [], []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         items = model.make_items([render(e.scene) for e in chunk], [e.query_text for e in chunk],
                                  [e.instruction for e in chunk])
         for offset, (example, att) in enumerate(zip(chunk, reason_attention_items(model, items))):
+            tokens = att.query_tokens
             mass, named = object_attention(att.image_attention, example.scene, example.answer_object)
             rows.append({"index": start + offset, "objects": len(example.scene.objects), "mass": mass,
                          "named": named})
-    return rows
+    return rows, tokens
 
 
 def _rate(count: int, n: int) -> dict:
@@ -70,9 +72,14 @@ def _rate(count: int, n: int) -> dict:
     return {"n": n, "rate": count / n if n else None, "interval": [interval.low, interval.high]}
 
 
-def summarize(rows: list[dict], hits: list[float] | None) -> dict:
-    """Per layer and head: the named object's top rate (with chance) and mean share, over queries of
-    two objects or more; by the model's hit when `hits` (per query, the eval's order) is given."""
+def _top_rate(entry: dict) -> float:
+    return entry["all"]["top"]["rate"]
+
+
+def summarize(rows: list[dict], hits: list[float] | None, tokens: list[str]) -> dict:
+    """Per layer, head and probed token: the named object's top rate (with chance) and mean share,
+    over queries of two objects or more; by the model's hit when `hits` (per query, the eval's order)
+    is given. "best" is the best head of `[EMBED]` (the last token), "best_any" of any token."""
     rows = [r for r in rows if r["objects"] > 1]
     layers, heads = rows[0]["mass"].shape[:2]
     groups = {"all": rows}
@@ -83,15 +90,18 @@ def summarize(rows: list[dict], hits: list[float] | None) -> dict:
     out = {"queries": len(rows), "chance_top": chance, "heads": []}
     for layer in range(layers):
         for head in range(heads):
-            entry = {"layer": layer, "head": head}
-            for name, group in groups.items():
-                if not group:
-                    continue
-                top = sum(int(np.argmax(r["mass"][layer, head]) == r["named"]) for r in group)
-                share = [r["mass"][layer, head, r["named"]] / max(r["mass"][layer, head].sum(), 1e-12) for r in group]
-                entry[name] = {"top": _rate(top, len(group)), "share": float(np.mean(share))}
-            out["heads"].append(entry)
-    out["best"] = max(out["heads"], key=lambda e: e["all"]["top"]["rate"])
+            for q, token in enumerate(tokens):
+                entry = {"layer": layer, "head": head, "token": token}
+                for name, group in groups.items():
+                    if not group:
+                        continue
+                    mass = [r["mass"][layer, head, q] for r in group]
+                    top = sum(int(np.argmax(m) == r["named"]) for m, r in zip(mass, group))
+                    share = [m[r["named"]] / max(m.sum(), 1e-12) for m, r in zip(mass, group)]
+                    entry[name] = {"top": _rate(top, len(group)), "share": float(np.mean(share))}
+                out["heads"].append(entry)
+    out["best"] = max((e for e in out["heads"] if e["token"] == tokens[-1]), key=_top_rate)
+    out["best_any"] = max(out["heads"], key=_top_rate)
     return out
 
 
@@ -107,20 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     model = LameModel.from_pretrained(args.model).eval()
     reference = json.loads(args.reference.read_text()) if args.reference else None
     report = {"model": str(args.model), "split": args.split, "per_subtask": per_subtask,
-              "token": "[EMBED]", "mode": model.config.default_mode, "subtasks": {}}
+              "mode": model.config.default_mode, "subtasks": {}}
     for subtask in SUBTASKS:
         hits = reference["tasks"][subtask]["per_query"] if reference else None
         if hits is not None and len(hits) != per_subtask:
             print(f"{args.reference} scores {len(hits)} {subtask} queries, not {per_subtask}: use the same split size",
                   file=sys.stderr)
             return 1
-        block = summarize(measure(model, subtask, args.split, per_subtask), hits)
+        rows, tokens = measure(model, subtask, args.split, per_subtask)
+        block = summarize(rows, hits, tokens)
         report["subtasks"][subtask] = block
         best = block["best"]
         split = "".join(f", {g} {100 * best[g]['top']['rate']:.0f}%" for g in ("right", "wrong") if g in best)
-        print(f"{subtask}: {block['queries']} queries of 2+ objects; best head L{best['layer']}H{best['head']} puts the "
+        print(f"{subtask}: {block['queries']} queries of 2+ objects; best [EMBED] head L{best['layer']}H{best['head']} puts the "
               f"most on the named object in {100 * best['all']['top']['rate']:.0f}% (chance "
               f"{100 * block['chance_top']:.0f}%{split}), share {best['all']['share']:.2f}", flush=True)
+        if (any_ := block["best_any"]) is not best:
+            print(f"  best of any token: {any_['token']} L{any_['layer']}H{any_['head']} "
+                  f"{100 * any_['all']['top']['rate']:.0f}%, share {any_['all']['share']:.2f}", flush=True)
     report["checked_against"] = str(args.reference) if reference else None
     atomic_write_json(args.out, report)
     return 0

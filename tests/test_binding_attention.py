@@ -1,6 +1,6 @@
 """scripts/binding_attention.py: the named object's cell is the one that holds its centre, the top
-rate and share are what a hand count gives, [EMBED]'s row is the one read, and a reference of
-another size is refused."""
+rate and share are what a hand count gives for each probed token, and a reference of another size
+is refused."""
 
 from __future__ import annotations
 
@@ -36,25 +36,29 @@ def test_centre_cell_and_object_attention(script):
     attention = np.zeros((2, 3, 2, 3, 4))  # layer, head, [reason, EMBED], grid
     attention[:, :, -1, 0, 0] = 0.2  # a's cell
     attention[:, :, -1, 1, 3] = 0.5  # b's cell
-    attention[:, :, 0, 0, 0] = 0.9  # a reason token's row, not read
+    attention[:, :, 0, 0, 0] = 0.9  # a reason token's row
     mass, named = script.object_attention(attention, Scene, b)
-    assert named == 1 and mass.shape == (2, 3, 2)
-    np.testing.assert_allclose(mass[0, 0], [0.2, 0.5])
+    assert named == 1 and mass.shape == (2, 3, 2, 2)
+    np.testing.assert_allclose(mass[0, 0, -1], [0.2, 0.5])  # [EMBED]
+    np.testing.assert_allclose(mass[0, 0, 0], [0.9, 0.0])  # the reason token
 
 
 def test_summarize_counts_by_hand(script):
     rows = []
-    # three 2-object queries, one head: the named object gets most in queries 0 and 2
+    # three 2-object queries, one head, [EMBED] and a reason token that always finds the named object;
+    # [EMBED] puts the most on it in queries 0 and 2
     for index, (mass, named) in enumerate((([0.1, 0.3], 1), ([0.4, 0.2], 1), ([0.6, 0.2], 0))):
-        rows.append({"index": index, "objects": 2, "mass": np.array([[mass]]), "named": named})
-    rows.append({"index": 3, "objects": 1, "mass": np.array([[[1.0]]]), "named": 0})  # left out
-    block = script.summarize(rows, hits=[1.0, 0.0, 1.0, 1.0])
+        reason = [0.0, 0.0]
+        reason[named] = 1.0
+        rows.append({"index": index, "objects": 2, "mass": np.array([[[reason, mass]]]), "named": named})
+    rows.append({"index": 3, "objects": 1, "mass": np.array([[[[1.0], [1.0]]]]), "named": 0})  # left out
+    block = script.summarize(rows, [1.0, 0.0, 1.0, 1.0], ["[REASON_0]", "[EMBED]"])
     assert block["queries"] == 3 and block["chance_top"] == pytest.approx(0.5)
-    head = block["heads"][0]
-    assert head["all"]["top"]["rate"] == pytest.approx(2 / 3)
-    assert head["all"]["share"] == pytest.approx(np.mean([0.75, 1 / 3, 0.75]))
-    assert head["right"]["top"]["rate"] == 1.0 and head["wrong"]["top"]["rate"] == 0.0
-    assert block["best"] is head
+    reason, embed = block["heads"]
+    assert embed["token"] == "[EMBED]" and embed["all"]["top"]["rate"] == pytest.approx(2 / 3)
+    assert embed["all"]["share"] == pytest.approx(np.mean([0.75, 1 / 3, 0.75]))
+    assert embed["right"]["top"]["rate"] == 1.0 and embed["wrong"]["top"]["rate"] == 0.0
+    assert block["best"] is embed and block["best_any"] is reason and reason["all"]["share"] == 1.0
 
 
 def test_main_reports_the_shipped_model_and_refuses_a_reference_of_another_size(script, tmp_path):
@@ -64,8 +68,8 @@ def test_main_reports_the_shipped_model_and_refuses_a_reference_of_another_size(
     assert script.main(args) == 0
     report = json.loads(out.read_text())
     block = report["subtasks"]["colour_of"]
-    assert report["token"] == "[EMBED]" and 0 < block["queries"] <= 6
-    assert len(block["heads"]) == 3 * 4  # the fine backbone: 3 layers, 4 heads
+    assert 0 < block["queries"] <= 6 and block["best"]["token"] == "[EMBED]"
+    assert len(block["heads"]) == 3 * 4  # the fine backbone: 3 layers, 4 heads, [EMBED] only
     reference = tmp_path / "reference.json"
     reference.write_text(json.dumps({"tasks": {s: {"per_query": [1.0] * 5} for s in ("colour_of", "shape_of")}}))
     out.unlink()
