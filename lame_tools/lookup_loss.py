@@ -8,7 +8,8 @@ the language model never learns the look-up by shape or colour from the contrast
 
 This optional training loss (`TrainConfig.lookup_weight`) names the look-up: at layer
 `lookup_layer`, head `lookup_head`, the attention weight of `[EMBED]` (the last position of each
-left-padded row) on the visual token whose merged-grid cell holds the named object's centre (the
+left-padded row; or, `lookup_from=word`, of the question's word that names the object, whose query
+at layer 0 is the word alone: the plainest content match) on the visual token whose merged-grid cell holds the named object's centre (the
 cell the scene head labels), as -log of that weight, averaged over the rows that name an object
 (`Example.answer_object`, for the subtasks in `lookup_subtasks`). The weight is recomputed from the
 layer's own q / k projections (`lame_tools.probe.hooks.recompute_attention_rows`) with gradients,
@@ -28,11 +29,16 @@ from lame_tools.scene_head import merged_grid
 EPS = 1e-6
 
 
+# the word of a question that names its object (colour_of: "what colour is the square ?")
+NAMING_ATTRIBUTE = {"colour_of": "shape", "shape_of": "colour"}
+
+
 @contextlib.contextmanager
-def embed_attention(model, layer: int, head: int, attention_mask: torch.Tensor) -> Iterator[list[torch.Tensor]]:
-    """Within the block, each forward records `[EMBED]`'s attention row [batch, seq] of one head of
-    layer `layer` (with gradients) into the yielded list. `attention_mask`: the batch's [batch, seq]
-    padding mask (1 = real token)."""
+def attention_rows(model, layer: int, head: int, attention_mask: torch.Tensor,
+                   query_positions: Sequence[int]) -> Iterator[list[torch.Tensor]]:
+    """Within the block, each forward records the attention row [batch, seq] of one head of layer
+    `layer` (with gradients) read by each row's query position (`query_positions[row]`; -1 is the
+    last, `[EMBED]`) into the yielded list. `attention_mask`: the batch's [batch, seq] padding mask."""
     layers = language_model(model).layers
     if not 0 <= layer < len(layers):
         raise ValueError(f"lookup_layer must be in 0..{len(layers) - 1}, got {layer}")
@@ -44,16 +50,33 @@ def embed_attention(model, layer: int, head: int, attention_mask: torch.Tensor) 
 
     def hook(module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
-        last = torch.tensor([hidden.shape[1] - 1], device=hidden.device)
+        batch, seq = hidden.shape[:2]
+        wanted = torch.tensor([p % seq for p in query_positions], device=hidden.device)
+        every = torch.arange(seq, device=hidden.device)
         pattern = recompute_attention_rows(module, hidden, kwargs["position_embeddings"],
-                                           attention_mask.to(hidden.device), last)
-        rows.append(pattern[:, head, 0])
+                                           attention_mask.to(hidden.device), every)
+        rows.append(pattern[torch.arange(batch, device=hidden.device), head, wanted])
 
     handle = attn.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         yield rows
     finally:
         handle.remove()
+
+
+def naming_word_positions(input_ids: torch.Tensor, tokenizer, examples: Sequence) -> list[int]:
+    """For each row, the position of the question's word that names its object (the last token of
+    that word; colour_of / shape_of), or -1 (`[EMBED]`) when the row's subtask names none."""
+    out = []
+    for row, example in enumerate(examples):
+        attribute = NAMING_ATTRIBUTE.get(example.subtask)
+        if attribute is None or example.answer_object is None:
+            out.append(-1)
+            continue
+        word = tokenizer(getattr(example.answer_object, attribute), add_special_tokens=False)["input_ids"][-1]
+        found = torch.nonzero(input_ids[row] == word).flatten()
+        out.append(int(found[-1]) if len(found) else -1)
+    return out
 
 
 def named_token_positions(input_ids: torch.Tensor, image_token_id: int, image_grid_thw: torch.Tensor | None,

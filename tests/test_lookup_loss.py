@@ -10,7 +10,7 @@ import torch
 from lame_tools.data.render import render
 from lame_tools.data.shapes import VOCABULARY, make_example
 from lame_tools.errors import LameError
-from lame_tools.lookup_loss import embed_attention, lookup_loss, named_token_positions
+from lame_tools.lookup_loss import attention_rows, lookup_loss, named_token_positions, naming_word_positions
 from lame_tools.model import LameModel
 from lame_tools.probe.attention import reason_attention_items
 from lame_tools.train.config import build_config
@@ -38,7 +38,7 @@ def test_the_row_is_the_probes_embed_attention_and_the_position_the_named_cell(d
     items = disc_model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
                                   [e.instruction for e in examples])
     batch = disc_model.prepare(items, "discriminative")
-    with torch.no_grad(), embed_attention(disc_model, 0, 1, batch["attention_mask"]) as rows:
+    with torch.no_grad(), attention_rows(disc_model, 0, 1, batch["attention_mask"], [-1] * 3) as rows:
         disc_model.embed_pass(batch, 0)
     assert len(rows) == 1 and rows[0].shape == batch["input_ids"].shape
     torch.testing.assert_close(rows[0].sum(-1), torch.ones(3))
@@ -64,6 +64,30 @@ def test_the_row_is_the_probes_embed_attention_and_the_position_the_named_cell(d
     assert lookup_loss(rows[0], [None, None, None]) is None
 
 
+def test_the_naming_word_reads_its_own_row(disc_model):
+    examples = _colour_queries(2) + [make_example(0, "train", i) for i in range(40)
+                                     if make_example(0, "train", i).subtask == "shape_of"][:1]
+    items = disc_model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
+                                  [e.instruction for e in examples])
+    batch = disc_model.prepare(items, "discriminative")
+    tokenizer = disc_model.processor.tokenizer
+    positions = naming_word_positions(batch["input_ids"], tokenizer, examples)
+    words = [e.answer_object.shape for e in examples[:2]] + [examples[2].answer_object.colour]
+    for row, (position, word) in enumerate(zip(positions, words)):
+        assert tokenizer.convert_ids_to_tokens(int(batch["input_ids"][row, position])) == word
+    with torch.no_grad(), attention_rows(disc_model, 0, 0, batch["attention_mask"], positions) as rows:
+        disc_model.embed_pass(batch, 0)
+    with torch.no_grad(), attention_rows(disc_model, 0, 0, batch["attention_mask"], [-1] * 3) as last:
+        disc_model.embed_pass(batch, 0)
+    for row, position in enumerate(positions):
+        # causal: the word reads nothing after itself; [EMBED] reads the whole row
+        assert float(rows[0][row, position + 1:].sum()) == 0.0
+        assert float(rows[0][row].sum()) == pytest.approx(1.0, abs=1e-5)
+        assert not torch.allclose(rows[0][row], last[0][row])
+    count = next(make_example(0, "train", i) for i in range(40) if make_example(0, "train", i).subtask == "count")
+    assert naming_word_positions(batch["input_ids"][:1], tokenizer, [count]) == [-1]
+
+
 def test_its_gradient_raises_the_attention_on_the_named_token(disc_model):
     examples = _colour_queries(4)
     items = disc_model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
@@ -75,7 +99,7 @@ def test_its_gradient_raises_the_attention_on_the_named_token(disc_model):
     optimizer = torch.optim.Adam(disc_model.parameters(), lr=3e-3)
     losses = []
     for _ in range(25):
-        with embed_attention(disc_model, 0, 0, batch["attention_mask"]) as rows:
+        with attention_rows(disc_model, 0, 0, batch["attention_mask"], [-1] * 4) as rows:
             disc_model.embed_pass(batch, 0)
         loss = lookup_loss(rows[0], positions)
         losses.append(float(loss.detach()))
@@ -93,6 +117,10 @@ def test_the_config_refuses_it_where_it_cannot_apply():
         build_config("micro-sequential", ["lookup_weight=1.0"])
     with pytest.raises(LameError, match="unknown subtasks"):
         build_config("micro-discriminative", ["lookup_weight=1.0", "lookup_subtasks=colour_of,nonsense"])
+    with pytest.raises(LameError, match="colour_of and shape_of only"):
+        build_config("micro-discriminative", ["lookup_weight=1.0", "lookup_from=word", "lookup_subtasks=refer"])
+    with pytest.raises(LameError, match="embed or word"):
+        build_config("micro-discriminative", ["lookup_weight=1.0", "lookup_from=cls"])
     with pytest.raises(LameError, match=">= 0"):
         build_config("micro-discriminative", ["lookup_weight=-1"])
 

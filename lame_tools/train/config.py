@@ -115,6 +115,8 @@ class TrainConfig:
             of `[EMBED]`, at layer `lookup_layer` and head `lookup_head`, on the visual token of the
             object the question names (queries of `lookup_subtasks`). One-pass modes only. 0 = off.
         lookup_layer / lookup_head: where that attention is read (0-based).
+        lookup_from: whose attention: "embed" (`[EMBED]`) or "word" (the question's word that names
+            the object; colour_of / shape_of only).
         lookup_subtasks: comma-separated subtasks whose queries name their object (`answer_object`).
         prompt_format: the tiny model's prompt layout (`LameConfig.prompt_format`): "plain"
             (instruction, image, question) or "plain-text-first" (instruction, question, image).
@@ -180,6 +182,7 @@ class TrainConfig:
     lookup_layer: int = 1
     lookup_head: int = 0
     lookup_subtasks: str = "colour_of,shape_of"
+    lookup_from: str = "embed"
     prompt_format: str = "plain"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -225,7 +228,13 @@ class TrainConfig:
         if self.lookup_weight and (self.default_mode not in ("latent", "discriminative") or self.embed_reads != "all"):
             raise LameError("lookup_weight needs a one-pass mode (latent with latent_steps=parallel, or "
                             "discriminative; not cot) and embed_reads=all.")
-        return _named_subtasks("lookup_subtasks", self.lookup_subtasks)
+        names = _named_subtasks("lookup_subtasks", self.lookup_subtasks)
+        if self.lookup_from not in ("embed", "word"):
+            raise LameError(f"lookup_from is embed or word, not {self.lookup_from!r}.")
+        if self.lookup_from == "word" and not set(names) <= {"colour_of", "shape_of"}:
+            raise LameError("lookup_from=word reads the word that names the object: lookup_subtasks of "
+                            "colour_of and shape_of only.")
+        return names
 
     @property
     def subtask_list(self) -> list[str] | None:
