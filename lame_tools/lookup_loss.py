@@ -34,18 +34,14 @@ NAMING_ATTRIBUTE = {"colour_of": "shape", "shape_of": "colour"}
 
 
 @contextlib.contextmanager
-def attention_rows(model, layer: int, head: int, attention_mask: torch.Tensor,
+def attention_rows(model, layer: int, attention_mask: torch.Tensor,
                    query_positions: Sequence[int]) -> Iterator[list[torch.Tensor]]:
-    """Within the block, each forward records the attention row [batch, seq] of one head of layer
-    `layer` (with gradients) read by each row's query position (`query_positions[row]`; -1 is the
-    last, `[EMBED]`) into the yielded list. `attention_mask`: the batch's [batch, seq] padding mask."""
+    """Within the block, each forward records the attention rows [batch, head, seq] of layer `layer`
+    (with gradients) read by each row's query position (`query_positions[row]`; -1 is the last,
+    `[EMBED]`) into the yielded list. `attention_mask`: the batch's [batch, seq] padding mask."""
     layers = language_model(model).layers
     if not 0 <= layer < len(layers):
         raise ValueError(f"lookup_layer must be in 0..{len(layers) - 1}, got {layer}")
-    attn = layers[layer].self_attn
-    heads = attn.config.num_attention_heads
-    if not 0 <= head < heads:
-        raise ValueError(f"lookup_head must be in 0..{heads - 1}, got {head}")
     rows: list[torch.Tensor] = []
 
     def hook(module, args, kwargs):
@@ -55,13 +51,20 @@ def attention_rows(model, layer: int, head: int, attention_mask: torch.Tensor,
         every = torch.arange(seq, device=hidden.device)
         pattern = recompute_attention_rows(module, hidden, kwargs["position_embeddings"],
                                            attention_mask.to(hidden.device), every)
-        rows.append(pattern[torch.arange(batch, device=hidden.device), head, wanted])
+        rows.append(pattern[torch.arange(batch, device=hidden.device), :, wanted])
 
-    handle = attn.register_forward_pre_hook(hook, with_kwargs=True)
+    handle = layers[layer].self_attn.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         yield rows
     finally:
         handle.remove()
+
+
+def head_rows(rows: torch.Tensor, head: int) -> torch.Tensor:
+    """One head's rows [batch, seq] of `attention_rows`' [batch, head, seq]."""
+    if not 0 <= head < rows.shape[1]:
+        raise ValueError(f"lookup_head must be in 0..{rows.shape[1] - 1}, got {head}")
+    return rows[:, head]
 
 
 def naming_word_positions(input_ids: torch.Tensor, tokenizer, examples: Sequence) -> list[int]:

@@ -52,7 +52,9 @@ def test_summarize_counts_by_hand(script):
         reason[named] = 1.0
         rows.append({"index": index, "objects": 2, "mass": np.array([[[reason, mass]]]), "named": named})
     rows.append({"index": 3, "objects": 1, "mass": np.array([[[[1.0], [1.0]]]]), "named": 0})  # left out
+    rows[0]["held_out"] = True
     block = script.summarize(rows, [1.0, 0.0, 1.0, 1.0], ["[REASON_0]", "[EMBED]"])
+    assert block["heads"][1]["held_out"]["top"]["rate"] == 1.0 and block["heads"][1]["seen"]["top"]["rate"] == 0.5
     assert block["queries"] == 3 and block["chance_top"] == pytest.approx(0.5)
     reason, embed = block["heads"]
     assert embed["token"] == "[EMBED]" and embed["all"]["top"]["rate"] == pytest.approx(2 / 3)
@@ -69,7 +71,10 @@ def test_main_reports_the_shipped_model_and_refuses_a_reference_of_another_size(
     report = json.loads(out.read_text())
     block = report["subtasks"]["colour_of"]
     assert 0 < block["queries"] <= 6 and block["best"]["token"] == "[EMBED]"
-    assert len(block["heads"]) == 3 * 4  # the fine backbone: 3 layers, 4 heads, [EMBED] only
+    # the fine backbone: 3 layers, 4 heads; [EMBED] and the question's naming word
+    assert len(block["heads"]) == 3 * 4 * 2 and {e["token"] for e in block["heads"]} == {"[EMBED]", "<word>"}
+    held = [e for e in block["heads"] if "held_out" in e]
+    assert all(e["held_out"]["top"]["n"] + e["seen"]["top"]["n"] == block["queries"] for e in held)
     reference = tmp_path / "reference.json"
     reference.write_text(json.dumps({"tasks": {s: {"per_query": [1.0] * 5} for s in ("colour_of", "shape_of")}}))
     out.unlink()

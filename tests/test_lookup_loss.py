@@ -10,7 +10,13 @@ import torch
 from lame_tools.data.render import render
 from lame_tools.data.shapes import VOCABULARY, make_example
 from lame_tools.errors import LameError
-from lame_tools.lookup_loss import attention_rows, lookup_loss, named_token_positions, naming_word_positions
+from lame_tools.lookup_loss import (
+    attention_rows,
+    head_rows,
+    lookup_loss,
+    named_token_positions,
+    naming_word_positions,
+)
 from lame_tools.model import LameModel
 from lame_tools.probe.attention import reason_attention_items
 from lame_tools.train.config import build_config
@@ -38,10 +44,11 @@ def test_the_row_is_the_probes_embed_attention_and_the_position_the_named_cell(d
     items = disc_model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
                                   [e.instruction for e in examples])
     batch = disc_model.prepare(items, "discriminative")
-    with torch.no_grad(), attention_rows(disc_model, 0, 1, batch["attention_mask"], [-1] * 3) as rows:
+    with torch.no_grad(), attention_rows(disc_model, 0, batch["attention_mask"], [-1] * 3) as rows:
         disc_model.embed_pass(batch, 0)
-    assert len(rows) == 1 and rows[0].shape == batch["input_ids"].shape
-    torch.testing.assert_close(rows[0].sum(-1), torch.ones(3))
+    assert len(rows) == 1 and rows[0].shape == (3, 2, batch["input_ids"].shape[1])  # micro: 2 heads
+    torch.testing.assert_close(rows[0].sum(-1), torch.ones(3, 2))
+    row_of = head_rows(rows[0], 1)
     probed = reason_attention_items(disc_model, items, "discriminative", layers=[0])
     positions = named_token_positions(batch["input_ids"], disc_model.processor.image_token_id,
                                       batch["image_grid_thw"], disc_model.processor.merge_size,
@@ -53,7 +60,7 @@ def test_the_row_is_the_probes_embed_attention_and_the_position_the_named_cell(d
         c = min(grid_w - 1, int(example.answer_object.x * grid_w))
         # the probe lays the same row on the image grid: the named cell's weight is the row's at `position`
         assert batch["input_ids"][row, position] == image_id
-        assert float(rows[0][row, position]) == pytest.approx(float(att.image_attention[0, 1, -1, r, c]), abs=1e-5)
+        assert float(row_of[row, position]) == pytest.approx(float(att.image_attention[0, 1, -1, r, c]), abs=1e-5)
     # rows that name nothing, or have no image, get no position
     text_only = disc_model.make_items(None, ["a red circle"], None)
     plain = disc_model.prepare(text_only, "discriminative")
@@ -61,7 +68,9 @@ def test_the_row_is_the_probes_embed_attention_and_the_position_the_named_cell(d
                                  [examples[0].answer_object]) == [None]
     assert named_token_positions(batch["input_ids"], image_id, batch["image_grid_thw"],
                                  disc_model.processor.merge_size, [None, None, None]) == [None, None, None]
-    assert lookup_loss(rows[0], [None, None, None]) is None
+    assert lookup_loss(row_of, [None, None, None]) is None
+    with pytest.raises(ValueError, match="lookup_head"):
+        head_rows(rows[0], 2)
 
 
 def test_the_naming_word_reads_its_own_row(disc_model):
@@ -75,15 +84,16 @@ def test_the_naming_word_reads_its_own_row(disc_model):
     words = [e.answer_object.shape for e in examples[:2]] + [examples[2].answer_object.colour]
     for row, (position, word) in enumerate(zip(positions, words)):
         assert tokenizer.convert_ids_to_tokens(int(batch["input_ids"][row, position])) == word
-    with torch.no_grad(), attention_rows(disc_model, 0, 0, batch["attention_mask"], positions) as rows:
+    with torch.no_grad(), attention_rows(disc_model, 0, batch["attention_mask"], positions) as rows:
         disc_model.embed_pass(batch, 0)
-    with torch.no_grad(), attention_rows(disc_model, 0, 0, batch["attention_mask"], [-1] * 3) as last:
+    with torch.no_grad(), attention_rows(disc_model, 0, batch["attention_mask"], [-1] * 3) as last:
         disc_model.embed_pass(batch, 0)
+    rows, last = [head_rows(r[0], 0) for r in (rows, last)]
     for row, position in enumerate(positions):
         # causal: the word reads nothing after itself; [EMBED] reads the whole row
-        assert float(rows[0][row, position + 1:].sum()) == 0.0
-        assert float(rows[0][row].sum()) == pytest.approx(1.0, abs=1e-5)
-        assert not torch.allclose(rows[0][row], last[0][row])
+        assert float(rows[row, position + 1:].sum()) == 0.0
+        assert float(rows[row].sum()) == pytest.approx(1.0, abs=1e-5)
+        assert not torch.allclose(rows[row], last[row])
     count = next(make_example(0, "train", i) for i in range(40) if make_example(0, "train", i).subtask == "count")
     assert naming_word_positions(batch["input_ids"][:1], tokenizer, [count]) == [-1]
 
@@ -99,9 +109,9 @@ def test_its_gradient_raises_the_attention_on_the_named_token(disc_model):
     optimizer = torch.optim.Adam(disc_model.parameters(), lr=3e-3)
     losses = []
     for _ in range(25):
-        with attention_rows(disc_model, 0, 0, batch["attention_mask"], [-1] * 4) as rows:
+        with attention_rows(disc_model, 0, batch["attention_mask"], [-1] * 4) as rows:
             disc_model.embed_pass(batch, 0)
-        loss = lookup_loss(rows[0], positions)
+        loss = lookup_loss(head_rows(rows[0], 0), positions)
         losses.append(float(loss.detach()))
         optimizer.zero_grad()
         loss.backward()

@@ -12,7 +12,13 @@ from typing import Any
 import torch
 
 from lame_tools.inputs import Item
-from lame_tools.lookup_loss import attention_rows, lookup_loss, named_token_positions, naming_word_positions
+from lame_tools.lookup_loss import (
+    attention_rows,
+    head_rows,
+    lookup_loss,
+    named_token_positions,
+    naming_word_positions,
+)
 from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
 from lame_tools.scene_head import capture_vision, scene_head_loss, vision_tokens
 from lame_tools.train.build import GROUPS, parameter_groups, trainable_in_stage
@@ -137,13 +143,13 @@ def _queries_with_lookup(model, config: TrainConfig, batch: TrainBatch, out: dic
     prepared = model.prepare(batch.queries, mode)
     readers = ([-1] * len(batch.examples) if config.lookup_from == "embed"
                else naming_word_positions(prepared["input_ids"], model.processor.tokenizer, batch.examples))
-    with attention_rows(model, config.lookup_layer, config.lookup_head, prepared["attention_mask"], readers) as rows:
+    with attention_rows(model, config.lookup_layer, prepared["attention_mask"], readers) as rows:
         q = model.embed_pass(prepared, model.num_reason_tokens if mode == "latent" else 0)
     wanted = config.lookup_subtask_list
     named = [ex.answer_object if ex.subtask in wanted and ex.query_has_image else None for ex in batch.examples]
     positions = named_token_positions(prepared["input_ids"], model.processor.image_token_id,
                                       prepared.get("image_grid_thw"), model.processor.merge_size, named)
-    if (loss := lookup_loss(rows[0], positions)) is not None:
+    if (loss := lookup_loss(head_rows(rows[0], config.lookup_head), positions)) is not None:
         out["lookup"] = loss
     return q
 
