@@ -36,6 +36,8 @@ class LameConfig:
         logit_scale_init: initial inverse temperature of InfoNCE (1 / 0.05).
         scene_head: the model carries a `lame_tools.scene_head.SceneHead` (a per-visual-token read-out
             of shape and colour, trained from the Shapes scene graphs).
+        scene_words: each merged visual token also carries the input embeddings of the shape and
+            colour words its scene head predicts (`lame_tools.scene_words`; needs `scene_head`).
         reason_layer: the language-model layer whose reason-token states are the model's
             `reason_states` (what the latent decoder reads, in training and in the read-out probes):
             0 = the last layer's (normed) output, n = the output of layer n (1-based; n = the layer
@@ -60,10 +62,13 @@ class LameConfig:
     cot_max_new_tokens: int = 48
     logit_scale_init: float = 20.0
     scene_head: bool = False
+    scene_words: bool = False
     reason_layer: int = 0
     embed_reads: str = "all"
 
     def __post_init__(self) -> None:
+        if self.scene_words and not self.scene_head:
+            raise ValueError("scene_words needs a scene head (scene_head=True)")
         if self.embed_reads not in EMBED_READS:
             raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {self.embed_reads!r}")
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:

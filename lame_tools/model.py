@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen3Config
 
+from lame_tools import scene_words
 from lame_tools.backbone import (
     build_backbone,
     build_decoder_config,
@@ -101,6 +102,8 @@ class LameModel(nn.Module):
         self._latent_ids = [*processor.reason_token_ids(k), processor.embed_token_id]
         # built last, so a model without it initialises exactly as before
         self.scene_head = SceneHead(hidden) if config.scene_head else None
+        if config.scene_words:
+            scene_words.attach(self)
         self.training_info: dict[str, Any] = {}
 
     # ---- construction ---------------------------------------------------------------------------
@@ -121,6 +124,7 @@ class LameModel(nn.Module):
         reason_layer: int = 0,
         embed_reads: str = "all",
         prompt_format: str = "plain",
+        scene_words: bool = False,
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
         (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
@@ -128,13 +132,15 @@ class LameModel(nn.Module):
         `scene_head`: add the per-visual-token scene-graph read-out (`lame_tools.scene_head`).
         `reason_layer`: the layer whose reason states the decoder reads (`LameConfig.reason_layer`).
         `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`).
-        `prompt_format`: "plain" or "plain-text-first" (`LameConfig.prompt_format`)."""
+        `prompt_format`: "plain" or "plain-text-first" (`LameConfig.prompt_format`).
+        `scene_words`: visual tokens also carry their scene head's words (`lame_tools.scene_words`)."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
                                  scene_head=scene_head, reason_layer=reason_layer, embed_reads=embed_reads,
-                                 prompt_format=prompt_format, backbone=backbone_config.to_dict())
+                                 prompt_format=prompt_format, scene_words=scene_words,
+                                 backbone=backbone_config.to_dict())
         if image_pixels:
             lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)
         decoder_config = build_decoder_config(tokenizer, sizes) if with_decoder else None

@@ -67,7 +67,8 @@ def capture_vision(model) -> Iterator[VisionCapture]:
         capture.tokens.append(getattr(output, "pooler_output", output))
         capture.grids.append(grid.detach().cpu())
 
-    handle = visual.register_forward_hook(hook, with_kwargs=True)
+    # first of the tower's hooks: the raw tokens, before `lame_tools.scene_words` adds to them
+    handle = visual.register_forward_hook(hook, with_kwargs=True, prepend=True)
     try:
         yield capture
     finally:
@@ -118,9 +119,11 @@ def scene_head_loss(head: SceneHead, tokens: torch.Tensor, grids: torch.Tensor, 
 def vision_tokens(model, images: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
     """(merged visual tokens, image grids) of `images` through the vision tower alone."""
     from lame_tools.image_batch import pixel_inputs
+    from lame_tools.scene_words import raw_vision
 
     vision = model.move_batch(pixel_inputs(model.processor.image_processor, list(images)))
-    output = model.backbone.model.visual(vision["pixel_values"], grid_thw=vision["image_grid_thw"])
+    with raw_vision(model):
+        output = model.backbone.model.visual(vision["pixel_values"], grid_thw=vision["image_grid_thw"])
     return getattr(output, "pooler_output", output), vision["image_grid_thw"]
 
 

@@ -127,6 +127,7 @@ def build_model(config: TrainConfig):
         reason_layer=config.reason_layer,
         embed_reads=config.embed_reads,
         prompt_format=config.prompt_format,
+        scene_words=config.scene_words,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)

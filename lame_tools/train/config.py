@@ -118,6 +118,8 @@ class TrainConfig:
         lookup_from: whose attention: "embed" (`[EMBED]`) or "word" (the question's word that names
             the object; colour_of / shape_of only).
         lookup_subtasks: comma-separated subtasks whose queries name their object (`answer_object`).
+        scene_words: the tiny model's visual tokens also carry the words its scene head predicts
+            (`lame_tools.scene_words`; needs `scene_head_weight` > 0, so the head trains with them).
         prompt_format: the tiny model's prompt layout (`LameConfig.prompt_format`): "plain"
             (instruction, image, question) or "plain-text-first" (instruction, question, image).
     """
@@ -184,6 +186,7 @@ class TrainConfig:
     lookup_subtasks: str = "colour_of,shape_of"
     lookup_from: str = "embed"
     prompt_format: str = "plain"
+    scene_words: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -413,6 +416,8 @@ def build_config(
     config.cot_swap_subtask_list  # noqa: B018
     config.max_objects(0, "count")  # refuses a bad object_curriculum now
     config.lookup_subtask_list  # noqa: B018
+    if config.scene_words and config.scene_head_weight <= 0:
+        raise LameError("scene_words needs the scene head: set scene_head_weight > 0.")
     if config.prompt_format not in ("plain", "plain-text-first"):
         raise LameError(f"prompt_format of a tiny model is plain or plain-text-first, not {config.prompt_format!r}.")
     for name in ("cot_own_rationales", "cot_swap_rationales"):

@@ -1,0 +1,83 @@
+"""Scene words: visual tokens that also carry the words of what the scene head sees.
+
+The binding diagnostics (README, "Perception") show the language model learns pair-specific keys
+and values: a look-up loss teaches it to find "the square" and read its colour on the colour-shape
+pairs of training (94-98% on test's seen pairs) but not on held-out ones (31-35%), though the
+vision tower's scene head reads a held-out pair's shape at 90% and colour at 98%. With
+`LameConfig.scene_words`, each merged visual token gets, before the language model reads it, the
+probability-weighted input embeddings of the shape and colour words its scene head predicts
+(nothing for "none"), scaled to the tokens' size. The question's "square" and a square's token
+then share a direction by construction, and a held-out pair is the sum of two words the model
+knows: an additive inductive bias for binding, not a label (the head's predictions are the
+model's own, trained with the vision tower).
+
+`attach(model)` installs the forward hook on the vision tower for the model's life; `raw_vision`
+turns it off inside a block (the scene head's own loss and read-out see the raw tokens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from lame_tools.data.scene import COLOURS, SHAPES
+from lame_tools.scene_head import NONE_COLOUR, NONE_SHAPE
+
+
+def word_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """Token ids of the shape words and the colour words, in `SHAPES` / `COLOURS` order."""
+    def one(word: str) -> int:
+        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"scene words need {word!r} to be one token of the tokenizer, got {len(ids)}")
+        return ids[0]
+
+    return [one(w) for w in SHAPES], [one(w) for w in COLOURS]
+
+
+def scene_word_vectors(model, tokens: torch.Tensor) -> torch.Tensor:
+    """[tokens, hidden]: per merged visual token, p(shape) . E[shape words] + p(colour) . E[colour
+    words] from the model's scene head, scaled so their mean norm is the tokens' mean norm."""
+    shape_ids, colour_ids = model._scene_word_ids
+    table = model.backbone.get_input_embeddings().weight
+    shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
+    p_shape = shape_logits.softmax(-1)[:, :NONE_SHAPE]
+    p_colour = colour_logits.softmax(-1)[:, :NONE_COLOUR]
+    words = p_shape @ table[shape_ids] + p_colour @ table[colour_ids]
+    with torch.no_grad():
+        word_norm = torch.cat([table[shape_ids], table[colour_ids]]).norm(dim=-1).mean()
+        scale = tokens.norm(dim=-1).mean() / word_norm.clamp_min(1e-6)
+    return (words * scale).to(tokens.dtype)
+
+
+def attach(model) -> None:
+    """Add scene words to every forward of the model's vision tower (see the module docstring)."""
+    model._scene_word_ids = word_ids(model.processor.tokenizer)
+    model._scene_words_on = True
+
+    def hook(_module, _args, output):
+        if not model._scene_words_on:
+            return None
+        tokens = getattr(output, "pooler_output", output)
+        mixed = tokens + scene_word_vectors(model, tokens)
+        if hasattr(output, "pooler_output"):
+            output.pooler_output = mixed
+            return output
+        return mixed
+
+    model.backbone.model.visual.register_forward_hook(hook)
+
+
+@contextlib.contextmanager
+def raw_vision(model) -> Iterator[None]:
+    """Within the block the vision tower gives its raw tokens (no scene words); restored after."""
+    saved = getattr(model, "_scene_words_on", None)
+    if saved is not None:
+        model._scene_words_on = False
+    try:
+        yield
+    finally:
+        if saved is not None:
+            model._scene_words_on = saved
