@@ -6,7 +6,7 @@ pairs of training (94-98% on test's seen pairs) but not on held-out ones (31-35%
 vision tower's scene head reads a held-out pair's shape at 90% and colour at 98%. With
 `LameConfig.scene_words`, each merged visual token gets, before the language model reads it, the
 probability-weighted input embeddings of the shape and colour words its scene head predicts
-(nothing for "none"), scaled to the tokens' size. The question's "square" and a square's token
+(nothing for "none"), scaled to the token's size. The question's "square" and a square's token
 then share a direction by construction, and a held-out pair is the sum of two words the model
 knows: an additive inductive bias for binding, not a label (the head's predictions are the
 model's own, trained with the vision tower).
@@ -39,7 +39,8 @@ def word_ids(tokenizer) -> tuple[list[int], list[int]]:
 
 def scene_word_vectors(model, tokens: torch.Tensor) -> torch.Tensor:
     """[tokens, hidden]: per merged visual token, p(shape) . E[shape words] + p(colour) . E[colour
-    words] from the model's scene head, scaled so their mean norm is the tokens' mean norm."""
+    words] from the model's scene head, times the token's norm over the words' mean norm (per token,
+    so a token's words do not depend on the other images of its batch)."""
     shape_ids, colour_ids = model._scene_word_ids
     table = model.backbone.get_input_embeddings().weight
     shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
@@ -48,7 +49,7 @@ def scene_word_vectors(model, tokens: torch.Tensor) -> torch.Tensor:
     words = p_shape @ table[shape_ids] + p_colour @ table[colour_ids]
     with torch.no_grad():
         word_norm = torch.cat([table[shape_ids], table[colour_ids]]).norm(dim=-1).mean()
-        scale = tokens.norm(dim=-1).mean() / word_norm.clamp_min(1e-6)
+        scale = tokens.norm(dim=-1, keepdim=True) / word_norm.clamp_min(1e-6)
     return (words * scale).to(tokens.dtype)
 
 

@@ -44,9 +44,12 @@ def test_a_sure_head_adds_the_scaled_word_embeddings(worded):
         table = worded.backbone.get_input_embeddings().weight
         shapes, colours = word_ids(worded.processor.tokenizer)
         square = table[shapes[SHAPES.index("square")]]
-        scale = tokens.norm(dim=-1).mean() / torch.cat([table[shapes], table[colours]]).norm(dim=-1).mean()
-        for row in vectors:
-            torch.testing.assert_close(row, square * scale, atol=1e-4, rtol=1e-4)
+        word_norm = torch.cat([table[shapes], table[colours]]).norm(dim=-1).mean()
+        for token, row in zip(tokens, vectors):
+            torch.testing.assert_close(row, square * token.norm() / word_norm, atol=1e-4, rtol=1e-4)
+        # per token: a token's words are the same alone as in a batch
+        with torch.no_grad():
+            torch.testing.assert_close(scene_word_vectors(worded, tokens[:1]), vectors[:1])
     finally:
         head.load_state_dict(saved)
 
