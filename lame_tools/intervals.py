@@ -57,6 +57,12 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> I
     return Interval(p, low, high, n)
 
 
+def wilson_share(successes: int, n: int, confidence: float = CONFIDENCE) -> dict:
+    """A proportion as the reports write it: {"n", "count", "share", "interval": [low, high]} (Wilson)."""
+    interval = wilson_interval(successes, n, confidence)
+    return {"n": n, "count": successes, "share": interval.estimate, "interval": [interval.low, interval.high]}
+
+
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
     """Student's t interval of the mean of a few values (e.g. one paired difference per training seed:
     the seeds, not the queries, are the sample). Needs at least two values."""

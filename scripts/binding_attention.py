@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.render import render  # noqa: E402
 from lame_tools.data.shapes import BALANCED_SIZES, balanced_examples  # noqa: E402
-from lame_tools.intervals import wilson_interval  # noqa: E402
+from lame_tools.intervals import wilson_share  # noqa: E402
 from lame_tools.lookup_loss import attention_rows, naming_word_positions  # noqa: E402
 from lame_tools.model import LameModel  # noqa: E402
 from lame_tools.probe.attention import reason_attention_items  # noqa: E402
@@ -91,13 +91,8 @@ def measure(model, subtask: str, split: str, per_subtask: int, batch_size: int =
     return rows, tokens
 
 
-def _rate(count: int, n: int) -> dict:
-    interval = wilson_interval(count, n)
-    return {"n": n, "rate": count / n if n else None, "interval": [interval.low, interval.high]}
-
-
 def _top_rate(entry: dict) -> float:
-    return entry["all"]["top"]["rate"]
+    return entry["all"]["top"]["share"]
 
 
 def summarize(rows: list[dict], hits: list[float] | None, tokens: list[str]) -> dict:
@@ -124,7 +119,7 @@ def summarize(rows: list[dict], hits: list[float] | None, tokens: list[str]) -> 
                     mass = [r["mass"][layer, head, q] for r in group]
                     top = sum(int(np.argmax(m) == r["named"]) for m, r in zip(mass, group))
                     share = [m[r["named"]] / max(m.sum(), 1e-12) for m, r in zip(mass, group)]
-                    entry[name] = {"top": _rate(top, len(group)), "share": float(np.mean(share))}
+                    entry[name] = {"top": wilson_share(top, len(group)), "share": float(np.mean(share))}
                 out["heads"].append(entry)
     out["best"] = max((e for e in out["heads"] if e["token"] == "[EMBED]"), key=_top_rate)
     out["best_any"] = max(out["heads"], key=_top_rate)
@@ -154,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         block = summarize(rows, hits, tokens)
         report["subtasks"][subtask] = block
         for label, entry in (("[EMBED]", block["best"]), ("any token", block["best_any"])):
-            parts = "".join(f", {g} {100 * entry[g]['top']['rate']:.0f}%" for g in ("held_out", "seen", "right", "wrong")
+            parts = "".join(f", {g} {100 * entry[g]['top']['share']:.0f}%" for g in ("held_out", "seen", "right", "wrong")
                             if entry.get(g))
             print(f"{subtask}: best head of {label}: {entry['token']} L{entry['layer']}H{entry['head']} puts the most "
-                  f"on the named object in {100 * entry['all']['top']['rate']:.0f}% of {block['queries']} queries of "
+                  f"on the named object in {100 * entry['all']['top']['share']:.0f}% of {block['queries']} queries of "
                   f"2+ objects (chance {100 * block['chance_top']:.0f}%{parts}), share {entry['all']['share']:.2f}",
                   flush=True)
     report["checked_against"] = str(args.reference) if reference else None

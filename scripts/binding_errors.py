@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.render import render  # noqa: E402
 from lame_tools.data.shapes import BALANCED_SIZES, TARGET_INSTRUCTION, balanced_examples  # noqa: E402
-from lame_tools.intervals import wilson_interval  # noqa: E402
+from lame_tools.intervals import wilson_share  # noqa: E402
 from lame_tools.model import LameModel  # noqa: E402
 from lame_tools.ranking import top_k_pessimistic  # noqa: E402
 
@@ -44,11 +44,6 @@ def nearest_other(scene, answer) -> float | None:
     """Distance from the answer object's centre to the closest other object's (None: it is alone)."""
     distances = [float(np.hypot(o.x - answer.x, o.y - answer.y)) for o in scene.objects if o is not answer]
     return min(distances) if distances else None
-
-
-def _share(count: int, n: int) -> dict:
-    interval = wilson_interval(count, n)
-    return {"n": n, "count": count, "share": count / n, "interval": [interval.low, interval.high]}
 
 
 def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None) -> list[dict]:
@@ -79,10 +74,10 @@ def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None
 def summarize(rows: list[dict]) -> dict:
     counts = Counter(r["outcome"] for r in rows)
     wrong = len(rows) - counts["right"]
-    block = {o: _share(counts[o], len(rows)) for o in OUTCOMES}
-    block["binding_share_of_errors"] = _share(counts["another_object"], wrong) if wrong else None
+    block = {o: wilson_share(counts[o], len(rows)) for o in OUTCOMES}
+    block["binding_share_of_errors"] = wilson_share(counts["another_object"], wrong) if wrong else None
     block["by_objects"] = {
-        str(n): _share(sum(r["outcome"] == "right" for r in rows if r["objects"] == n),
+        str(n): wilson_share(sum(r["outcome"] == "right" for r in rows if r["objects"] == n),
                        sum(r["objects"] == n for r in rows))
         for n in sorted({r["objects"] for r in rows})
     }
@@ -90,7 +85,7 @@ def summarize(rows: list[dict]) -> dict:
     for low, high in NEAREST_BINS:
         inside = [r for r in rows if r["nearest"] is not None and low <= r["nearest"] < high]
         if inside:
-            block["by_nearest"][f"{low:g}-{high:g}"] = _share(sum(r["outcome"] == "right" for r in inside), len(inside))
+            block["by_nearest"][f"{low:g}-{high:g}"] = wilson_share(sum(r["outcome"] == "right" for r in inside), len(inside))
     return block
 
 

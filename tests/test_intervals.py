@@ -14,6 +14,7 @@ from lame_tools.intervals import (
     score_interval,
     stratified_bootstrap,
     wilson_interval,
+    wilson_share,
 )
 
 
@@ -29,6 +30,8 @@ def test_wilson_matches_the_formula_by_hand():
     assert wilson_interval(0, 5).low == 0.0 and wilson_interval(5, 5).high == 1.0
     with pytest.raises(ValueError):
         wilson_interval(3, 2)
+    # the reports' form of the same proportion
+    assert wilson_share(8, 10) == {"n": 10, "count": 8, "share": 0.8, "interval": [got.low, got.high]}
 
 
 def test_bootstrap_of_three_values_matches_the_exact_distribution():
