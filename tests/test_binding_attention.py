@@ -54,12 +54,12 @@ def test_summarize_counts_by_hand(script):
     rows.append({"index": 3, "objects": 1, "mass": np.array([[[[1.0], [1.0]]]]), "named": 0})  # left out
     rows[0]["held_out"] = True
     block = script.summarize(rows, [1.0, 0.0, 1.0, 1.0], ["[REASON_0]", "[EMBED]"])
-    assert block["heads"][1]["held_out"]["top"]["rate"] == 1.0 and block["heads"][1]["seen"]["top"]["rate"] == 0.5
+    assert block["heads"][1]["held_out"]["top"]["share"] == 1.0 and block["heads"][1]["seen"]["top"]["share"] == 0.5
     assert block["queries"] == 3 and block["chance_top"] == pytest.approx(0.5)
     reason, embed = block["heads"]
-    assert embed["token"] == "[EMBED]" and embed["all"]["top"]["rate"] == pytest.approx(2 / 3)
+    assert embed["token"] == "[EMBED]" and embed["all"]["top"]["share"] == pytest.approx(2 / 3)
     assert embed["all"]["share"] == pytest.approx(np.mean([0.75, 1 / 3, 0.75]))
-    assert embed["right"]["top"]["rate"] == 1.0 and embed["wrong"]["top"]["rate"] == 0.0
+    assert embed["right"]["top"]["share"] == 1.0 and embed["wrong"]["top"]["share"] == 0.0
     assert block["best"] is embed and block["best_any"] is reason and reason["all"]["share"] == 1.0
 
 
