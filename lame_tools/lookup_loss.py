@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from lame_tools.probe.hooks import language_model, recompute_attention_rows
-from lame_tools.scene_head import merged_grid
+from lame_tools.scene_head import cell_of, merged_grid
 
 EPS = 1e-6
 
@@ -99,8 +99,7 @@ def named_token_positions(input_ids: torch.Tensor, image_token_id: int, image_gr
         if obj is None:
             out.append(None)
             continue
-        r, c = min(rows - 1, int(obj.y * rows)), min(cols - 1, int(obj.x * cols))
-        out.append(int(positions[r * cols + c]))
+        out.append(int(positions[cell_of(obj.x, obj.y, rows, cols)]))
     return out
 
 

@@ -37,14 +37,14 @@ from lame_tools.lookup_loss import attention_rows, naming_word_positions  # noqa
 from lame_tools.model import LameModel  # noqa: E402
 from lame_tools.probe.attention import reason_attention_items  # noqa: E402
 from lame_tools.probe.hooks import num_layers  # noqa: E402
+from lame_tools.scene_head import cell_of  # noqa: E402
 
 SUBTASKS = ("colour_of", "shape_of")
 
 
 def centre_cell(obj, grid: tuple[int, int]) -> tuple[int, int]:
-    """(row, column) of the merged-grid cell that holds the object's centre."""
-    rows, cols = grid
-    return min(rows - 1, int(obj.y * rows)), min(cols - 1, int(obj.x * cols))
+    """(row, column) of the merged-grid cell that holds the object's centre (`scene_head.cell_of`)."""
+    return divmod(cell_of(obj.x, obj.y, *grid), grid[1])
 
 
 def object_attention(image_attention: np.ndarray, scene, answer) -> tuple[np.ndarray, int]:

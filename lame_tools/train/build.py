@@ -51,7 +51,7 @@ def _build_from_base(config: TrainConfig):
 
 def _load_stage0_backbone(model, config: TrainConfig) -> None:
     """Start from the backbone of `init_from` (or its vision tower alone, or the whole model:
-    `init_parts`); but for `init_parts=model` the latent rows start near the mean token embedding."""
+    `init_parts`); except with `init_parts=model`, the latent rows start near the mean token embedding."""
     from lame_tools.model import LameModel
 
     source = Path(config.init_from)
