@@ -31,6 +31,24 @@ def test_held_out_compositions_only_in_test():
     for i in range(100):
         test_pairs = {(o.colour, o.shape) for o in make_scene(0, "test", i).objects}
         assert test_pairs & HELD_OUT_PAIRS
+        # validation_pairs is drawn like test, from scenes of its own
+        assert {(o.colour, o.shape) for o in make_scene(0, "validation_pairs", i).objects} & HELD_OUT_PAIRS
+        assert make_scene(0, "validation_pairs", i) != make_scene(0, "test", i)
+
+
+def test_validation_pairs_balanced_split_groups_held_out_and_seen_answers():
+    from lame_tools.data.shapes import BALANCED_SIZES, mmeb_rows
+
+    assert BALANCED_SIZES["validation_pairs"] == 200
+    rows, images = mmeb_rows(0, "validation_pairs", per_subtask=60)
+    test_rows, _ = mmeb_rows(0, "test", per_subtask=60)
+    for subtask in ("colour_of", "shape_of"):
+        flags = [row["held_out"] for row in rows[subtask]]
+        assert 0 < sum(flags) < len(flags)  # both groups present, so selection can read each
+        assert {json.dumps(r["scene"]) for r in rows[subtask]}.isdisjoint(
+            {json.dumps(r["scene"]) for r in test_rows[subtask]}
+        )
+    assert all(p.startswith("images/validation_pairs_") for p, _ in images)
 
 
 def test_every_task_kind_appears_with_rationale_and_positive_first():

@@ -118,7 +118,7 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--balanced", action="store_true",
-        help="Shapes: the balanced split (300 queries per subtask on test, 100 on validation; the default)",
+        help="Shapes: the balanced split (300 queries per subtask on test, 100 on validation, 200 on validation_pairs; the default)",
     )
     parser.add_argument(
         "--unbalanced", action="store_true",

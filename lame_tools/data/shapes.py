@@ -78,7 +78,7 @@ VOCABULARY = sorted(
 )
 
 # Queries per subtask of the balanced splits (every subtask of SUBTASKS the same number).
-BALANCED_SIZES = {"validation": 100, "test": 300}
+BALANCED_SIZES = {"validation": 100, "test": 300, "validation_pairs": 200}
 BALANCED_SCENE_STRIDE = 100_000
 
 
