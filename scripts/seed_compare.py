@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.errors import InputError  # noqa: E402
-from lame_tools.evaluate.compare import compare_results, format_comparison  # noqa: E402
+from lame_tools.evaluate.compare import compare_results, format_comparison, query_group_labels  # noqa: E402
 from lame_tools.intervals import t_interval  # noqa: E402
 
 
@@ -38,24 +38,27 @@ def seed_mean(results: list[dict]) -> dict:
         if any(row is None or len(row) != len(rows[0]) for row in rows):
             raise InputError(f"Task {name!r} lacks per-query scores or has other queries in some seed.")
         tasks[name] = {"per_query": np.mean(rows, axis=0).tolist(), "meta_task": first["meta_task"]}
+        labels = query_group_labels(results, name)
+        if labels is not None:
+            tasks[name]["per_query_group"] = labels
     return {"tasks": tasks, "model": [r.get("model") for r in results], "mode": results[0].get("mode"),
             "split": results[0].get("split"), "seed": results[0].get("seed")}
 
 
 def over_seeds(a: list[dict], b: list[dict]) -> dict:
-    """Per pool (and overall): each seed's paired difference A_i - B_i and their t interval."""
+    """Per pool, query group ("shape_of/held_out", where any seed's result labels the queries) and
+    overall: each seed's paired difference A_i - B_i and their t interval."""
     per_seed = [compare_results(x, y) for x, y in zip(a, b)]
-    names = [*per_seed[0]["pools"], "overall"]
-
-    def estimate(report: dict, name: str) -> float:
-        block = report["overall"] if name == "overall" else report["pools"][name]
-        return block["difference"]["estimate"]
-
-    out = {}
-    for name in names:
-        diffs = [estimate(r, name) for r in per_seed]
-        out[name] = {"per_seed": diffs, "t_interval": t_interval(diffs).to_dict()}
-    return out
+    diffs = {name: [r["pools"][name]["difference"]["estimate"] for r in per_seed] for name in per_seed[0]["pools"]}
+    for task in a[0]["tasks"]:
+        labels = query_group_labels([*a, *b], task)  # a seed whose results carry none borrows another's
+        for group in sorted(set(labels or [])):
+            keep = [i for i, g in enumerate(labels) if g == group]
+            diffs[f"{task}/{group}"] = [float(np.mean(np.array(x["tasks"][task]["per_query"])[keep])
+                                              - np.mean(np.array(y["tasks"][task]["per_query"])[keep]))
+                                        for x, y in zip(a, b)]
+    diffs["overall"] = [r["overall"]["difference"]["estimate"] for r in per_seed]
+    return {name: {"per_seed": d, "t_interval": t_interval(d).to_dict()} for name, d in diffs.items()}
 
 
 def gain_share(gains_a: dict, gains_c: dict, share: float = 0.5) -> dict:
@@ -64,6 +67,8 @@ def gain_share(gains_a: dict, gains_c: dict, share: float = 0.5) -> dict:
     (above 0: A recovers more than `share` of C's gain)."""
     out = {}
     for name, block in gains_a.items():
+        if name not in gains_c:  # a query group labelled in A's results but not in C's
+            continue
         ga, gc = np.array(block["per_seed"]), np.array(gains_c[name]["per_seed"])
         margin = ga - share * gc
         out[name] = {"gain_a": ga.tolist(), "gain_c": gc.tolist(), "share": share,

@@ -106,6 +106,27 @@ def test_compare_results_pools_the_reasoning_and_perception_subtasks():
     assert "pools" not in compare_results(result(partial), result({n: per_b[n] for n in partial}))
 
 
+def test_compare_results_splits_labelled_queries_by_group():
+    from lame_tools.evaluate.compare import compare_results, format_comparison
+    from lame_tools.evaluate.report import query_intervals
+
+    # shape_of: 4 held-out queries (A right on all, B on one), then 6 seen ones (both right on 3)
+    a_hits, b_hits = [1, 1, 1, 1, 1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 1, 1, 1, 0, 0, 0]
+    groups = ["held_out"] * 4 + ["seen"] * 6
+    labelled = query_intervals(a_hits, groups)  # what the harness writes
+    assert labelled["per_query_group"] == groups
+    assert labelled["query_groups"]["held_out"]["score"] == 1.0
+    a = {"tasks": {"shape_of": {**labelled, "meta_task": "vqa"}}}
+    b = {"tasks": {"shape_of": {"per_query": [float(h) for h in b_hits], "meta_task": "vqa"}}}  # no labels
+    report = compare_results(a, b)
+    assert report["groups"]["shape_of/held_out"]["difference"]["estimate"] == pytest.approx(0.75)
+    assert report["groups"]["shape_of/held_out"]["difference"]["n"] == 4
+    assert report["groups"]["shape_of/seen"]["difference"]["estimate"] == pytest.approx(0.0)
+    assert report["tasks"]["shape_of"]["difference"]["estimate"] == pytest.approx(0.3)
+    assert "shape_of/held_out" in format_comparison(report)
+    assert "groups" not in compare_results(b, b)
+
+
 def test_t_interval_matches_a_hand_computation():
     from lame_tools.intervals import t_interval
 

@@ -120,3 +120,30 @@ def test_the_command_refuses_a_c_of_other_seed_count(tmp_path):
     assert done.returncode != 0
     assert "--c needs as many seeds as --a and --b" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def labelled(hits: dict[str, int], held_out: int = 10) -> dict:
+    """`result(hits)` whose shape_of queries carry group labels: the first `held_out` are about a
+    held-out colour-shape pair, the rest about a seen one (as the harness writes them)."""
+    out = result(hits)
+    out["tasks"]["shape_of"]["per_query_group"] = ["held_out"] * held_out + ["seen"] * (N - held_out)
+    return out
+
+
+def test_over_seeds_splits_a_labelled_task_by_group_even_when_b_has_no_labels(seed_compare):
+    # A gets shape_of queries 0..k-1 right, B (written before labels were stored) 0..4: with 10
+    # held-out queries first, A - B on held-out is (min(k, 10) - 5) / 10, on seen max(k - 10, 0) / 30
+    a = [labelled(subtasks(k, 10)) for k in (10, 15, 25)]
+    b = [result(subtasks(5, 10)) for _ in range(3)]
+    report = seed_compare.over_seeds(a, b)
+    assert report["shape_of/held_out"]["per_seed"] == pytest.approx([0.5, 0.5, 0.5])
+    assert report["shape_of/seen"]["per_seed"] == pytest.approx([0.0, 5 / 30, 15 / 30])
+    assert "colour_of/held_out" not in report  # no result labels colour_of here
+    mean = seed_compare.seed_mean(a)
+    assert mean["tasks"]["shape_of"]["per_query_group"] == a[0]["tasks"]["shape_of"]["per_query_group"]
+
+
+def test_labels_that_disagree_across_results_are_refused(seed_compare):
+    a, b = labelled(subtasks(10, 10), held_out=10), labelled(subtasks(10, 10), held_out=12)
+    with pytest.raises(InputError, match="groups its queries differently"):
+        seed_compare.over_seeds([a], [b])

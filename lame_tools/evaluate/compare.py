@@ -4,11 +4,14 @@ Each task's per-query scores of model A and model B are paired query by query: t
 their means with a 95% bootstrap interval and McNemar's exact p-value (0/1 scores); the overall and
 per-meta-task differences, and those of the Shapes perception and reasoning subtasks pooled, use the
 stratified bootstrap (queries resampled within their task, the same indices for both models). A claim that one model beats another needs the interval above 0.
+Where a task's queries fall into groups (`per_query_group`: colour_of / shape_of queries about a
+held-out or a seen colour-shape pair), the difference within each group too (`groups`, keyed
+"task/group"); one result carrying the labels is enough (the same queries in the same order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lame_tools.data.tasks import PERCEPTION_SUBTASKS, REASONING_SUBTASKS
@@ -25,6 +28,20 @@ def _per_query(result: Mapping[str, Any], which: str) -> dict[str, list[float]]:
     if not found:
         raise InputError(f"The {which} result has no per-query scores; evaluate it again with this version.")
     return found
+
+
+def query_group_labels(results: Sequence[Mapping[str, Any]], name: str) -> list[str] | None:
+    """The per-query group labels of task `name` from whichever of `results` carries them (results
+    written before the labels were stored have none); None when none does.
+
+    Raises:
+        InputError: two results label the task's queries differently (not the same queries).
+    """
+    found = [r["tasks"][name]["per_query_group"] for r in results
+             if r.get("tasks", {}).get(name, {}).get("per_query_group")]
+    if any(labels != found[0] for labels in found[1:]):
+        raise InputError(f"Task {name!r} groups its queries differently in two results: not the same queries.")
+    return found[0] if found else None
 
 
 def compare_results(a: Mapping[str, Any], b: Mapping[str, Any], seed: int = 0) -> dict[str, Any]:
@@ -57,6 +74,19 @@ def compare_results(a: Mapping[str, Any], b: Mapping[str, Any], seed: int = 0) -
     pools = {pool: compare(list(names)) for pool, names in POOLS.items() if set(names) <= set(shared)}
     if pools:
         report["pools"] = pools
+    groups = {}
+    for name in shared:
+        labels = query_group_labels([a, b], name)
+        if labels is None:
+            continue
+        if len(labels) != len(qa[name]):
+            raise InputError(f"Task {name!r} has {len(labels)} group labels for {len(qa[name])} queries.")
+        for group in sorted(set(labels)):
+            keep = [i for i, g in enumerate(labels) if g == group]
+            groups[f"{name}/{group}"] = paired_comparison(
+                {name: [qa[name][i] for i in keep]}, {name: [qb[name][i] for i in keep]}, seed=seed).to_dict()
+    if groups:
+        report["groups"] = groups
     return report
 
 
@@ -74,5 +104,6 @@ def format_comparison(report: Mapping[str, Any]) -> str:
     lines += [line(name, c) for name, c in report["tasks"].items()]
     lines += [line(f"[{meta}]", c) for meta, c in report["meta_tasks"].items()]
     lines += [line(f"<{pool}>", c) for pool, c in report.get("pools", {}).items()]
+    lines += [line(f"  {group}", c) for group, c in report.get("groups", {}).items()]
     lines.append(line("overall", report["overall"]))
     return "\n".join(lines)

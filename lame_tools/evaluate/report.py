@@ -73,7 +73,8 @@ def _summary_intervals(scored: Mapping[str, dict], metas: Iterable[str]) -> dict
 
 def query_intervals(scores: Sequence[float | None], groups: Sequence[str] | None = None) -> dict:
     """Per-query scores of one task, their 95% interval (Wilson for 0/1 scores) and, with `groups`
-    (one name per query), the score, size and interval of each group."""
+    (one name per query), the score, size and interval of each group and each kept query's group
+    (`per_query_group`, aligned with `per_query`, so paired comparisons can split by group)."""
     from lame_tools.intervals import score_interval
 
     kept = [(float(v), g) for v, g in zip(scores, groups or [None] * len(scores)) if v is not None]
@@ -83,6 +84,7 @@ def query_intervals(scores: Sequence[float | None], groups: Sequence[str] | None
     found = score_interval(values)
     out: dict = {"per_query": values, "interval": [found.low, found.high]}
     if groups is not None:
+        out["per_query_group"] = [g for _, g in kept]
         out["query_groups"] = {}
         for name in sorted({g for _, g in kept}):
             members = [v for v, g in kept if g == name]
