@@ -38,6 +38,8 @@ class LameConfig:
             of shape and colour, trained from the Shapes scene graphs).
         scene_words: each merged visual token also carries the input embeddings of the shape and
             colour words its scene head predicts (`lame_tools.scene_words`; needs `scene_head`).
+        scene_words_only: with `scene_words`, the language model reads the words alone instead of the
+            raw visual token plus the words (`lame_tools.scene_words`).
         reason_layer: the language-model layer whose reason-token states are the model's
             `reason_states` (what the latent decoder reads, in training and in the read-out probes):
             0 = the last layer's (normed) output, n = the output of layer n (1-based; n = the layer
@@ -63,12 +65,15 @@ class LameConfig:
     logit_scale_init: float = 20.0
     scene_head: bool = False
     scene_words: bool = False
+    scene_words_only: bool = False
     reason_layer: int = 0
     embed_reads: str = "all"
 
     def __post_init__(self) -> None:
         if self.scene_words and not self.scene_head:
             raise ValueError("scene_words needs a scene head (scene_head=True)")
+        if self.scene_words_only and not self.scene_words:
+            raise ValueError("scene_words_only needs scene_words=True")
         if self.embed_reads not in EMBED_READS:
             raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {self.embed_reads!r}")
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:

@@ -125,6 +125,7 @@ class LameModel(nn.Module):
         embed_reads: str = "all",
         prompt_format: str = "plain",
         scene_words: bool = False,
+        scene_words_only: bool = False,
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
         (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
@@ -133,13 +134,15 @@ class LameModel(nn.Module):
         `reason_layer`: the layer whose reason states the decoder reads (`LameConfig.reason_layer`).
         `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`).
         `prompt_format`: "plain" or "plain-text-first" (`LameConfig.prompt_format`).
-        `scene_words`: visual tokens also carry their scene head's words (`lame_tools.scene_words`)."""
+        `scene_words`: visual tokens also carry their scene head's words (`lame_tools.scene_words`);
+        `scene_words_only`: they carry the words alone."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
                                  scene_head=scene_head, reason_layer=reason_layer, embed_reads=embed_reads,
                                  prompt_format=prompt_format, scene_words=scene_words,
+                                 scene_words_only=scene_words_only,
                                  backbone=backbone_config.to_dict())
         if image_pixels:
             lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)

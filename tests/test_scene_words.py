@@ -94,3 +94,40 @@ def test_it_needs_a_scene_head():
     with pytest.raises(LameError, match="scene_head_weight"):
         build_config("micro-discriminative", ["scene_words=true"])
     assert build_config("micro-scene", ["scene_words=true"]).scene_words
+
+
+def test_words_only_tokens_are_the_words_and_an_empty_cell_reads_the_pad_row(tmp_path):
+    only = LameModel.build_tiny("micro", num_reason_tokens=0, embed_dim=16, with_decoder=False,
+                                default_mode="discriminative", seed=0, vocabulary=VOCABULARY, scene_head=True,
+                                scene_words=True, scene_words_only=True)
+    example = make_example(0, "train", 3)
+    image = render(example.scene)
+    raw, _ = vision_tokens(only, [image])
+    with torch.no_grad():
+        out = only.backbone.model.visual(*_pixels(only, image))
+        seen = getattr(out, "pooler_output", out)
+        torch.testing.assert_close(seen, scene_word_vectors(only, raw, with_none=True))
+    # a head sure of "no object" gives the <|image_pad|> row, scaled like any word
+    head = only.scene_head
+    with torch.no_grad():
+        for layer in (head.shape, head.colour):
+            layer.weight.zero_()
+            layer.bias.fill_(-50.0)
+        head.shape.bias[len(SHAPES)] = 50.0
+        head.colour.bias[len(COLOURS)] = 50.0
+        tokens = torch.randn(2, only.backbone.config.text_config.hidden_size)
+        vectors = scene_word_vectors(only, tokens, with_none=True)
+    table = only.backbone.get_input_embeddings().weight
+    shapes, colours = word_ids(only.processor.tokenizer)
+    pad = table[only.processor.image_token_id]
+    word_norm = torch.cat([table[shapes], table[colours]]).norm(dim=-1).mean()
+    for token, row in zip(tokens, vectors):
+        torch.testing.assert_close(row, 2 * pad * token.norm() / word_norm, atol=1e-4, rtol=1e-4)
+    only.save_pretrained(tmp_path / "m")
+    assert LameModel.from_pretrained(tmp_path / "m").config.scene_words_only
+    with pytest.raises(ValueError, match="scene_words_only needs"):
+        LameModel.build_tiny("micro", num_reason_tokens=0, with_decoder=False, default_mode="discriminative",
+                             vocabulary=VOCABULARY, scene_head=True, scene_words_only=True)
+    with pytest.raises(LameError, match="scene_words_only needs"):
+        build_config("micro-scene", ["scene_words_only=true"])
+    assert build_config("micro-scene", ["scene_words=true", "scene_words_only=true"]).scene_words_only

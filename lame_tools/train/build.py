@@ -128,6 +128,7 @@ def build_model(config: TrainConfig):
         embed_reads=config.embed_reads,
         prompt_format=config.prompt_format,
         scene_words=config.scene_words,
+        scene_words_only=config.scene_words_only,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)

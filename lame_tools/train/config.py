@@ -120,6 +120,8 @@ class TrainConfig:
         lookup_subtasks: comma-separated subtasks whose queries name their object (`answer_object`).
         scene_words: the tiny model's visual tokens also carry the words its scene head predicts
             (`lame_tools.scene_words`; needs `scene_head_weight` > 0, so the head trains with them).
+        scene_words_only: with `scene_words`, the language model reads the words alone, not the raw
+            visual token beside them (`LameConfig.scene_words_only`).
         prompt_format: the tiny model's prompt layout (`LameConfig.prompt_format`): "plain"
             (instruction, image, question) or "plain-text-first" (instruction, question, image).
     """
@@ -187,6 +189,7 @@ class TrainConfig:
     lookup_from: str = "embed"
     prompt_format: str = "plain"
     scene_words: bool = False
+    scene_words_only: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -418,6 +421,8 @@ def build_config(
     config.lookup_subtask_list  # noqa: B018
     if config.scene_words and config.scene_head_weight <= 0:
         raise LameError("scene_words needs the scene head: set scene_head_weight > 0.")
+    if config.scene_words_only and not config.scene_words:
+        raise LameError("scene_words_only needs scene_words=true.")
     if config.prompt_format not in ("plain", "plain-text-first"):
         raise LameError(f"prompt_format of a tiny model is plain or plain-text-first, not {config.prompt_format!r}.")
     for name in ("cot_own_rationales", "cot_swap_rationales"):
