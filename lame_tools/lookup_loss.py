@@ -67,16 +67,21 @@ def head_rows(rows: torch.Tensor, head: int) -> torch.Tensor:
     return rows[:, head]
 
 
-def naming_word_positions(input_ids: torch.Tensor, tokenizer, examples: Sequence) -> list[int]:
+def naming_word_positions(input_ids: torch.Tensor, tokenizer, examples: Sequence,
+                          renamings: Sequence[dict[str, str] | None] | None = None) -> list[int]:
     """For each row, the position of the question's word that names its object (the last token of
-    that word; colour_of / shape_of), or -1 (`[EMBED]`) when the row's subtask names none."""
+    that word; colour_of / shape_of), or -1 (`[EMBED]`) when the row's subtask names none.
+    `renamings`: each row's relabelling of the words (`lame_tools.renaming`), so the word is found
+    under the name the row's text uses."""
     out = []
     for row, example in enumerate(examples):
         attribute = NAMING_ATTRIBUTE.get(example.subtask)
         if attribute is None or example.answer_object is None:
             out.append(-1)
             continue
-        word = tokenizer(getattr(example.answer_object, attribute), add_special_tokens=False)["input_ids"][-1]
+        name = getattr(example.answer_object, attribute)
+        name = ((renamings[row] if renamings else None) or {}).get(name, name)
+        word = tokenizer(name, add_special_tokens=False)["input_ids"][-1]
         found = torch.nonzero(input_ids[row] == word).flatten()
         out.append(int(found[-1]) if len(found) else -1)
     return out

@@ -26,7 +26,7 @@ turns it off inside a block (the scene head's own loss and read-out see the raw 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -45,15 +45,29 @@ def word_ids(tokenizer) -> tuple[list[int], list[int]]:
     return [one(w) for w in SHAPES], [one(w) for w in COLOURS]
 
 
-def scene_word_vectors(model, tokens: torch.Tensor, with_none: bool = False) -> torch.Tensor:
+def scene_word_vectors(model, tokens: torch.Tensor, with_none: bool = False,
+                       renamed_rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """[tokens, hidden]: per merged visual token, p(shape) . E[shape words] + p(colour) . E[colour
     words] from the model's scene head, times the token's norm over the words' mean norm (per token,
     so a token's words do not depend on the other images of its batch). `with_none`: the "none"
-    classes' probabilities weigh the `<|image_pad|>` row too (the words-only variant)."""
+    classes' probabilities weigh the `<|image_pad|>` row too (the words-only variant).
+    `renamed_rows`: per token, the embedding rows that stand for each shape / each colour
+    ([tokens, shapes], [tokens, colours]; `renaming_rows`), for a relabelled training example."""
     shape_ids, colour_ids = model._scene_word_ids
     table = model.backbone.get_input_embeddings().weight
     shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
-    if with_none:
+    if renamed_rows is not None:
+        shape_rows, colour_rows = (r.to(tokens.device) for r in renamed_rows)
+        if with_none:
+            pad = torch.full((len(tokens), 1), model.processor.image_token_id, device=tokens.device)
+            shape_rows, colour_rows = torch.cat([shape_rows, pad], 1), torch.cat([colour_rows, pad], 1)
+            p_shape, p_colour = shape_logits.softmax(-1), colour_logits.softmax(-1)
+        else:
+            p_shape = shape_logits.softmax(-1)[:, :NONE_SHAPE]
+            p_colour = colour_logits.softmax(-1)[:, :NONE_COLOUR]
+        words = (torch.einsum("nk,nkh->nh", p_shape, table[shape_rows])
+                 + torch.einsum("nk,nkh->nh", p_colour, table[colour_rows]))
+    elif with_none:
         none_id = [model.processor.image_token_id]
         words = (shape_logits.softmax(-1) @ table[shape_ids + none_id]
                  + colour_logits.softmax(-1) @ table[colour_ids + none_id])
@@ -67,24 +81,55 @@ def scene_word_vectors(model, tokens: torch.Tensor, with_none: bool = False) -> 
     return (words * scale).to(tokens.dtype)
 
 
+def renaming_rows(model, renamings: Sequence[dict[str, str] | None],
+                  tokens_per_image: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per visual token ([tokens, shapes], [tokens, colours]): the embedding row of the name each
+    true shape / colour goes by in its image's renaming (`lame_tools.renaming`; None: its own)."""
+    shape_ids, colour_ids = model._scene_word_ids
+    shape_rows, colour_rows = [], []
+    for renaming, count in zip(renamings, tokens_per_image, strict=True):
+        name = renaming or {}
+        shape_rows += [[shape_ids[SHAPES.index(name.get(s, s))] for s in SHAPES]] * count
+        colour_rows += [[colour_ids[COLOURS.index(name.get(c, c))] for c in COLOURS]] * count
+    return torch.tensor(shape_rows), torch.tensor(colour_rows)
+
+
+@contextlib.contextmanager
+def renamed(model, renamings: Sequence[dict[str, str] | None] | None) -> Iterator[None]:
+    """Within the block, the forwards' images (in forward order, one renaming each; None: not
+    renamed) carry their words under their example's renaming (training only; see
+    `lame_tools.renaming`). `renamings` None or all None: nothing changes."""
+    saved = getattr(model, "_scene_word_renamings", None)
+    model._scene_word_renamings = list(renamings) if renamings and any(renamings) else None
+    try:
+        yield
+    finally:
+        model._scene_word_renamings = saved
+
+
 def attach(model) -> None:
     """Add scene words to every forward of the model's vision tower (see the module docstring)."""
     model._scene_word_ids = word_ids(model.processor.tokenizer)
     model._scene_words_on = True
     words_only = model.config.scene_words_only
 
-    def hook(_module, _args, output):
+    def hook(_module, args, kwargs, output):
         if not model._scene_words_on:
             return None
         tokens = getattr(output, "pooler_output", output)
-        words = scene_word_vectors(model, tokens, with_none=words_only)
+        rows = None
+        if getattr(model, "_scene_word_renamings", None):
+            grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+            per_image = [int(t * h * w) // model.processor.merge_size ** 2 for t, h, w in grid.tolist()]
+            rows = renaming_rows(model, model._scene_word_renamings, per_image)
+        words = scene_word_vectors(model, tokens, with_none=words_only, renamed_rows=rows)
         mixed = words if words_only else tokens + words
         if hasattr(output, "pooler_output"):
             output.pooler_output = mixed
             return output
         return mixed
 
-    model.backbone.model.visual.register_forward_hook(hook)
+    model.backbone.model.visual.register_forward_hook(hook, with_kwargs=True)
 
 
 @contextlib.contextmanager

@@ -122,6 +122,9 @@ class TrainConfig:
             (`lame_tools.scene_words`; needs `scene_head_weight` > 0, so the head trains with them).
         scene_words_only: with `scene_words`, the language model reads the words alone, not the raw
             visual token beside them (`LameConfig.scene_words_only`).
+        rename_words: the share of training examples whose shape and colour words are relabelled by a
+            random permutation in everything the language model reads of them, texts and scene words
+            (`lame_tools.renaming`; needs `scene_words_only`, one-pass modes). 0 = never.
         prompt_format: the tiny model's prompt layout (`LameConfig.prompt_format`): "plain"
             (instruction, image, question) or "plain-text-first" (instruction, question, image).
     """
@@ -190,6 +193,7 @@ class TrainConfig:
     prompt_format: str = "plain"
     scene_words: bool = False
     scene_words_only: bool = False
+    rename_words: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -423,6 +427,11 @@ def build_config(
         raise LameError("scene_words needs the scene head: set scene_head_weight > 0.")
     if config.scene_words_only and not config.scene_words:
         raise LameError("scene_words_only needs scene_words=true.")
+    if not 0.0 <= config.rename_words <= 1.0:
+        raise LameError(f"rename_words is a share of training examples in [0, 1], not {config.rename_words}.")
+    if config.rename_words and (not config.scene_words_only or config.kind != "contrastive"):
+        raise LameError("rename_words needs scene_words_only=true (the language model must read the words "
+                        "alone for a relabelling to be a symmetry) and a one-pass kind (not cot).")
     if config.prompt_format not in ("plain", "plain-text-first"):
         raise LameError(f"prompt_format of a tiny model is plain or plain-text-first, not {config.prompt_format!r}.")
     for name in ("cot_own_rationales", "cot_swap_rationales"):

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from lame_tools.data.shapes import (
 from lame_tools.errors import LameError
 from lame_tools.inputs import Item
 from lame_tools.losses import text_keys
+from lame_tools.renaming import draw_renaming, rename_text
 from lame_tools.train.config import TrainConfig
 
 
@@ -41,6 +43,15 @@ class TrainBatch:
     hard_negatives: list[Item]
     hard_negative_keys: torch.Tensor
     hard_negative_valid: torch.Tensor
+    # per example, its relabelling of shape / colour words (`lame_tools.renaming`), None: not renamed
+    renamings: list[dict[str, str] | None] | None = None
+
+    def image_renamings(self, side: str) -> list[dict[str, str] | None]:
+        """The renamings of the images of one side ("query" or "target"), in forward order."""
+        if self.renamings is None:
+            return []
+        has = "query_has_image" if side == "query" else "target_has_image"
+        return [r for ex, r in zip(self.examples, self.renamings) if getattr(ex, has)]
 
 
 def batch_indices(
@@ -228,20 +239,26 @@ def _hard_negative(example: Example, rng: random.Random) -> tuple[Item, str, boo
 
 
 def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> TrainBatch:
-    """This process's slice of the global batch of `step` (queries, targets, keys, decoder texts)."""
+    """This process's slice of the global batch of `step` (queries, targets, keys, decoder texts),
+    each example's texts relabelled when `rename_words` draws it (`lame_tools.renaming`)."""
     rng = random.Random(f"hard/{config.seed}/{step}/{rank}")
-    examples, queries, targets, keys, dec, hard = [], [], [], [], [], []
+    examples, queries, targets, keys, dec, hard, renamings = [], [], [], [], [], [], []
     for index, ex in step_examples(config, step, rank, world):
         image = training_image(config, ex, index, step) if (ex.query_has_image or ex.target_has_image) else None
+        renaming = draw_renaming(config.seed, step, index, config.rename_words)
+        named = partial(rename_text, renaming=renaming)
         examples.append(ex)
-        queries.append(ex.query_item(image))
-        targets.append(ex.target_item(image))
-        keys.append(target_key(ex, index))
-        dec.append(ex.rationale if config.decoder_target == "rationale" else ex.target_text or ex.scene.caption())
-        hard.append(_hard_negative(ex, rng))
+        renamings.append(renaming)
+        query, target = ex.query_item(image), ex.target_item(image)
+        queries.append(dataclasses.replace(query, text=named(query.text)))
+        targets.append(dataclasses.replace(target, text=named(target.text)))
+        keys.append(named(target_key(ex, index)))
+        dec.append(named(ex.rationale if config.decoder_target == "rationale" else ex.target_text or ex.scene.caption()))
+        item, key, valid = _hard_negative(ex, rng)
+        hard.append((dataclasses.replace(item, text=named(item.text)), named(key), valid))
     return TrainBatch(
         examples, queries, targets, text_keys(keys), dec, [h[0] for h in hard], text_keys([h[1] for h in hard]),
-        torch.tensor([h[2] for h in hard], dtype=torch.bool),
+        torch.tensor([h[2] for h in hard], dtype=torch.bool), renamings if any(renamings) else None,
     )
 
 

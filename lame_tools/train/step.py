@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from lame_tools import scene_words
 from lame_tools.inputs import Item
 from lame_tools.lookup_loss import (
     attention_rows,
@@ -142,7 +143,8 @@ def _queries_with_lookup(model, config: TrainConfig, batch: TrainBatch, out: dic
     mode = config.default_mode
     prepared = model.prepare(batch.queries, mode)
     readers = ([-1] * len(batch.examples) if config.lookup_from == "embed"
-               else naming_word_positions(prepared["input_ids"], model.processor.tokenizer, batch.examples))
+               else naming_word_positions(prepared["input_ids"], model.processor.tokenizer, batch.examples,
+                                          batch.renamings))
     with attention_rows(model, config.lookup_layer, prepared["attention_mask"], readers) as rows:
         q = model.embed_pass(prepared, model.num_reason_tokens if mode == "latent" else 0)
     wanted = config.lookup_subtask_list
@@ -159,15 +161,17 @@ def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: i
     `out["decoder"]`. Returns (query, target, hard-negative) embeddings."""
     mode = config.default_mode
     n = len(batch.queries)
-    if config.lookup_weight > 0:
-        q = _queries_with_lookup(model, config, batch, out)
-    else:
-        q = model.forward_items(batch.queries, mode)
-    if config.hard_negatives:
-        both = model.forward_items(batch.targets + batch.hard_negatives, mode).embeddings
-        t_emb, hard = both[:n], both[n:]
-    else:
-        t_emb, hard = model.forward_items(batch.targets, mode).embeddings, None
+    with scene_words.renamed(model, batch.image_renamings("query")):
+        if config.lookup_weight > 0:
+            q = _queries_with_lookup(model, config, batch, out)
+        else:
+            q = model.forward_items(batch.queries, mode)
+    with scene_words.renamed(model, batch.image_renamings("target")):  # hard negatives are texts
+        if config.hard_negatives:
+            both = model.forward_items(batch.targets + batch.hard_negatives, mode).embeddings
+            t_emb, hard = both[:n], both[n:]
+        else:
+            t_emb, hard = model.forward_items(batch.targets, mode).embeddings, None
     if model.decoder is not None and "decoder" in trainable_in_stage(config, stage):
         ids, mask = decoder_targets(model.processor.tokenizer, batch.decoder_texts, q.embeddings.device)
         out["decoder"] = decoder_loss(model.decoder, q.reason_states, ids, mask)
