@@ -45,7 +45,7 @@ def test_make_batch_relabels_each_example_alike_and_keys_follow_the_new_names():
     config = build_config("micro-scene", ["scene_words=true", "scene_words_only=true", "rename_words=1.0"])
     batch = make_batch(config, 2)
     assert plain.renamings is None and batch.renamings is not None
-    for row, (ex, renaming) in enumerate(zip(batch.examples, batch.renamings)):
+    for row, renaming in enumerate(batch.renamings):
         assert batch.queries[row].text == rename_text(plain.queries[row].text, renaming)
         assert batch.targets[row].text == rename_text(plain.targets[row].text, renaming)
         assert batch.hard_negatives[row].text == rename_text(plain.hard_negatives[row].text, renaming)
@@ -140,7 +140,7 @@ def test_the_look_up_finds_the_naming_word_under_its_new_name():
     ids = model.prepare(batch.queries, "discriminative")["input_ids"]
     positions = naming_word_positions(ids, tokenizer, batch.examples, batch.renamings)
     moved = 0
-    for row, (ex, renaming) in enumerate(zip(batch.examples, batch.renamings)):
+    for row, renaming in enumerate(batch.renamings):
         true_name = getattr(ex.answer_object, NAMING_ATTRIBUTE[ex.subtask])
         assert positions[row] >= 0
         word = tokenizer.convert_ids_to_tokens(int(ids[row, positions[row]]))
