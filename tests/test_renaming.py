@@ -140,7 +140,7 @@ def test_the_look_up_finds_the_naming_word_under_its_new_name():
     ids = model.prepare(batch.queries, "discriminative")["input_ids"]
     positions = naming_word_positions(ids, tokenizer, batch.examples, batch.renamings)
     moved = 0
-    for row, renaming in enumerate(batch.renamings):
+    for row, (ex, renaming) in enumerate(zip(batch.examples, batch.renamings)):
         true_name = getattr(ex.answer_object, NAMING_ATTRIBUTE[ex.subtask])
         assert positions[row] >= 0
         word = tokenizer.convert_ids_to_tokens(int(ids[row, positions[row]]))
