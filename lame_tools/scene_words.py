@@ -56,25 +56,18 @@ def scene_word_vectors(model, tokens: torch.Tensor, with_none: bool = False,
     shape_ids, colour_ids = model._scene_word_ids
     table = model.backbone.get_input_embeddings().weight
     shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
-    if renamed_rows is not None:
-        shape_rows, colour_rows = (r.to(tokens.device) for r in renamed_rows)
-        if with_none:
-            pad = torch.full((len(tokens), 1), model.processor.image_token_id, device=tokens.device)
-            shape_rows, colour_rows = torch.cat([shape_rows, pad], 1), torch.cat([colour_rows, pad], 1)
-            p_shape, p_colour = shape_logits.softmax(-1), colour_logits.softmax(-1)
-        else:
-            p_shape = shape_logits.softmax(-1)[:, :NONE_SHAPE]
-            p_colour = colour_logits.softmax(-1)[:, :NONE_COLOUR]
+    if with_none:  # every class, "none" standing for the <|image_pad|> row
+        p_shape, p_colour = shape_logits.softmax(-1), colour_logits.softmax(-1)
+    else:
+        p_shape, p_colour = shape_logits.softmax(-1)[:, :NONE_SHAPE], colour_logits.softmax(-1)[:, :NONE_COLOUR]
+    none_id = [model.processor.image_token_id] if with_none else []
+    if renamed_rows is None:  # the same rows for every token
+        words = p_shape @ table[shape_ids + none_id] + p_colour @ table[colour_ids + none_id]
+    else:
+        pad = torch.tensor(none_id, dtype=torch.long, device=tokens.device).expand(len(tokens), len(none_id))
+        shape_rows, colour_rows = (torch.cat([r.to(tokens.device), pad], 1) for r in renamed_rows)
         words = (torch.einsum("nk,nkh->nh", p_shape, table[shape_rows])
                  + torch.einsum("nk,nkh->nh", p_colour, table[colour_rows]))
-    elif with_none:
-        none_id = [model.processor.image_token_id]
-        words = (shape_logits.softmax(-1) @ table[shape_ids + none_id]
-                 + colour_logits.softmax(-1) @ table[colour_ids + none_id])
-    else:
-        p_shape = shape_logits.softmax(-1)[:, :NONE_SHAPE]
-        p_colour = colour_logits.softmax(-1)[:, :NONE_COLOUR]
-        words = p_shape @ table[shape_ids] + p_colour @ table[colour_ids]
     with torch.no_grad():
         word_norm = torch.cat([table[shape_ids], table[colour_ids]]).norm(dim=-1).mean()
         scale = tokens.norm(dim=-1, keepdim=True) / word_norm.clamp_min(1e-6)

@@ -95,6 +95,10 @@ def test_an_image_carries_its_words_under_its_renaming():
         torch.testing.assert_close(
             scene_word_vectors(model, raw, with_none=True, renamed_rows=renaming_rows(model, [same, same], [per_image] * 2)),
             rows, atol=1e-5, rtol=1e-4)
+        # and in the words-beside-the-token variant (no "none" row)
+        torch.testing.assert_close(
+            scene_word_vectors(model, raw, renamed_rows=renaming_rows(model, [same, None], [per_image] * 2)),
+            scene_word_vectors(model, raw), atol=1e-5, rtol=1e-4)
 
 
 def _pixels(model, images):
