@@ -33,6 +33,7 @@ from transformers import BatchFeature
 from lame_tools.constants import EMBED_MODES, MODEL_KINDS, QWEN_IMAGE_MARKUP, SEQUENTIAL_MODE
 from lame_tools.cot_read import generate_keeping_cache, read_embed_from_cache
 from lame_tools.errors import ModelLoadError
+from lame_tools.image_batch import visual_token_counts
 
 
 @dataclass
@@ -283,7 +284,7 @@ class Qwen2VLPromptAdapter(EmbeddingAdapter):
         counts: list[int] = []
         if present:
             vision = dict(self.image_processor(images=present, return_tensors="pt"))
-            counts = [int(t * h * w) // self.merge_size**2 for t, h, w in vision["image_grid_thw"].tolist()]
+            counts = visual_token_counts(vision["image_grid_thw"], self.merge_size)
         prompts, count_iter = [], iter(counts)
         for image, text, inst in zip(decoded, texts, instructions):
             inst = clean_text(inst, allow_empty=True) or None

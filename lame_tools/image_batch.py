@@ -159,3 +159,9 @@ def pixel_inputs(processor: object, images: Sequence[Image.Image]) -> dict[str, 
         out = processor(images=list(images), return_tensors="pt")
         return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
     return batched(images)
+
+
+def visual_token_counts(grid_thw: torch.Tensor, merge_size: int) -> list[int]:
+    """How many merged visual tokens each image of `grid_thw` ([images, 3]: t, h, w patches) gives
+    the language model: t * h * w patches, `merge_size` x `merge_size` of them merged into one."""
+    return [int(t * h * w) // merge_size**2 for t, h, w in grid_thw.tolist()]

@@ -20,7 +20,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from lame_tools.constants import EMBED_TOKEN, THINK_TOKEN, UNK_TOKEN, VISION_TOKENS, latent_special_tokens, reason_token
-from lame_tools.image_batch import pixel_inputs
+from lame_tools.image_batch import pixel_inputs, visual_token_counts
 from lame_tools.inputs import Item
 
 __all__ = ["Item", "LameProcessor", "PROMPT_FORMATS"]
@@ -132,7 +132,7 @@ class LameProcessor:
         if images:
             vision = pixel_inputs(self.image_processor, images)  # batched, same values as the processor
             grid = vision["image_grid_thw"]
-            token_counts = [int(t * h * w) // (self.merge_size**2) for t, h, w in grid.tolist()]
+            token_counts = visual_token_counts(grid, self.merge_size)
         rows, counts = [], iter(token_counts)
         for item, suffix in zip(items, per_row):
             if item.image is None and not item.text:

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from lame_tools.data.scene import COLOURS, SHAPES
+from lame_tools.image_batch import visual_token_counts
 from lame_tools.scene_head import NONE_COLOUR, NONE_SHAPE
 
 
@@ -113,8 +114,8 @@ def attach(model) -> None:
         rows = None
         if getattr(model, "_scene_word_renamings", None):
             grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
-            per_image = [int(t * h * w) // model.processor.merge_size ** 2 for t, h, w in grid.tolist()]
-            rows = renaming_rows(model, model._scene_word_renamings, per_image)
+            counts = visual_token_counts(grid, model.processor.merge_size)
+            rows = renaming_rows(model, model._scene_word_renamings, counts)
         words = scene_word_vectors(model, tokens, with_none=words_only, renamed_rows=rows)
         mixed = words if words_only else tokens + words
         if hasattr(output, "pooler_output"):
