@@ -45,18 +45,22 @@ def seed_mean(results: list[dict]) -> dict:
             "split": results[0].get("split"), "seed": results[0].get("seed")}
 
 
+def with_group_labels(results: list[dict]) -> list[dict]:
+    """`results` with each task's query-group labels filled in from whichever result carries them
+    (results written before the labels were stored borrow another seed's: the same queries)."""
+    labels = {name: query_group_labels(results, name) for name in results[0]["tasks"]}
+    return [{**r, "tasks": {name: {**t, **({"per_query_group": labels[name]} if labels.get(name) else {})}
+                            for name, t in r["tasks"].items()}} for r in results]
+
+
 def over_seeds(a: list[dict], b: list[dict]) -> dict:
     """Per pool, query group ("shape_of/held_out", where any seed's result labels the queries) and
     overall: each seed's paired difference A_i - B_i and their t interval."""
-    per_seed = [compare_results(x, y) for x, y in zip(a, b)]
-    diffs = {name: [r["pools"][name]["difference"]["estimate"] for r in per_seed] for name in per_seed[0]["pools"]}
-    for task in a[0]["tasks"]:
-        labels = query_group_labels([*a, *b], task)  # a seed whose results carry none borrows another's
-        for group in sorted(set(labels or [])):
-            keep = [i for i, g in enumerate(labels) if g == group]
-            diffs[f"{task}/{group}"] = [float(np.mean(np.array(x["tasks"][task]["per_query"])[keep])
-                                              - np.mean(np.array(y["tasks"][task]["per_query"])[keep]))
-                                        for x, y in zip(a, b)]
+    labelled = with_group_labels([*a, *b])
+    per_seed = [compare_results(x, y) for x, y in zip(labelled[: len(a)], labelled[len(a):])]
+    blocks = {**{name: ("pools", name) for name in per_seed[0]["pools"]},
+              **{name: ("groups", name) for name in per_seed[0].get("groups", {})}}
+    diffs = {name: [r[kind][key]["difference"]["estimate"] for r in per_seed] for name, (kind, key) in blocks.items()}
     diffs["overall"] = [r["overall"]["difference"]["estimate"] for r in per_seed]
     return {name: {"per_seed": d, "t_interval": t_interval(d).to_dict()} for name, d in diffs.items()}
 
