@@ -151,3 +151,83 @@ def test_the_look_up_finds_the_naming_word_under_its_new_name():
         assert word == renaming[true_name]
         moved += word != true_name
     assert moved > 0
+
+
+COT_RENAMED = ["scene_head_weight=1.0", "scene_words=true", "scene_words_only=true", "rename_words=1.0"]
+
+
+def _cot_step(config, monkeypatch):
+    """One stage-2 CoT step's losses, with every rationale the step reads (the ids given to `prepare`
+    and `forward_cot`, generated ones too) and the renamings active when the model read them."""
+    from lame_tools.train.build import build_model, set_stage
+    from lame_tools.train.step import embedding_loss
+
+    model = build_model(config)
+    set_stage(model, config, 2)
+    reads = []
+    prepare, forward_cot, generate = model.prepare, model.forward_cot, model.generate_rationales
+
+    def spy_prepare(items, mode=None, rationales=None):
+        if mode == "cot" and rationales and any(rationales):
+            reads.append(("gold", [list(r) for r in rationales]))
+        return prepare(items, mode, rationales)
+
+    def spy_forward_cot(items, rationales=None):
+        reads.append(("forward_cot", getattr(model, "_scene_word_renamings", None), rationales))
+        return forward_cot(items, rationales)
+
+    def spy_generate(items, *args, **kwargs):
+        out = generate(items, *args, **kwargs)
+        reads.append(("generate", getattr(model, "_scene_word_renamings", None)))
+        return out
+
+    monkeypatch.setattr(model, "prepare", spy_prepare)
+    monkeypatch.setattr(model, "forward_cot", spy_forward_cot)
+    monkeypatch.setattr(model, "generate_rationales", spy_generate)
+    torch.manual_seed(0)
+    return model, embedding_loss(model, config, config.stage1_steps, 0, 1), reads
+
+
+def test_a_renamed_cot_step_reads_and_writes_its_rationales_in_the_new_names(monkeypatch):
+    from lame_tools.train.step import own_rationale_rows, swapped_rationale_rows
+
+    config = build_config("micro-cot", [*COT_RENAMED, "cot_own_rationales=0.5", "cot_swap_rationales=0.5"])
+    model, losses, reads = _cot_step(config, monkeypatch)
+    assert torch.isfinite(losses["loss"]) and losses["cot_lm"] > 0
+    batch = make_batch(config, config.stage1_steps)
+    tok = model.processor.tokenizer
+    # the gold rationales the queries read (and the LM loss predicts) are in each example's new names
+    gold = [tok.decode(ids) for ids in reads[0][1]]
+    assert reads[0][0] == "gold" and len(gold) == len(batch.examples)
+    moved = 0
+    for text, ex, renaming in zip(gold, batch.examples, batch.renamings, strict=True):
+        assert text.split() == rename_text(ex.rationale, renaming).split()
+        moved += text.split() != ex.rationale.split()
+    assert moved > 0
+    # the model writes its own rationales, and reads the swapped ones, seeing its images renamed
+    subtasks = [ex.subtask for ex in batch.examples]
+    own = own_rationale_rows(config, config.stage1_steps, 0, subtasks)
+    swapped = swapped_rationale_rows(config, config.stage1_steps, 0, subtasks)
+    assert own and swapped
+    calls = [r for r in reads if r[0] != "gold"]
+    assert calls[0] == ("generate", batch.image_renamings("query", own))
+    assert calls[1][:2] == ("forward_cot", batch.image_renamings("query", own))
+    assert calls[2][:2] == ("forward_cot", batch.image_renamings("query", swapped))
+    # a swapped row reads the next row's gold rationale under its own renaming
+    n = len(batch.examples)
+    for row, ids in zip(swapped, calls[2][2], strict=True):
+        other = batch.examples[(row + 1) % n].rationale
+        assert tok.decode(ids).split() == rename_text(other, batch.renaming(row)).split()
+
+
+def test_an_identity_renaming_leaves_a_cot_step_as_it_was(monkeypatch):
+    import lame_tools.train.data as data
+
+    plain_config = build_config("micro-cot", [*COT_RENAMED[:3], "cot_own_rationales=0.5"])
+    _, plain, _ = _cot_step(plain_config, monkeypatch)
+    same = {**{s: s for s in SHAPES}, **{c: c for c in COLOURS}}
+    monkeypatch.setattr(data, "draw_renaming", lambda *args: dict(same))
+    config = build_config("micro-cot", [*COT_RENAMED, "cot_own_rationales=0.5"])
+    _, renamed_losses, _ = _cot_step(config, monkeypatch)
+    for name in ("contrastive", "cot_lm", "scene"):
+        torch.testing.assert_close(renamed_losses[name], plain[name], atol=1e-5, rtol=1e-5)

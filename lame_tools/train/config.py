@@ -124,7 +124,8 @@ class TrainConfig:
             visual token beside them (`LameConfig.scene_words_only`).
         rename_words: the share of training examples whose shape and colour words are relabelled by a
             random permutation in everything the language model reads of them, texts and scene words
-            (`lame_tools.renaming`; needs `scene_words_only`, one-pass modes). 0 = never.
+            (`lame_tools.renaming`; needs `scene_words_only`; a CoT run's rationales, gold, swapped
+            or its own, are relabelled alike). 0 = never.
         prompt_format: the tiny model's prompt layout (`LameConfig.prompt_format`): "plain"
             (instruction, image, question) or "plain-text-first" (instruction, question, image).
     """
@@ -429,9 +430,9 @@ def build_config(
         raise LameError("scene_words_only needs scene_words=true.")
     if not 0.0 <= config.rename_words <= 1.0:
         raise LameError(f"rename_words is a share of training examples in [0, 1], not {config.rename_words}.")
-    if config.rename_words and (not config.scene_words_only or config.kind != "contrastive"):
+    if config.rename_words and not config.scene_words_only:
         raise LameError("rename_words needs scene_words_only=true (the language model must read the words "
-                        "alone for a relabelling to be a symmetry) and a one-pass kind (not cot).")
+                        "alone for a relabelling to be a symmetry).")
     if config.prompt_format not in ("plain", "plain-text-first"):
         raise LameError(f"prompt_format of a tiny model is plain or plain-text-first, not {config.prompt_format!r}.")
     for name in ("cot_own_rationales", "cot_swap_rationales"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,12 +47,18 @@ class TrainBatch:
     # per example, its relabelling of shape / colour words (`lame_tools.renaming`), None: not renamed
     renamings: list[dict[str, str] | None] | None = None
 
-    def image_renamings(self, side: str) -> list[dict[str, str] | None]:
-        """The renamings of the images of one side ("query" or "target"), in forward order."""
+    def renaming(self, row: int) -> dict[str, str] | None:
+        """The renaming of example `row` (None: not renamed)."""
+        return None if self.renamings is None else self.renamings[row]
+
+    def image_renamings(self, side: str, rows: Sequence[int] | None = None) -> list[dict[str, str] | None]:
+        """The renamings of the images of one side ("query" or "target") of the examples `rows` (all
+        when None), in forward order."""
         if self.renamings is None:
             return []
         has = "query_has_image" if side == "query" else "target_has_image"
-        return [r for ex, r in zip(self.examples, self.renamings) if getattr(ex, has)]
+        chosen = range(len(self.examples)) if rows is None else rows
+        return [self.renamings[i] for i in chosen if getattr(self.examples[i], has)]
 
 
 def batch_indices(

@@ -21,6 +21,7 @@ from lame_tools.lookup_loss import (
     naming_word_positions,
 )
 from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
+from lame_tools.renaming import rename_text
 from lame_tools.scene_head import capture_vision, scene_head_loss, vision_tokens
 from lame_tools.train.build import GROUPS, parameter_groups, trainable_in_stage
 from lame_tools.train.config import TrainConfig
@@ -95,34 +96,45 @@ def own_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: t
     """`q_emb` with the rows of `rows` replaced by their queries' embeddings read after the model's own
     greedy rationale (no gradient flows through the generation; it does through the embedding pass)."""
     items = [batch.queries[i] for i in rows]
-    return _replace_rows(q_emb, rows, model.forward_cot(items, model.generate_rationales(items)).embeddings)
+    with scene_words.renamed(model, batch.image_renamings("query", rows)):  # it writes in the names it reads
+        own = model.forward_cot(items, model.generate_rationales(items)).embeddings
+    return _replace_rows(q_emb, rows, own)
 
 
 def swapped_rationale_embeddings(model, batch: TrainBatch, rows: list[int], q_emb: torch.Tensor) -> torch.Tensor:
     """`q_emb` with each row of `rows` replaced by its query's embedding read after the gold rationale
-    of the next row of the batch (cyclically; another scene's)."""
+    of the next row of the batch (cyclically; another scene's), written in the row's own renaming."""
     n = len(batch.examples)
-    others = rationale_ids(model.processor.tokenizer, [batch.examples[(i + 1) % n] for i in rows])
-    return _replace_rows(q_emb, rows, model.forward_cot([batch.queries[i] for i in rows], others).embeddings)
+    others = rationale_ids(model.processor.tokenizer, [batch.examples[(i + 1) % n] for i in rows],
+                           [batch.renaming(i) for i in rows])
+    with scene_words.renamed(model, batch.image_renamings("query", rows)):
+        swapped = model.forward_cot([batch.queries[i] for i in rows], others).embeddings
+    return _replace_rows(q_emb, rows, swapped)
 
 
 def _replace_rows(q_emb: torch.Tensor, rows: list[int], new: torch.Tensor) -> torch.Tensor:
     return q_emb.index_copy(0, torch.tensor(rows, device=q_emb.device), new.to(q_emb.dtype))
 
 
-def rationale_ids(tokenizer, examples) -> list[list[int]]:
-    """The token ids of each example's gold rationale (no special tokens)."""
-    return [tokenizer(ex.rationale, add_special_tokens=False)["input_ids"] for ex in examples]
+def rationale_ids(tokenizer, examples, renamings=None) -> list[list[int]]:
+    """The token ids of each example's gold rationale (no special tokens), relabelled by the renaming
+    beside it in `renamings` when given (`lame_tools.renaming`)."""
+    renamings = renamings or [None] * len(examples)
+    return [tokenizer(rename_text(ex.rationale, r), add_special_tokens=False)["input_ids"]
+            for ex, r in zip(examples, renamings, strict=True)]
 
 
 def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
     """CoT: queries read [EMBED] after `[THINK] rationale`, targets right after [THINK]; in stage 2
     the rationale LM loss goes into `out["cot_lm"]`. Returns (query, target, hard-negative) embeddings."""
     n = len(batch.queries)
-    rationales = rationale_ids(model.processor.tokenizer, batch.examples)
+    rationales = rationale_ids(model.processor.tokenizer, batch.examples, batch.renamings)
     q_batch = model.prepare(batch.queries, "cot", rationales)
     t_batch = model.prepare(batch.targets, "cot", [[]] * n)
-    q_hidden, t_hidden = model.hidden_states(q_batch), model.hidden_states(t_batch)
+    with scene_words.renamed(model, batch.image_renamings("query")):
+        q_hidden = model.hidden_states(q_batch)
+    with scene_words.renamed(model, batch.image_renamings("target")):  # hard negatives are texts
+        t_hidden = model.hidden_states(t_batch)
     if stage == 2 and config.cot_lm_weight > 0:
         # predict "rationale [EMBED]" after [THINK] (queries) and "[EMBED]" right after [THINK] (targets)
         q_len = torch.tensor([len(r) + 1 for r in rationales])
