@@ -34,23 +34,29 @@ NAMING_ATTRIBUTE = {"colour_of": "shape", "shape_of": "colour"}
 
 
 @contextlib.contextmanager
-def attention_rows(model, layer: int, attention_mask: torch.Tensor,
-                   query_positions: Sequence[int]) -> Iterator[list[torch.Tensor]]:
+def attention_rows(model, layer: int, attention_mask: torch.Tensor, query_positions: Sequence[int],
+                   once: bool = False) -> Iterator[list[torch.Tensor]]:
     """Within the block, each forward records the attention rows [batch, head, seq] of layer `layer`
     (with gradients) read by each row's query position (`query_positions[row]`; -1 is the last,
-    `[EMBED]`) into the yielded list. `attention_mask`: the batch's [batch, seq] padding mask."""
+    `[EMBED]`) into the yielded list. `attention_mask`: the batch's [batch, seq] padding mask (a
+    forward over its first positions reads its first columns). `once`: record the first forward
+    only (the prompt pass of a sequential-latent query; its one-position steps that follow are
+    not a whole sequence)."""
     layers = language_model(model).layers
     if not 0 <= layer < len(layers):
         raise ValueError(f"lookup_layer must be in 0..{len(layers) - 1}, got {layer}")
     rows: list[torch.Tensor] = []
 
     def hook(module, args, kwargs):
+        if once and rows:
+            return
         hidden = args[0] if args else kwargs["hidden_states"]
         batch, seq = hidden.shape[:2]
         wanted = torch.tensor([p % seq for p in query_positions], device=hidden.device)
         every = torch.arange(seq, device=hidden.device)
+        mask = attention_mask[:, :seq] if attention_mask.dim() == 2 else attention_mask[:, :seq, :seq]
         pattern = recompute_attention_rows(module, hidden, kwargs["position_embeddings"],
-                                           attention_mask.to(hidden.device), every)
+                                           mask.to(hidden.device), every)
         rows.append(pattern[torch.arange(batch, device=hidden.device), :, wanted])
 
     handle = layers[layer].self_attn.register_forward_pre_hook(hook, with_kwargs=True)

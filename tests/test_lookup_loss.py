@@ -121,10 +121,14 @@ def test_its_gradient_raises_the_attention_on_the_named_token(disc_model):
 
 def test_the_config_refuses_it_where_it_cannot_apply():
     assert build_config("micro-discriminative", ["lookup_weight=1.0"]).lookup_subtask_list == ["colour_of", "shape_of"]
-    with pytest.raises(LameError, match="one-pass mode"):
+    with pytest.raises(LameError, match="prompt pass holds the reader"):
         build_config("micro-cot", ["lookup_weight=1.0"])
-    with pytest.raises(LameError, match="one-pass mode"):
-        build_config("micro-sequential", ["lookup_weight=1.0"])
+    with pytest.raises(LameError, match="prompt pass holds the reader"):
+        build_config("micro-sequential", ["lookup_weight=1.0"])  # [EMBED] is not in the prompt pass
+    with pytest.raises(LameError, match="prompt pass holds the reader"):
+        build_config("micro-cot", ["lookup_weight=1.0", "lookup_from=word"])
+    assert build_config("micro-sequential", ["lookup_weight=1.0", "lookup_from=word"]).lookup_subtask_list == [
+        "colour_of", "shape_of"]
     with pytest.raises(LameError, match="unknown subtasks"):
         build_config("micro-discriminative", ["lookup_weight=1.0", "lookup_subtasks=colour_of,nonsense"])
     with pytest.raises(LameError, match="colour_of and shape_of only"):
@@ -150,3 +154,38 @@ def test_a_training_step_logs_it(tmp_path):
     # stage 1 trains no backbone here, and stage 2's loss is the sum of its parts
     for entry in stage2:
         assert entry["loss"] == pytest.approx(entry["contrastive"] + entry["lookup"], rel=1e-4)
+
+
+def test_a_sequential_query_is_looked_up_on_its_prompt_pass():
+    """The sequential baseline's prompt pass holds the question's words and the image: the rows
+    recorded there (its first forward; the one-position steps after it are not recorded) are the
+    rows of a parallel pass over the same layout, which the words read alike (causal attention)."""
+    model = LameModel.build_tiny("micro", num_reason_tokens=3, embed_dim=16, with_decoder=False, seed=0,
+                                 vocabulary=VOCABULARY)
+    examples = _colour_queries(3)
+    items = model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
+                             [e.instruction for e in examples])
+    batch = model.prepare(items, "latent")
+    words = naming_word_positions(batch["input_ids"], model.processor.tokenizer, examples)
+    prompt = batch["input_ids"].shape[1] - 3 - 1
+    with torch.no_grad(), attention_rows(model, 0, batch["attention_mask"], words, once=True) as seq_rows:
+        model.forward_sequential(items)
+    with torch.no_grad(), attention_rows(model, 0, batch["attention_mask"], words) as par_rows:
+        model.embed_pass(batch, 3)
+    assert len(seq_rows) == 1 and seq_rows[0].shape[-1] == prompt
+    torch.testing.assert_close(seq_rows[0], par_rows[0][..., :prompt], atol=1e-5, rtol=1e-4)
+    assert float(par_rows[0][..., prompt:].abs().sum()) == 0.0
+    assert float(seq_rows[0].sum(-1).min()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_sequential_training_step_logs_it(tmp_path):
+    import json
+
+    from lame_tools.train import train
+
+    config = build_config("micro-sequential", ["lookup_weight=1.0", "lookup_from=word", "lookup_layer=0",
+                                               "subtasks=colour_of,shape_of", "stage2_steps=2"])
+    assert train(config, tmp_path / "run", show_progress=False).complete
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    stage2 = [entry for entry in logged if entry.get("stage") == 2]
+    assert stage2 and all(entry["lookup"] > 0 for entry in stage2)

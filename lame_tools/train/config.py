@@ -236,12 +236,14 @@ class TrainConfig:
         """The subtasks of `lookup_subtasks`, checked, with the look-up loss's other conditions."""
         if self.lookup_weight < 0:
             raise LameError(f"lookup_weight is a loss weight >= 0, not {self.lookup_weight}.")
-        if self.lookup_weight and (self.default_mode not in ("latent", "discriminative") or self.embed_reads != "all"):
-            raise LameError("lookup_weight needs a one-pass mode (latent with latent_steps=parallel, or "
-                            "discriminative; not cot) and embed_reads=all.")
-        names = _named_subtasks("lookup_subtasks", self.lookup_subtasks)
         if self.lookup_from not in ("embed", "word"):
             raise LameError(f"lookup_from is embed or word, not {self.lookup_from!r}.")
+        modes = ("latent", "discriminative", SEQUENTIAL_MODE) if self.lookup_from == "word" else ("latent", "discriminative")
+        if self.lookup_weight and (self.default_mode not in modes or self.embed_reads != "all"):
+            raise LameError("lookup_weight needs embed_reads=all and a mode whose prompt pass holds the reader: "
+                            "latent or discriminative, or sequential with lookup_from=word (its [EMBED] comes "
+                            "after the prompt pass); not cot.")
+        names = _named_subtasks("lookup_subtasks", self.lookup_subtasks)
         if self.lookup_from == "word" and not set(names) <= {"colour_of", "shape_of"}:
             raise LameError("lookup_from=word reads the word that names the object: lookup_subtasks of "
                             "colour_of and shape_of only.")

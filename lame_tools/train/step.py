@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from lame_tools import scene_words
+from lame_tools.constants import SEQUENTIAL_MODE
 from lame_tools.inputs import Item
 from lame_tools.lookup_loss import (
     attention_rows,
@@ -153,12 +154,16 @@ def _queries_with_lookup(model, config: TrainConfig, batch: TrainBatch, out: dic
     """The queries' one pass (as `forward_items`), with the look-up loss (`lame_tools.lookup_loss`)
     read from it into `out["lookup"]` when a row names an object."""
     mode = config.default_mode
-    prepared = model.prepare(batch.queries, mode)
+    sequential = mode == SEQUENTIAL_MODE  # its prompt pass has the latent layout's first positions
+    prepared = model.prepare(batch.queries, "latent" if sequential else mode)
     readers = ([-1] * len(batch.examples) if config.lookup_from == "embed"
                else naming_word_positions(prepared["input_ids"], model.processor.tokenizer, batch.examples,
                                           batch.renamings))
-    with attention_rows(model, config.lookup_layer, prepared["attention_mask"], readers) as rows:
-        q = model.embed_pass(prepared, model.num_reason_tokens if mode == "latent" else 0)
+    with attention_rows(model, config.lookup_layer, prepared["attention_mask"], readers, once=sequential) as rows:
+        if sequential:
+            q = model.forward_sequential(batch.queries)
+        else:
+            q = model.embed_pass(prepared, model.num_reason_tokens if mode == "latent" else 0)
     wanted = config.lookup_subtask_list
     named = [ex.answer_object if ex.subtask in wanted and ex.query_has_image else None for ex in batch.examples]
     positions = named_token_positions(prepared["input_ids"], model.processor.image_token_id,
