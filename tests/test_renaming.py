@@ -231,3 +231,30 @@ def test_an_identity_renaming_leaves_a_cot_step_as_it_was(monkeypatch):
     _, renamed_losses, _ = _cot_step(config, monkeypatch)
     for name in ("contrastive", "cot_lm", "scene"):
         torch.testing.assert_close(renamed_losses[name], plain[name], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("phase", [0, 1, 2])
+def test_the_binding_presets_are_the_queued_pipeline(phase, queued_config):
+    """The three binding presets of each one-pass kind are the recipes the queues trained (see_38 /
+    see_39 seed 0, see_40 seeds 2-4), each starting from the previous phase's model."""
+    import dataclasses
+
+    from lame_tools.train.config import BINDING_PHASES
+
+    queued = {"discriminative": ("see_39.json", ["see-discriminative-swo-rn-s1", "see-disc-swo-rn-s1-wordlookup-ft",
+                                                 "see-disc-swo-rn-s1-wl-ft-mixc"]),
+              "lame-k16": ("see_39.json", ["see-lame-k16-swo-rn", "see-k16-swo-rn-wordlookup-ft",
+                                           "see-lame-k16-swo-rn-wl-ft-mixc"])}
+    for kind, (queue, runs) in queued.items():
+        preset = f"see-{kind}-{BINDING_PHASES[phase]}"
+        seed = queued_config(queue, runs[phase]).seed
+        assert dataclasses.replace(build_config(preset, seed=seed), init_from=None) == \
+            dataclasses.replace(queued_config(queue, runs[phase]), init_from=None)
+        assert build_config(preset).init_from == (
+            "runs/see/stage0-scene/model" if phase == 0 else f"runs/see/see-{kind}-{BINDING_PHASES[phase - 1]}/model")
+    for s in (2, 3, 4):
+        assert build_config("see-discriminative-bind-mixed", seed=s) == dataclasses.replace(
+            queued_config("see_40.json", f"see-disc-swo-rn-s{s}-wl-ft-mixc"),
+            init_from="runs/see/see-discriminative-bind-lookup/model")
+    sequential = build_config("see-sequential-k16-bind-mixed")
+    assert sequential.default_mode == "sequential" and sequential.lookup_subtask_list == ["colour_of", "shape_of"]

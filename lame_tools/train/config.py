@@ -308,6 +308,55 @@ def _micro(**overrides: Any) -> TrainConfig:
     return _preset(**base)
 
 
+# the four models on the scene stage 0, trained on every subtask (one per batch), reasoning ones included
+PRESETS_SEE: dict[str, TrainConfig] = {
+    f"see-{name}": _preset(size="fine", init_from=str(SCENE_STAGE0_DIR), scene_head_weight=0.5, shape_only_images=8,
+                           render_variation=0.5, stage2_steps=1000, subtasks=",".join(SUBTASKS), **fields)
+    for name, fields in (
+        ("lame", dict(num_reason_tokens=8)),
+        # the shipped LaME since 2026-12-03: K = 16 (the K ablation, queues see_9, see_14-16; README)
+        ("lame-k16", dict(num_reason_tokens=16)),
+        ("discriminative", dict(num_reason_tokens=0, with_decoder=False)),
+        ("cot", dict(kind="cot", num_reason_tokens=0, with_decoder=False)),
+        ("sequential", dict(num_reason_tokens=8, latent_steps="sequential")),
+        # the shipped sequential-latent baseline since 2026-12-04: K = 16, matched to the shipped LaME
+        ("sequential-k16", dict(num_reason_tokens=16, latent_steps="sequential")),
+        # the decoder reconstructs the rationale from layer 2's reason states, the ones [EMBED]'s
+        # last layer reads (queue see_5; README, "Where the decoder reads")
+        ("lame-rationale-l2", dict(num_reason_tokens=8, decoder_target="rationale", reason_layer=2)),
+        # explicit CoT that embeds retrieval queries after its own greedy rationale, as at test time
+        # (queue see_13; README, "Explicit CoT on its own rationales")
+        ("cot-ownret", dict(kind="cot", num_reason_tokens=0, with_decoder=False, cot_own_rationales=1.0,
+                            cot_own_subtasks="i2t,t2i")),
+    )
+}
+
+
+# The binding pipeline (README, "Binding at 0.9"; queues see_39, see_40): three runs, each continuing
+# the previous one's model (`--init-from runs/see/<previous>/model`). 1: the see-* recipe with the
+# language model reading renamed scene words alone; 2: the word look-up on colour_of / shape_of (600
+# steps, every weight continued); 3: every subtask with the look-up kept, colour_of and shape_of
+# drawn 3 times and count 4 times as often as the others (600 steps).
+BINDING_PHASES = ("bind", "bind-lookup", "bind-mixed")
+_WEIGHTED_SUBTASKS = ",".join([*sorted(SUBTASKS), *["colour_of", "shape_of"] * 2, *["count"] * 3])
+
+
+def _binding_pipelines() -> dict[str, TrainConfig]:
+    words = dict(scene_words=True, scene_words_only=True, rename_words=1.0)
+    look_up = dict(lookup_weight=1.0, lookup_from="word", lookup_layer=0, lookup_head=0, init_parts="model",
+                   stage1_steps=0, stage2_steps=600, warmup_steps=50)
+    out = {}
+    for name in ("discriminative", "lame-k16", "sequential-k16"):
+        base = PRESETS_SEE[f"see-{name}"]
+        phase = [f"see-{name}-{p}" for p in BINDING_PHASES]
+        out[phase[0]] = dataclasses.replace(base, **words)
+        out[phase[1]] = dataclasses.replace(base, **words, **look_up, subtasks="colour_of,shape_of",
+                                            init_from=f"runs/see/{phase[0]}/model")
+        out[phase[2]] = dataclasses.replace(base, **words, **look_up, subtasks=_WEIGHTED_SUBTASKS,
+                                            init_from=f"runs/see/{phase[1]}/model")
+    return out
+
+
 PRESETS: dict[str, TrainConfig] = {
     # the shared backbone: a locked-text warm-up of the vision tower on captions (see lame_tools.train)
     "stage0": _preset(num_reason_tokens=0, with_decoder=False, stage1_trainable="vision", task_kinds="retrieval",
@@ -322,27 +371,8 @@ PRESETS: dict[str, TrainConfig] = {
     "stage0-scene": _preset(size="fine", num_reason_tokens=0, with_decoder=False, stage1_trainable="vision",
                             stage1_steps=2500, stage2_steps=0, lr_backbone=2e-3, init_from=None,
                             scene_head_weight=1.0, shape_only_images=16, render_variation=0.5, save_every=200),
-    # the four models on that backbone, trained on every subtask (one per batch), reasoning ones included
-    **{f"see-{name}": _preset(size="fine", init_from=str(SCENE_STAGE0_DIR), scene_head_weight=0.5,
-                              shape_only_images=8, render_variation=0.5, stage2_steps=1000,
-                              subtasks=",".join(SUBTASKS), **fields)
-       for name, fields in (
-           ("lame", dict(num_reason_tokens=8)),
-           # the shipped LaME since 2026-12-03: K = 16 (the K ablation, queues see_9, see_14-16; README)
-           ("lame-k16", dict(num_reason_tokens=16)),
-           ("discriminative", dict(num_reason_tokens=0, with_decoder=False)),
-           ("cot", dict(kind="cot", num_reason_tokens=0, with_decoder=False)),
-           ("sequential", dict(num_reason_tokens=8, latent_steps="sequential")),
-           # the shipped sequential-latent baseline since 2026-12-04: K = 16, matched to the shipped LaME
-           ("sequential-k16", dict(num_reason_tokens=16, latent_steps="sequential")),
-           # the decoder reconstructs the rationale from layer 2's reason states, the ones [EMBED]'s
-           # last layer reads (queue see_5; README, "Where the decoder reads")
-           ("lame-rationale-l2", dict(num_reason_tokens=8, decoder_target="rationale", reason_layer=2)),
-           # explicit CoT that embeds retrieval queries after its own greedy rationale, as at test time
-           # (queue see_13; README, "Explicit CoT on its own rationales")
-           ("cot-ownret", dict(kind="cot", num_reason_tokens=0, with_decoder=False, cot_own_rationales=1.0,
-                               cot_own_subtasks="i2t,t2i")),
-       )},
+    **PRESETS_SEE,
+    **_binding_pipelines(),
     "lame": _preset(num_reason_tokens=8),
     "discriminative": _preset(num_reason_tokens=0, with_decoder=False),
     "cot": _preset(kind="cot", num_reason_tokens=0, with_decoder=False),
