@@ -74,11 +74,13 @@ def head_rows(rows: torch.Tensor, head: int) -> torch.Tensor:
 
 
 def naming_word_positions(input_ids: torch.Tensor, tokenizer, examples: Sequence,
-                          renamings: Sequence[dict[str, str] | None] | None = None) -> list[int]:
+                          renamings: Sequence[dict[str, str] | None] | None = None,
+                          stop_id: int | None = None) -> list[int]:
     """For each row, the position of the question's word that names its object (the last token of
     that word; colour_of / shape_of), or -1 (`[EMBED]`) when the row's subtask names none.
     `renamings`: each row's relabelling of the words (`lame_tools.renaming`), so the word is found
-    under the name the row's text uses."""
+    under the name the row's text uses. `stop_id`: look only before that token's first occurrence in
+    the row (a CoT row's `[THINK]`: its rationale names the object again)."""
     out = []
     for row, example in enumerate(examples):
         attribute = NAMING_ATTRIBUTE.get(example.subtask)
@@ -88,7 +90,10 @@ def naming_word_positions(input_ids: torch.Tensor, tokenizer, examples: Sequence
         name = getattr(example.answer_object, attribute)
         name = ((renamings[row] if renamings else None) or {}).get(name, name)
         word = tokenizer(name, add_special_tokens=False)["input_ids"][-1]
-        found = torch.nonzero(input_ids[row] == word).flatten()
+        ids = input_ids[row]
+        if stop_id is not None and len(stops := torch.nonzero(ids == stop_id).flatten()):
+            ids = ids[: int(stops[0])]
+        found = torch.nonzero(ids == word).flatten()
         out.append(int(found[-1]) if len(found) else -1)
     return out
 

@@ -125,10 +125,9 @@ def test_the_config_refuses_it_where_it_cannot_apply():
         build_config("micro-cot", ["lookup_weight=1.0"])
     with pytest.raises(LameError, match="prompt pass holds the reader"):
         build_config("micro-sequential", ["lookup_weight=1.0"])  # [EMBED] is not in the prompt pass
-    with pytest.raises(LameError, match="prompt pass holds the reader"):
-        build_config("micro-cot", ["lookup_weight=1.0", "lookup_from=word"])
-    assert build_config("micro-sequential", ["lookup_weight=1.0", "lookup_from=word"]).lookup_subtask_list == [
-        "colour_of", "shape_of"]
+    for preset in ("micro-sequential", "micro-cot"):
+        assert build_config(preset, ["lookup_weight=1.0", "lookup_from=word"]).lookup_subtask_list == [
+            "colour_of", "shape_of"]
     with pytest.raises(LameError, match="unknown subtasks"):
         build_config("micro-discriminative", ["lookup_weight=1.0", "lookup_subtasks=colour_of,nonsense"])
     with pytest.raises(LameError, match="colour_of and shape_of only"):
@@ -189,3 +188,35 @@ def test_a_sequential_training_step_logs_it(tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     stage2 = [entry for entry in logged if entry.get("stage") == 2]
     assert stage2 and all(entry["lookup"] > 0 for entry in stage2)
+
+
+def test_a_cot_query_is_looked_up_from_its_question_not_its_rationale(tmp_path):
+    """In a CoT row the rationale names the object again ("find the square"); the reader is the
+    question's word, before `[THINK]`, and a CoT training step logs the loss."""
+    import json
+
+    from lame_tools.train import train
+    from lame_tools.train.step import rationale_ids
+
+    model = LameModel.build_tiny("micro", num_reason_tokens=0, embed_dim=16, with_decoder=False, seed=0,
+                                 vocabulary=VOCABULARY, default_mode="cot")
+    examples = _colour_queries(2)
+    items = model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
+                             [e.instruction for e in examples])
+    tokenizer = model.processor.tokenizer
+    batch = model.prepare(items, "cot", rationale_ids(tokenizer, examples))
+    think = model.processor.think_token_id
+    last = naming_word_positions(batch["input_ids"], tokenizer, examples)
+    asked = naming_word_positions(batch["input_ids"], tokenizer, examples, stop_id=think)
+    for row, example in enumerate(examples):
+        start = int(torch.nonzero(batch["input_ids"][row] == think)[0])
+        assert asked[row] < start < last[row]  # the rationale's "find the square" is the last occurrence
+        for position in (asked[row], last[row]):
+            word = tokenizer.convert_ids_to_tokens(int(batch["input_ids"][row, position]))
+            assert word == example.answer_object.shape
+    config = build_config("micro-cot", ["lookup_weight=1.0", "lookup_from=word", "lookup_layer=0", "subtasks=colour_of,shape_of",
+                                        "stage2_steps=2"])
+    assert train(config, tmp_path / "run", show_progress=False).complete
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    stage2 = [entry for entry in logged if entry.get("stage") == 2]
+    assert stage2 and all(entry["lookup"] > 0 and "cot_lm" in entry for entry in stage2)

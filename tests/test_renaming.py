@@ -256,5 +256,7 @@ def test_the_binding_presets_are_the_queued_pipeline(phase, queued_config):
         assert build_config("see-discriminative-bind-mixed", seed=s) == dataclasses.replace(
             queued_config("see_40.json", f"see-disc-swo-rn-s{s}-wl-ft-mixc"),
             init_from="runs/see/see-discriminative-bind-lookup/model")
+    assert build_config("see-cot-bind") == dataclasses.replace(queued_config("see_41.json", "see-cot-swo-rn"))
+    assert build_config("see-cot-bind-mixed").kind == "cot"
     sequential = build_config("see-sequential-k16-bind-mixed")
     assert sequential.default_mode == "sequential" and sequential.lookup_subtask_list == ["colour_of", "shape_of"]

@@ -238,11 +238,11 @@ class TrainConfig:
             raise LameError(f"lookup_weight is a loss weight >= 0, not {self.lookup_weight}.")
         if self.lookup_from not in ("embed", "word"):
             raise LameError(f"lookup_from is embed or word, not {self.lookup_from!r}.")
-        modes = ("latent", "discriminative", SEQUENTIAL_MODE) if self.lookup_from == "word" else ("latent", "discriminative")
+        modes = ("latent", "discriminative", *((SEQUENTIAL_MODE, "cot") if self.lookup_from == "word" else ()))
         if self.lookup_weight and (self.default_mode not in modes or self.embed_reads != "all"):
             raise LameError("lookup_weight needs embed_reads=all and a mode whose prompt pass holds the reader: "
-                            "latent or discriminative, or sequential with lookup_from=word (its [EMBED] comes "
-                            "after the prompt pass); not cot.")
+                            "latent or discriminative, or sequential or cot with lookup_from=word (their "
+                            "[EMBED] comes after the prompt pass).")
         names = _named_subtasks("lookup_subtasks", self.lookup_subtasks)
         if self.lookup_from == "word" and not set(names) <= {"colour_of", "shape_of"}:
             raise LameError("lookup_from=word reads the word that names the object: lookup_subtasks of "
@@ -346,8 +346,11 @@ def _binding_pipelines() -> dict[str, TrainConfig]:
     look_up = dict(lookup_weight=1.0, lookup_from="word", lookup_layer=0, lookup_head=0, init_parts="model",
                    stage1_steps=0, stage2_steps=600, warmup_steps=50)
     out = {}
-    for name in ("discriminative", "lame-k16", "sequential-k16"):
-        base = PRESETS_SEE[f"see-{name}"]
+    # the CoT pipeline starts from the shipped CoT recipe (own rationales on retrieval); its look-up
+    # reads the question's naming word, before [THINK]
+    for name, recipe in (("discriminative", "see-discriminative"), ("lame-k16", "see-lame-k16"),
+                         ("sequential-k16", "see-sequential-k16"), ("cot", "see-cot-ownret")):
+        base = PRESETS_SEE[recipe]
         phase = [f"see-{name}-{p}" for p in BINDING_PHASES]
         out[phase[0]] = dataclasses.replace(base, **words)
         out[phase[1]] = dataclasses.replace(base, **words, **look_up, subtasks="colour_of,shape_of",

@@ -133,7 +133,10 @@ def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, o
     q_batch = model.prepare(batch.queries, "cot", rationales)
     t_batch = model.prepare(batch.targets, "cot", [[]] * n)
     with scene_words.renamed(model, batch.image_renamings("query")):
-        q_hidden = model.hidden_states(q_batch)
+        if config.lookup_weight > 0:
+            q_hidden = _looked_up(model, config, batch, q_batch, lambda: model.hidden_states(q_batch), out)
+        else:
+            q_hidden = model.hidden_states(q_batch)
     with scene_words.renamed(model, batch.image_renamings("target")):  # hard negatives are texts
         t_hidden = model.hidden_states(t_batch)
     if stage == 2 and config.cot_lm_weight > 0:
@@ -150,27 +153,36 @@ def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, o
     return model.pool(q_hidden, 0)[0], model.pool(t_hidden, 0)[0], hard
 
 
-def _queries_with_lookup(model, config: TrainConfig, batch: TrainBatch, out: dict[str, torch.Tensor]):
-    """The queries' one pass (as `forward_items`), with the look-up loss (`lame_tools.lookup_loss`)
-    read from it into `out["lookup"]` when a row names an object."""
-    mode = config.default_mode
-    sequential = mode == SEQUENTIAL_MODE  # its prompt pass has the latent layout's first positions
-    prepared = model.prepare(batch.queries, "latent" if sequential else mode)
+def _looked_up(model, config: TrainConfig, batch: TrainBatch, prepared: dict[str, torch.Tensor],
+               forward: Callable[[], Any], out: dict[str, torch.Tensor], once: bool = False) -> Any:
+    """`forward()` (a pass over the queries of `prepared`) with the look-up loss
+    (`lame_tools.lookup_loss`) read from it into `out["lookup"]` when a row names an object; returns
+    what `forward` returns. The naming word is looked for in the prompt (before a CoT row's
+    `[THINK]`, so not in its rationale); `once`: a sequential pass, read on its prompt pass."""
     readers = ([-1] * len(batch.examples) if config.lookup_from == "embed"
                else naming_word_positions(prepared["input_ids"], model.processor.tokenizer, batch.examples,
-                                          batch.renamings))
-    with attention_rows(model, config.lookup_layer, prepared["attention_mask"], readers, once=sequential) as rows:
-        if sequential:
-            q = model.forward_sequential(batch.queries)
-        else:
-            q = model.embed_pass(prepared, model.num_reason_tokens if mode == "latent" else 0)
+                                          batch.renamings, stop_id=model.processor.think_token_id))
+    with attention_rows(model, config.lookup_layer, prepared["attention_mask"], readers, once=once) as rows:
+        result = forward()
     wanted = config.lookup_subtask_list
     named = [ex.answer_object if ex.subtask in wanted and ex.query_has_image else None for ex in batch.examples]
     positions = named_token_positions(prepared["input_ids"], model.processor.image_token_id,
                                       prepared.get("image_grid_thw"), model.processor.merge_size, named)
     if (loss := lookup_loss(head_rows(rows[0], config.lookup_head), positions)) is not None:
         out["lookup"] = loss
-    return q
+    return result
+
+
+def _queries_with_lookup(model, config: TrainConfig, batch: TrainBatch, out: dict[str, torch.Tensor]):
+    """The queries' one pass (as `forward_items`), with the look-up loss (`_looked_up`)."""
+    mode = config.default_mode
+    if mode == SEQUENTIAL_MODE:  # its prompt pass has the latent layout's first positions
+        prepared = model.prepare(batch.queries, "latent")
+        return _looked_up(model, config, batch, prepared, lambda: model.forward_sequential(batch.queries), out,
+                          once=True)
+    prepared = model.prepare(batch.queries, mode)
+    k = model.num_reason_tokens if mode == "latent" else 0
+    return _looked_up(model, config, batch, prepared, lambda: model.embed_pass(prepared, k), out)
 
 
 def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
