@@ -84,10 +84,24 @@ def test_integrated_gradients_are_complete_and_faithful_on_the_shipped_model(shi
             continue
         query, item = example.query_item(), example.target_item()
         result = attribute(shipped_model, query, item, steps=32)
-        # completeness: each side's scores sum to cos - cos(at the baseline)
+        # completeness: each side's scores sum to cos - cos(at the baseline), the steps doubled until they do
         assert result.query.total == pytest.approx(result.score - result.query_baseline_score, abs=5e-3)
         assert result.item.total == pytest.approx(result.score - result.item_baseline_score, abs=5e-3)
+        assert {result.query.steps, result.item.steps} <= {32, 64, 128, 256}
         check = deletion_check(shipped_model, query, item, result, fraction=0.25, trials=16)
         assert check.top_drop > check.random_drop, (index, check)
         checked += 1
     assert checked >= 8
+
+
+def test_integrated_gradients_double_their_steps_until_complete(micro_model, monkeypatch):
+    import lame_tools.probe.attribution as attribution
+
+    example = next(make_example(0, "test", i) for i in range(20) if make_example(0, "test", i).query_has_image)
+    query, item = example.query_item(), example.target_item()
+    monkeypatch.setattr(attribution, "COMPLETENESS_TOLERANCE", 1.0)  # anything is complete: the steps asked
+    assert attribute(micro_model, query, item, steps=8).query.steps == 8
+    monkeypatch.setattr(attribution, "COMPLETENESS_TOLERANCE", 0.0)  # nothing is: doubled up to the cap
+    result = attribute(micro_model, query, item, steps=8)
+    assert result.query.steps == result.item.steps == attribution.MAX_STEPS
+    assert attribute(micro_model, query, item, method="grad_x_input").query.steps == 0

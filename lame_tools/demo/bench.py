@@ -33,7 +33,8 @@ class AttributionView:
     def facts(self) -> str:
         """The cosine, the method's completeness, the share through the reason tokens and the deletion check."""
         r = self.result
-        facts = (f"**cos = {r.score:.3f}** ({r.method.replace('_', ' ')}). The query's scores sum to "
+        steps = f", {r.query.steps} and {r.item.steps} steps" if r.query.steps else ""
+        facts = (f"**cos = {r.score:.3f}** ({r.method.replace('_', ' ')}{steps}). The query's scores sum to "
                  f"{r.query.total:+.3f} and the item's to {r.item.total:+.3f} (the cosine minus its value with that "
                  f"side deleted: {r.score - r.query_baseline_score:+.3f} and {r.score - r.item_baseline_score:+.3f}).")
         if r.flow is not None:
