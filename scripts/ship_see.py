@@ -26,23 +26,38 @@ sys.path.insert(0, str(ROOT))
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 
 # model -> (run name under --runs, which is also its training preset; shipped folder name; the mode it
-# is evaluated in). The shipped CoT is the one that embeds retrieval queries after its own rationales; the
-# shipped LaME has K = 16 reason tokens (seed 0, the best of its five seeds on validation), and so has the
-# shipped sequential-latent baseline (seed 0; matched to it: 17 steps a query).
+# is evaluated in). Since 2026-12-06 each shipped model is the last phase of its binding pipeline
+# (presets see-<kind>-bind, -bind-lookup, -bind-mixed; README, "Binding at 0.9"), seed 0; LaME and
+# the sequential-latent baseline have K = 16 reason tokens, CoT embeds retrieval queries after its
+# own rationales.
 MODELS = {
-    "lame": ("see-lame-k16", "lame-shapes", "latent"),
-    "discriminative": ("see-discriminative", "discriminative-shapes", "discriminative"),
-    "cot": ("see-cot-ownret", "cot-shapes", "cot"),
-    "sequential": ("see-sequential-k16", "sequential-shapes", "sequential"),
+    "lame": ("see-lame-k16-bind-mixed", "lame-shapes", "latent"),
+    "discriminative": ("see-discriminative-bind-mixed", "discriminative-shapes", "discriminative"),
+    "cot": ("see-cot-bind-mixed", "cot-shapes", "cot"),
+    "sequential": ("see-sequential-k16-bind-mixed", "sequential-shapes", "sequential"),
 }
 # how a shipped run was chosen, kept in its training.json
 SELECTION = {
-    "lame": "K = 16 was chosen on validation (the K ablation, queue see_9, rerun in see_14); of its five "
-            "seeds (0-4: validation 67.2, 63.7, 61.9, 64.0, 65.1) seed 0 scores best on validation. The "
-            "recipe's five-seed test result is in assets/results/seeds/compare_lame-k16_vs_discriminative_5seeds.json.",
-    "sequential": "K = 16, matched to the shipped LaME's K (seed 0; not chosen among seeds). The K = 8 sequential "
-                  "model shipped before is scored in assets/results/v3/eval_balanced_sequential-shapes-k8_sequential.json.",
+    key: "seed 0 of the binding pipeline, not chosen among seeds; the pipeline (renamed scene words alone, the "
+         "word look-up, every subtask with count weighted) was chosen on validation (queues see_35-see_39)."
+    for key in MODELS
 }
+
+
+def phases(run_dir: Path) -> list[dict]:
+    """The training runs that made the model of `run_dir`, first to last: each run whose model the
+    next one continued (`init_from` a runs/.../model folder), back to the shared stage 0, with its
+    command and wall time."""
+    chain = []
+    while (run_dir / "summary.json").is_file():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        chain.append({"run": run_dir.name, "command": summary["command"], "wall_s": summary["wall_s"],
+                      "steps": summary["total_steps"]})
+        source = Path(summary["config"].get("init_from") or "")
+        if source.name != "model" or source.parent.name == "stage0-scene":
+            break
+        run_dir = (ROOT / source).parent if not source.is_absolute() else source.parent
+    return chain[::-1]
 
 
 def evaluate(model_dir: Path, out: Path, threads: int) -> dict:
@@ -98,6 +113,8 @@ def main() -> int:
         info["seed"] = run_summary["config"]["seed"]
         info["world_seed"] = run_summary["config"]["world_seed"]
         info["init_from"] = run_summary["config"]["init_from"]
+        info["phases"] = phases(args.runs / run)
+        info["pipeline_wall_s"] = round(sum(p["wall_s"] for p in info["phases"]), 1)
         info["test_scores"] = test_scores(summary, shipped)
         if key in SELECTION:
             info["selection"] = SELECTION[key]
