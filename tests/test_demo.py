@@ -323,3 +323,18 @@ def test_one_map_of_all_modes_needs_one_model(service):
     other = DemoService(trio, service.gallery, service.workdir)
     with pytest.raises(InputError, match="one model"):
         other.embedding_map("all")
+
+
+def test_the_about_summary_names_every_run_of_a_pipeline_model():
+    import json
+
+    from lame_tools import ASSETS_DIR
+    from lame_tools.demo.about import training_summary
+
+    info = json.loads((ASSETS_DIR / "models" / "lame-shapes" / "training.json").read_text())
+    summary = training_summary(info)
+    steps = " + ".join(str(p["steps"]) for p in info["phases"])
+    assert f"{len(info['phases'])} runs, each continuing the last: {steps} steps" in summary
+    assert f"trained for {info['pipeline_wall_s'] / 60:.1f} min" in summary
+    single = training_summary({"steps": 1100, "wall_s": 600.0, "command": "python -m lame_tools train"})
+    assert "steps: 1100" in single and "trained for 10.0 min" in single and "runs" not in single

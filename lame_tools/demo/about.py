@@ -50,15 +50,21 @@ MODEL_COLUMNS = ("mode", "checkpoint", "K", "embedding", "parameters", "trained"
 
 
 def training_summary(info: dict[str, Any]) -> str:
-    """A one-line summary of a training.json: note, steps, time, held-out score, the command."""
+    """A one-line summary of a training.json: note, steps (of each run, for a model trained in several
+    runs each continuing the last: `phases`), time, held-out score, the last run's command."""
     if not info:
         return "no training record"
+    phases = [p for p in info.get("phases") or [] if isinstance(p, dict)]
     parts = []
-    for key in ("note", "preset", "stage", "steps", "seed"):
+    for key in ("note", "preset", "stage", *(() if phases else ("steps",)), "seed"):
         if key in info and not isinstance(info[key], (dict, list)):
             parts.append(f"{key}: {info[key]}")
-    if isinstance(info.get("wall_s"), (int, float)):
-        parts.append(f"trained for {info['wall_s'] / 60:.1f} min")
+    if phases:
+        steps = " + ".join(str(p.get("steps", "?")) for p in phases)
+        parts.append(f"{len(phases)} runs, each continuing the last: {steps} steps")
+    wall = info.get("pipeline_wall_s") if phases else info.get("wall_s")
+    if isinstance(wall, (int, float)):
+        parts.append(f"trained for {wall / 60:.1f} min")
     for key in ("test_scores", "scores", "eval"):
         scores = info.get(key)
         if isinstance(scores, dict) and isinstance(scores.get("overall"), (int, float)):
