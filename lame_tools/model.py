@@ -367,12 +367,14 @@ class LameModel(nn.Module):
 
     # ---- sequential latent ------------------------------------------------------------------------
 
-    def forward_sequential(self, items: list[Item], num_steps: int | None = None) -> EmbedOutput:
+    def forward_sequential(self, items: list[Item], num_steps: int | None = None,
+                           batch: dict[str, torch.Tensor] | None = None) -> EmbedOutput:
         """The sequential-latent baseline (`lame_tools.sequential`): K one-position steps, each fed
-        the previous state, then `[EMBED]`; `reason_states` are the K steps' outputs."""
+        the previous state, then `[EMBED]`; `reason_states` are the K steps' outputs. `batch`: the
+        items already processed with the latent suffix (`prepare(items, "latent")`)."""
         from lame_tools.sequential import forward_sequential
 
-        hidden, k = forward_sequential(self, items, num_steps)
+        hidden, k = forward_sequential(self, items, num_steps, batch)
         return EmbedOutput(*self.pool(hidden, k))
 
     # ---- cot ------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from transformers import DynamicCache
 from lame_tools.inputs import Item
 
 
-def forward_sequential(model: Any, items: list[Item], num_steps: int | None = None) -> tuple[torch.Tensor, int]:
+def forward_sequential(model: Any, items: list[Item], num_steps: int | None = None,
+                       batch: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
     """The sequential-latent baseline (Coconut / PLUME style): after the prompt, K latent steps run
     one after another, each a one-position forward step whose input embedding is the previous
     position's last-layer state, then `[EMBED]` (our latent row) is read in one more step.
@@ -24,12 +25,13 @@ def forward_sequential(model: Any, items: list[Item], num_steps: int | None = No
     are those of the latent layout (prompt, K reason slots, `[EMBED]`), so a row's rotary positions do
     not depend on its padding. Gradients flow through every step (use `torch.no_grad()` to infer).
     Returns the last-layer states of the K steps and of `[EMBED]` ([batch, K + 1, hidden]) and K,
-    ready for `model.pool`.
+    ready for `model.pool`. `batch`: the items already processed with the latent suffix of K
+    (`model.prepare(items, "latent")` when K is the model's), built from `items` when None.
     """
 
     k = model.num_reason_tokens if num_steps is None else num_steps
     suffix = [*model.processor.reason_token_ids(k), model.processor.embed_token_id]
-    batch = model.move_batch(model.processor(items, suffix))
+    batch = model.move_batch(model.processor(items, suffix) if batch is None else batch)
     input_ids, mask = batch["input_ids"], batch["attention_mask"]
     positions = model.position_ids(batch)
     prompt = input_ids.shape[1] - k - 1

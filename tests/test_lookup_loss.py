@@ -175,6 +175,10 @@ def test_a_sequential_query_is_looked_up_on_its_prompt_pass():
     torch.testing.assert_close(seq_rows[0], par_rows[0][..., :prompt], atol=1e-5, rtol=1e-4)
     assert float(par_rows[0][..., prompt:].abs().sum()) == 0.0
     assert float(seq_rows[0].sum(-1).min()) == pytest.approx(1.0, abs=1e-5)
+    # the training step hands the sequential pass the batch it already prepared: the same embeddings
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_sequential(items, batch=batch).embeddings,
+                                   model.forward_sequential(items).embeddings)
 
 
 def test_a_sequential_training_step_logs_it(tmp_path):

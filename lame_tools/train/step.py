@@ -178,8 +178,8 @@ def _queries_with_lookup(model, config: TrainConfig, batch: TrainBatch, out: dic
     mode = config.default_mode
     if mode == SEQUENTIAL_MODE:  # its prompt pass has the latent layout's first positions
         prepared = model.prepare(batch.queries, "latent")
-        return _looked_up(model, config, batch, prepared, lambda: model.forward_sequential(batch.queries), out,
-                          once=True)
+        return _looked_up(model, config, batch, prepared,
+                          lambda: model.forward_sequential(batch.queries, batch=prepared), out, once=True)
     prepared = model.prepare(batch.queries, mode)
     k = model.num_reason_tokens if mode == "latent" else 0
     return _looked_up(model, config, batch, prepared, lambda: model.embed_pass(prepared, k), out)
