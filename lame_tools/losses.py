@@ -6,6 +6,8 @@
   reason states alone (the information bottleneck), averaged per sequence.
 - `suffix_lm_loss`: the backbone's own next-token loss on the last tokens of each row (the stage-0
   "instruct VLM" pretraining and the explicit-CoT rationale supervision).
+- `state_distill_loss`: the distance of a pass's `[EMBED]` states, layer by layer, from a teacher's
+  (the self-distillation of the rationale into one pass, `TrainConfig.self_distill`).
 
 Every loss here is a mean over examples of a per-example quantity, so the mean over processes of
 equal-sized shards equals the loss of one process on the whole batch: gradients averaged across
@@ -198,3 +200,23 @@ def suffix_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, predict_length
     predicted = positions >= (seq - predict_lengths.to(input_ids.device))[:, None]
     labels = input_ids.masked_fill(~predicted, IGNORE_INDEX)
     return sequence_mean_ce(logits, labels)
+
+
+def state_distill_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The mean absolute difference of each row's student and teacher states, each layer's scaled by
+    the teacher row's own standard deviation there, averaged over layers and rows; no gradient
+    reaches the teacher (the distance CODI, arXiv 2502.21074, uses between a chain-of-thought pass
+    and a latent one, scaled per row so that shards of a batch average to the whole).
+
+    Args:
+        student: [batch, layers, hidden] states of the pass that learns.
+        teacher: [batch, layers, hidden] states of the pass it is pulled toward (detached here).
+
+    Returns:
+        scalar loss.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"student states {tuple(student.shape)} and teacher states {tuple(teacher.shape)} differ")
+    teacher = teacher.detach().float()
+    scale = teacher.std(dim=-1, keepdim=True) + eps
+    return ((student.float() - teacher).abs() / scale).mean()

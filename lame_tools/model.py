@@ -66,12 +66,14 @@ __all__ = ["CONFIG_FILE", "TRAINING_FILE", "WEIGHTS_FILE", "EmbedOutput", "LameM
 class EmbedOutput:
     """What one batched pass returns. Shapes: embeddings [batch, embed_dim];
     embed_states [batch, hidden]; reason_states [batch, K, hidden] (K may be 0);
-    rationale_ids: per row, the generated rationale (cot mode only)."""
+    rationale_ids: per row, the generated rationale (cot mode only); embed_layers: `[EMBED]`'s state
+    after each language-model layer (only when `embed_pass` is asked for it)."""
 
     embeddings: torch.Tensor
     embed_states: torch.Tensor
     reason_states: torch.Tensor
     rationale_ids: list[list[int]] | None = None
+    embed_layers: torch.Tensor | None = None  # [batch, layers, hidden]: [EMBED] after each layer
 
 
 class LameModel(nn.Module):
@@ -344,16 +346,20 @@ class LameModel(nn.Module):
         embeddings = F.normalize(self.embed_head(embed_states).float(), dim=-1)
         return embeddings, embed_states, reason_states
 
-    def embed_pass(self, batch: dict[str, torch.Tensor], num_reason_tokens: int) -> EmbedOutput:
+    def embed_pass(self, batch: dict[str, torch.Tensor], num_reason_tokens: int, layers: bool = False) -> EmbedOutput:
         """One pass over a processed batch whose rows end in the suffix: the embeddings, the `[EMBED]`
-        states and the reason states (the last layer's, or layer `config.reason_layer`'s when set)."""
-        layer = self.config.reason_layer
-        if not (layer and num_reason_tokens):
+        states and the reason states (the last layer's, or layer `config.reason_layer`'s when set);
+        `layers`: also `[EMBED]`'s state after every language-model layer (`embed_layers`)."""
+        layer = self.config.reason_layer if num_reason_tokens else 0
+        if not (layer or layers):
             return EmbedOutput(*self.pool(self.hidden_states(batch), num_reason_tokens))
         out = self.backbone_forward(batch, output_hidden_states=True)
-        embeddings, embed_states, _ = self.pool(out.last_hidden_state, 0)
-        states = out.hidden_states[layer]  # [0] is the input embeddings, [n] layer n's output
-        return EmbedOutput(embeddings, embed_states, states[:, states.shape[1] - 1 - num_reason_tokens : -1])
+        embeddings, embed_states, reason_states = self.pool(out.last_hidden_state, num_reason_tokens)
+        if layer:
+            states = out.hidden_states[layer]  # [0] is the input embeddings, [n] layer n's output
+            reason_states = states[:, states.shape[1] - 1 - num_reason_tokens : -1]
+        embed_layers = torch.stack([h[:, -1] for h in out.hidden_states[1:]], dim=1) if layers else None
+        return EmbedOutput(embeddings, embed_states, reason_states, embed_layers=embed_layers)
 
     def forward_items(self, items: list[Item], mode: str | None = None) -> EmbedOutput:
         """Embed prepared items in one batch (gradients flow; use under `torch.no_grad()` to infer)."""

@@ -126,6 +126,13 @@ class TrainConfig:
             random permutation in everything the language model reads of them, texts and scene words
             (`lame_tools.renaming`; needs `scene_words_only`; a CoT run's rationales, gold, swapped
             or its own, are relabelled alike). 0 = never.
+        self_distill: weight of the self-distillation loss (one-pass modes; our departure, after CODI,
+            arXiv 2502.21074): each query is also read in the CoT layout after its gold rationale
+            (`[THINK] rationale [EMBED]`, the same weights: the teacher), that pass trains with the
+            contrastive loss at weight `self_distill_teacher`, and the one pass's `[EMBED]` states are
+            pulled, layer by layer, toward the teacher's (`state_distill_loss`; no gradient reaches the
+            teacher through it), so that one pass must do what the written rationale did. 0 = off.
+        self_distill_teacher: weight of the teacher pass's contrastive loss (with `self_distill`).
         prompt_format: the tiny model's prompt layout (`LameConfig.prompt_format`): "plain"
             (instruction, image, question) or "plain-text-first" (instruction, question, image).
     """
@@ -195,6 +202,8 @@ class TrainConfig:
     scene_words: bool = False
     scene_words_only: bool = False
     rename_words: float = 0.0
+    self_distill: float = 0.0
+    self_distill_teacher: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -215,6 +224,18 @@ class TrainConfig:
             raise LameError("direct_route_dropout needs parallel reason tokens (num_reason_tokens > 0, "
                             "latent_steps=parallel, not cot) and embed_reads=all.")
         return self.direct_route_dropout
+
+    def self_distill_weights(self) -> tuple[float, float]:
+        """(`self_distill`, `self_distill_teacher`), checked: (0, 0) when off."""
+        if self.self_distill < 0 or self.self_distill_teacher < 0:
+            raise LameError("self_distill and self_distill_teacher are loss weights >= 0, not "
+                            f"{self.self_distill} and {self.self_distill_teacher}.")
+        if not self.self_distill:
+            return 0.0, 0.0
+        if self.default_mode not in ("latent", "discriminative"):
+            raise LameError("self_distill needs a one-pass mode (latent with parallel reason tokens, or "
+                            f"discriminative), not {self.default_mode}.")
+        return self.self_distill, self.self_distill_teacher
 
     @property
     def kind_list(self) -> list[str] | None:
@@ -357,6 +378,8 @@ def _binding_pipelines() -> dict[str, TrainConfig]:
                                             init_from=f"runs/see/{phase[0]}/model")
         out[phase[2]] = dataclasses.replace(base, **words, **look_up, subtasks=_WEIGHTED_SUBTASKS,
                                             init_from=f"runs/see/{phase[1]}/model")
+    # LaME's last phase with the rationale self-distilled into its one pass (queue see_46)
+    out["see-lame-k16-bind-distill"] = dataclasses.replace(out["see-lame-k16-bind-mixed"], self_distill=1.0)
     return out
 
 

@@ -21,7 +21,7 @@ from lame_tools.lookup_loss import (
     named_token_positions,
     naming_word_positions,
 )
-from lame_tools.losses import decoder_loss, info_nce, suffix_lm_loss
+from lame_tools.losses import decoder_loss, info_nce, state_distill_loss, suffix_lm_loss
 from lame_tools.renaming import rename_text
 from lame_tools.scene_head import capture_vision, scene_head_loss, vision_tokens
 from lame_tools.train.build import GROUPS, parameter_groups, trainable_in_stage
@@ -127,7 +127,8 @@ def rationale_ids(tokenizer, examples, renamings=None) -> list[list[int]]:
 
 def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
     """CoT: queries read [EMBED] after `[THINK] rationale`, targets right after [THINK]; in stage 2
-    the rationale LM loss goes into `out["cot_lm"]`. Returns (query, target, hard-negative) embeddings."""
+    the rationale LM loss goes into `out["cot_lm"]`. Returns (query, target, hard-negative)
+    embeddings and None (`_one_pass_embeddings`' layer states)."""
     n = len(batch.queries)
     rationales = rationale_ids(model.processor.tokenizer, batch.examples, batch.renamings)
     q_batch = model.prepare(batch.queries, "cot", rationales)
@@ -150,7 +151,7 @@ def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, o
     hard = None
     if config.hard_negatives:
         hard = model.pool(model.hidden_states(model.prepare(batch.hard_negatives, "cot", [[]] * n)), 0)[0]
-    return model.pool(q_hidden, 0)[0], model.pool(t_hidden, 0)[0], hard
+    return model.pool(q_hidden, 0)[0], model.pool(t_hidden, 0)[0], hard, None
 
 
 def _looked_up(model, config: TrainConfig, batch: TrainBatch, prepared: dict[str, torch.Tensor],
@@ -173,28 +174,45 @@ def _looked_up(model, config: TrainConfig, batch: TrainBatch, prepared: dict[str
     return result
 
 
-def _queries_with_lookup(model, config: TrainConfig, batch: TrainBatch, out: dict[str, torch.Tensor]):
-    """The queries' one pass (as `forward_items`), with the look-up loss (`_looked_up`)."""
+def _query_pass(model, config: TrainConfig, batch: TrainBatch, out: dict[str, torch.Tensor]):
+    """The queries' pass (as `forward_items`), with the look-up loss (`_looked_up`) when it trains, and
+    `[EMBED]`'s state after every layer when the self-distillation does (`embed_layers`)."""
     mode = config.default_mode
+    lookup = config.lookup_weight > 0
     if mode == SEQUENTIAL_MODE:  # its prompt pass has the latent layout's first positions
+        if not lookup:
+            return model.forward_sequential(batch.queries)
         prepared = model.prepare(batch.queries, "latent")
         return _looked_up(model, config, batch, prepared,
                           lambda: model.forward_sequential(batch.queries, batch=prepared), out, once=True)
     prepared = model.prepare(batch.queries, mode)
     k = model.num_reason_tokens if mode == "latent" else 0
-    return _looked_up(model, config, batch, prepared, lambda: model.embed_pass(prepared, k), out)
+    layers = config.self_distill_weights()[0] > 0
+    if not lookup:
+        return model.embed_pass(prepared, k, layers=layers)
+    return _looked_up(model, config, batch, prepared, lambda: model.embed_pass(prepared, k, layers=layers), out)
+
+
+def _distill_teacher(model, batch: TrainBatch, student_layers: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The self-distillation's teacher (`TrainConfig.self_distill`): the queries read after their gold
+    rationales in the CoT layout, the same weights; the distance of the student's `[EMBED]` states
+    (`student_layers`, [batch, layers, hidden]) from its goes into `out["distill"]`. Returns the
+    teacher's query embeddings (they train too)."""
+    rationales = rationale_ids(model.processor.tokenizer, batch.examples, batch.renamings)
+    with scene_words.renamed(model, batch.image_renamings("query")):
+        teacher = model.embed_pass(model.prepare(batch.queries, "cot", rationales), 0, layers=True)
+    out["distill"] = state_distill_loss(student_layers, teacher.embed_layers)
+    return teacher.embeddings
 
 
 def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, out: dict[str, torch.Tensor]):
-    """Latent / discriminative: one pass per side; the decoder loss (when it trains) goes into
-    `out["decoder"]`. Returns (query, target, hard-negative) embeddings."""
+    """Latent / discriminative / sequential: one pass per side; the decoder loss (when it trains) goes
+    into `out["decoder"]`. Returns (query, target, hard-negative) embeddings and the queries'
+    `[EMBED]` states after every layer (None unless the self-distillation trains)."""
     mode = config.default_mode
     n = len(batch.queries)
     with scene_words.renamed(model, batch.image_renamings("query")):
-        if config.lookup_weight > 0:
-            q = _queries_with_lookup(model, config, batch, out)
-        else:
-            q = model.forward_items(batch.queries, mode)
+        q = _query_pass(model, config, batch, out)
     with scene_words.renamed(model, batch.image_renamings("target")):  # hard negatives are texts
         if config.hard_negatives:
             both = model.forward_items(batch.targets + batch.hard_negatives, mode).embeddings
@@ -204,13 +222,13 @@ def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: i
     if model.decoder is not None and "decoder" in trainable_in_stage(config, stage):
         ids, mask = decoder_targets(model.processor.tokenizer, batch.decoder_texts, q.embeddings.device)
         out["decoder"] = decoder_loss(model.decoder, q.reason_states, ids, mask)
-    return q.embeddings, t_emb, hard
+    return q.embeddings, t_emb, hard, q.embed_layers
 
 
 def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
     """Stage 1 / 2 losses of a contrastive or CoT run on this process's slice of the step's batch:
     "loss" (with gradients) and its detached parts ("contrastive", "decoder", "cot_lm", "scene",
-    "scene_shape_only", "lookup")."""
+    "scene_shape_only", "lookup", "distill", "teacher")."""
     stage = config.stage_of(step)
     batch = make_batch(config, step, rank, world)
     out: dict[str, torch.Tensor] = {}
@@ -219,7 +237,7 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
              and "vision" in trainable_in_stage(config, stage))
     reading = model.reading("reasons") if cuts_direct_route(config, step) else contextlib.nullcontext()
     with capture_vision(model) if dense else contextlib.nullcontext() as capture, reading:
-        q_emb, t_emb, hard_emb = embed(model, config, batch, stage, out)
+        q_emb, t_emb, hard_emb, student_layers = embed(model, config, batch, stage, out)
     if dense and (seen := capture.take()) is not None:
         # the images in forward order: the queries', then the targets' (hard negatives are texts)
         scenes = ([ex.scene for ex in batch.examples if ex.query_has_image]
@@ -230,20 +248,30 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
         if scenes:
             out["scene_shape_only"] = scene_head_loss(model.scene_head, *vision_tokens(model, images), scenes,
                                                       model.processor.merge_size, colour=False)
-    if config.kind == "cot" and stage == 2:  # after the scene loss's capture: these passes see the images again
+    # after the scene loss's capture: the passes below see the query images again
+    teacher_emb = _distill_teacher(model, batch, student_layers, out) if student_layers is not None else None
+    if config.kind == "cot" and stage == 2:
         subtasks = [ex.subtask for ex in batch.examples]
         if own_rows := own_rationale_rows(config, step, rank, subtasks):
             q_emb = own_rationale_embeddings(model, batch, own_rows, q_emb)
         if swapped_rows := swapped_rationale_rows(config, step, rank, subtasks):
             q_emb = swapped_rationale_embeddings(model, batch, swapped_rows, q_emb)
     device = q_emb.device
-    out["contrastive"] = info_nce(
-        q_emb, t_emb, model.logit_scale, batch.target_keys.to(device),
-        hard_negatives=hard_emb,
-        hard_negative_keys=batch.hard_negative_keys.to(device) if hard_emb is not None else None,
-        hard_negative_valid=batch.hard_negative_valid.to(device) if hard_emb is not None else None,
-    )
+
+    def contrastive(queries: torch.Tensor) -> torch.Tensor:
+        return info_nce(
+            queries, t_emb, model.logit_scale, batch.target_keys.to(device),
+            hard_negatives=hard_emb,
+            hard_negative_keys=batch.hard_negative_keys.to(device) if hard_emb is not None else None,
+            hard_negative_valid=batch.hard_negative_valid.to(device) if hard_emb is not None else None,
+        )
+
+    out["contrastive"] = contrastive(q_emb)
     loss = out["contrastive"]
+    if teacher_emb is not None:
+        distill_weight, teacher_weight = config.self_distill_weights()
+        out["teacher"] = contrastive(teacher_emb)
+        loss = loss + teacher_weight * out["teacher"] + distill_weight * out["distill"]
     if "decoder" in out:
         loss = loss + (1.0 if stage == 1 else config.lambda_decoder) * out["decoder"]
     if "cot_lm" in out:
