@@ -13,6 +13,9 @@ SHIPPED_MODELS = {
     "latent": MODELS_DIR / "lame-shapes",
     "discriminative": MODELS_DIR / "discriminative-shapes",
     "cot": MODELS_DIR / "cot-shapes",
+    # the sequential-latent baseline (the race's and the frontier's sequential lane; not one of the
+    # app's three modes)
+    "sequential": MODELS_DIR / "sequential-shapes",
 }
 
 

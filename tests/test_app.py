@@ -159,6 +159,11 @@ def test_race_streams_measured_events(client):
     events = json.load(open(record))["events"]
     assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
     assert {e["lane"] for e in events if e["event"] == "lane_done"} == {"latent", "discriminative", "cot", "sequential"}
+    # the sequential lane is the shipped sequential-latent model, searching its own corpus embeddings
+    start, done = events[0], events[-1]
+    assert start["lanes_info"]["sequential"]["trained_for_mode"] is True
+    assert done["answers"]["sequential"]["corpus_mode"] == "sequential"
+    assert not any("not trained for sequential steps" in str(shown) for shown in job.outputs()[-1])
     assert "slower" in numbers and "Latent / discriminative" in numbers
     search_ok(client)
 

@@ -224,9 +224,13 @@ def test_model_loading_errors_are_one_sentence(tmp_path):
 
 def test_default_models_use_the_shipped_checkpoint_per_mode():
     models = load_demo_models(device="cpu")
-    assert set(models.models) == set(MODES) and not models.single
+    assert set(models.models) == {*MODES, "sequential"} and not models.single
     for mode in MODES:
         assert mode in models.sources[mode]
+    # the race's sequential lane runs the shipped model trained for it, not the latent one
+    assert "sequential-shapes" in models.sources["sequential"]
+    assert models.models["sequential"].config.default_mode == "sequential"
+    assert models.models["sequential"] is not models.model_for("latent")
 
 
 def test_gallery_grows_lazily(micro_model):

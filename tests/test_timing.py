@@ -241,6 +241,16 @@ def test_bench_race_cli_sequential_lane_and_reread(micro_model, tmp_path, capsys
     assert "sequential/latent" in capsys.readouterr().out
 
 
+def test_bench_race_sequential_lane_defaults_to_the_shipped_sequential_model(tmp_path):
+    from lame_tools import SHIPPED_MODELS
+    from lame_tools.cli.bench import _default_sequential
+
+    # beside the shipped LaME, the model trained for sequential steps; beside another LaME, that one
+    assert _default_sequential(str(SHIPPED_MODELS["latent"])) == str(SHIPPED_MODELS["sequential"])
+    assert _default_sequential(str(tmp_path / "other")) == str(tmp_path / "other")
+    assert _default_sequential("none") == "none"
+
+
 def test_sequential_lane_embeds_like_forward_sequential(talking_model):
     images, texts, instructions = race_inputs(3)
     run = run_lane(LameAdapter(talking_model, "sequential"), images, texts, instructions)

@@ -30,6 +30,17 @@ def _bench_encode(args: argparse.Namespace) -> int:
     return _show(format_encode_table(report), report, args.out)
 
 
+def _default_sequential(lame: str) -> str:
+    """The sequential lane's model when `--sequential` is not given: the shipped sequential-latent
+    model beside the shipped LaME (when it is there), else the `--lame` model run sequentially."""
+    from lame_tools import SHIPPED_MODELS
+    from lame_tools.model import CONFIG_FILE
+
+    shipped = SHIPPED_MODELS["sequential"]
+    same_lame = str(lame).lower() != "none" and Path(lame).resolve() == SHIPPED_MODELS["latent"].resolve()
+    return str(shipped) if same_lame and (shipped / CONFIG_FILE).is_file() else lame
+
+
 def _bench_race(args: argparse.Namespace) -> int:
     import torch
 
@@ -46,7 +57,7 @@ def _bench_race(args: argparse.Namespace) -> int:
         "latent": (args.lame, args.lame_kind),
         "discriminative": (args.discriminative, args.discriminative_kind),
         "cot": (args.cot, args.cot_kind),
-        "sequential": (args.sequential or args.lame, "lame"),
+        "sequential": (args.sequential or _default_sequential(args.lame), "lame"),
     }
     lanes = {}
     for lane in [name for name in RACE_LANES if name in wanted]:
@@ -99,8 +110,8 @@ def _add_race_parser(verbs: argparse._SubParsersAction) -> None:
     for flag, default in (("--lame-kind", "lame"), ("--discriminative-kind", "lame"), ("--cot-kind", "lame")):
         race.add_argument(flag, choices=MODEL_KINDS, default=default, help=f"adapter (default {default})")
     race.add_argument("--sequential", default=None,
-                      help="sequential-latent lane model (default: the --lame model, run sequentially; "
-                      "the shipped latent model is not trained for that mode)")
+                      help="sequential-latent lane model (default: the shipped sequential-latent model "
+                      "with the shipped --lame, else the --lame model run sequentially)")
     race.add_argument("--lanes", default="latent,discriminative,cot",
                       help="comma-separated lanes to run: latent, discriminative, sequential, cot")
     race.add_argument("--cot-read", choices=("cache", "reread"), default="cache",

@@ -93,9 +93,10 @@ class AboutActions:
     gallery: Gallery
 
     def model_facts(self) -> list[dict[str, Any]]:
-        """Per mode: the checkpoint, K, embedding size, parameters and how it was trained."""
+        """Per mode (and the race's sequential lane when it has its own model): the checkpoint, K,
+        embedding size, parameters and how it was trained."""
         facts = []
-        for mode in MODES:
+        for mode in [*MODES, *[m for m in self.models.models if m not in MODES]]:
             model: LameModel = self.models.model_for(mode)
             info = model.training_info or {}
             facts.append(

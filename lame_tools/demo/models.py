@@ -1,8 +1,9 @@
 """Which model runs which mode in the app.
 
 By default each mode is run by the shipped checkpoint trained for it (`SHIPPED_MODELS`: LaME for
-`latent`, the K=0 model for `discriminative`, the explicit-CoT model for `cot`), so the race compares
-what each method really is. With `--model X` one model runs all three modes. X is a LaME folder
+`latent`, the K=0 model for `discriminative`, the explicit-CoT model for `cot`, and the
+sequential-latent model for the race's sequential lane), so the race compares what each method
+really is. With `--model X` one model runs all three modes. X is a LaME folder
 (written by `save_pretrained`), a Qwen2-VL-family folder (wrapped as an untrained LaME, for timing),
 or, only with `allow_hub`, a hub id downloaded first (safetensors and JSON only; custom code only with
 `trust_remote_code`).
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lame_tools import DEFAULT_MODEL_DIR, SHIPPED_MODELS
-from lame_tools.constants import MODES
+from lame_tools.constants import MODES, SEQUENTIAL_MODE
 from lame_tools.errors import ModelLoadError
 from lame_tools.model import CONFIG_FILE, LameModel
 
@@ -132,4 +133,19 @@ def load_demo_models(
             models[mode] = default
             path = DEFAULT_MODEL_DIR
         sources[mode] = f"{_describe(path, models[mode])} in {mode} mode"
+    _add_sequential(models, sources, notes, device)
     return ModeModels(models, sources, single=False, notes=notes)
+
+
+def _add_sequential(models: dict[str, LameModel], sources: dict[str, str], notes: list[str], device: str | None) -> None:
+    """The shipped sequential-latent model, for the race's sequential lane, when it is there; without
+    it that lane runs the latent model sequentially (a model not trained for it, as the board says)."""
+    path = SHIPPED_MODELS[SEQUENTIAL_MODE]
+    if not (path / CONFIG_FILE).is_file():
+        return
+    try:
+        models[SEQUENTIAL_MODE] = LameModel.from_pretrained(path, device=device)
+    except ModelLoadError as exc:
+        notes.append(f"{path.name} could not be loaded ({exc}); the latent model runs the sequential lane.")
+        return
+    sources[SEQUENTIAL_MODE] = f"{_describe(path, models[SEQUENTIAL_MODE])} in {SEQUENTIAL_MODE} mode"
