@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import warnings
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lame_tools.constants import MODES
-from lame_tools.data.shapes import gallery_file_name, make_example
+from lame_tools.data.shapes import VOCABULARY, gallery_file_name, make_example
 from lame_tools.demo.exports import write_csv, write_json, write_npz
 from lame_tools.demo.gallery import Gallery, GalleryEntry, search_many, shapes_gallery
 from lame_tools.demo.models import ModeModels, load_demo_models, resolve_model_folder
@@ -342,3 +343,28 @@ def test_the_about_summary_names_every_run_of_a_pipeline_model():
     assert f"trained for {info['pipeline_wall_s'] / 60:.1f} min" in summary
     single = training_summary({"steps": 1100, "wall_s": 600.0, "command": "python -m lame_tools train"})
     assert "steps: 1100" in single and "trained for 10.0 min" in single and "runs" not in single
+
+
+def test_the_corpus_is_embedded_in_the_background_for_the_sequential_lane(micro_model, tmp_path, monkeypatch):
+    from lame_tools.model import LameModel
+
+    monkeypatch.delenv("LAME_BACKGROUND_MODES", raising=False)
+    sequential = LameModel.build_tiny("micro", num_reason_tokens=2, embed_dim=32, seed=1, vocabulary=VOCABULARY)
+    models = ModeModels({**{m: micro_model for m in MODES}, "sequential": sequential},
+                        {m: "micro" for m in [*MODES, "sequential"]}, single=False)
+    service = DemoService(models, shapes_gallery(tmp_path / "gallery", n_images=4), tmp_path / "work", umap=False)
+    assert service.sequential_model() is sequential
+    service.prepare_in_background(fit_map=False)
+    for _ in range(600):  # the background thread embeds every mode, the sequential lane's last
+        if (id(sequential), "sequential", "text") in service.gallery._indexes:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the background work never embedded the corpus for the sequential lane")
+    for kind in ("image", "text"):
+        index = service.gallery.index(sequential, "sequential", kind)
+        assert len(index) == service.gallery.count(kind)
+    # without a sequential model the lane falls back to the latent model and nothing more is embedded
+    alone = DemoService(ModeModels({m: micro_model for m in MODES}, {m: "micro" for m in MODES}, single=True),
+                        service.gallery, tmp_path / "work2", umap=False)
+    assert alone.sequential_model() is micro_model

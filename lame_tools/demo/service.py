@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lame_tools.constants import MODES
+from lame_tools.constants import MODES, SEQUENTIAL_MODE
 from lame_tools.demo.about import ABOUT, AboutActions
 from lame_tools.demo.exports import write_json
 from lame_tools.demo.gallery import FolderGallery, Gallery, GalleryEntry, render_version, shapes_gallery
@@ -135,11 +135,13 @@ class DemoService(ProbeActions, MapActions, AboutActions):
         """Warm the models up and embed the corpus in latent mode (or load it from the cache), start the
         UMAP fit, then embed the corpus in the other modes (all cached on disk for the next start).
 
-        `other_modes` default: `LAME_BACKGROUND_MODES` (comma-separated), else discriminative and cot.
+        `other_modes` default: `LAME_BACKGROUND_MODES` (comma-separated), else discriminative, cot and
+        sequential (the race's sequential lane; skipped when no sequential-latent model is loaded).
         """
         if other_modes is None:
-            names = os.environ.get("LAME_BACKGROUND_MODES", "discriminative,cot")
-            other_modes = tuple(parse_mode(m) for m in names.split(",") if m.strip())
+            names = os.environ.get("LAME_BACKGROUND_MODES", f"discriminative,cot,{SEQUENTIAL_MODE}")
+            other_modes = tuple(m.strip() if m.strip() == SEQUENTIAL_MODE else parse_mode(m)
+                                for m in names.split(",") if m.strip())
 
         def prepare() -> None:
             try:
@@ -150,10 +152,14 @@ class DemoService(ProbeActions, MapActions, AboutActions):
                 self.ready.set()
             if fit_map:
                 self.start_map("latent")
-            # then the other modes, so that choosing one later does not wait (CoT: a minute here)
+            # then the other modes, so that choosing one later does not wait (CoT: a minute here), and
+            # the sequential model's, which the race's sequential lane searches
             for mode in other_modes:
+                if mode == SEQUENTIAL_MODE and mode not in self.models.models:
+                    continue
+                model = self.sequential_model() if mode == SEQUENTIAL_MODE else self.models.model_for(mode)
                 for kind in ("image", "text"):
-                    self.gallery.index(self.models.model_for(mode), mode, kind)
+                    self.gallery.index(model, mode, kind)
 
         threading.Thread(target=prepare, name="prepare-corpus", daemon=True).start()
 
@@ -258,7 +264,7 @@ class DemoService(ProbeActions, MapActions, AboutActions):
 
     def sequential_model(self):
         """The model of the sequential-latent lane: a dedicated one if loaded, else the latent model."""
-        return self.models.models.get("sequential") or self.models.model_for("latent")
+        return self.models.models.get(SEQUENTIAL_MODE) or self.models.model_for("latent")
 
     def wait_for_background_work(self) -> list[str]:
         """Wait (at most `RACE_WAIT_S`) for the corpus embedding and map fits to end; what still runs."""
@@ -316,8 +322,8 @@ class DemoService(ProbeActions, MapActions, AboutActions):
             if event["event"] != "lane_done" or "embedding" not in event:
                 continue
             lane = event["lane"]
-            model = self.sequential_model() if lane == "sequential" else self.models.model_for(lane)
-            mode = lane if lane != "sequential" or "sequential" in self.models.models else "latent"
+            model = self.sequential_model() if lane == SEQUENTIAL_MODE else self.models.model_for(lane)
+            mode = lane if lane != SEQUENTIAL_MODE or SEQUENTIAL_MODE in self.models.models else "latent"
             vector = np.asarray(event["embedding"], dtype=np.float32)[None, :]
             hits = search_many([self.gallery], vector, model, mode, query.target_kind, 1)
             if hits:
