@@ -7,8 +7,8 @@ protocol: warm-up, then --repeats rounds in rotating order, same thread count). 
 latent ratio of the two (within 15% counts as agreement) and writes
 assets/benchmarks/race_agreement_<hw>_t<threads>.json with every run, the hardware and the load average.
 
-    python scripts/race_agreement.py                      # 5 races, 2 threads
-    python scripts/race_agreement.py --threads 1 --races 5
+    python scripts/race_agreement.py                      # 10 races of 7 runs a lane, 2 threads
+    python scripts/race_agreement.py --threads 1 --races 5 --repeats 3
     python scripts/race_agreement.py --app /tmp/before/app.py --out /tmp/before.json   # another tree's app
 """
 
@@ -70,9 +70,11 @@ def ratio(runs: dict[str, list[float]]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--races", type=int, default=5)
+    # 10 races x 7 runs: with 5 x 3 (15 runs a lane) the CoT lane's spread alone moved the ratio by
+    # 16% on a quiet machine (2026-12-06)
+    parser.add_argument("--races", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--app", type=Path, default=ROOT / "app.py", help="the app to start (default: this tree's)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--settle", type=float, default=0.0,
@@ -95,8 +97,7 @@ def main() -> int:
     images, texts, instructions = race_inputs(args.races)
     folder = Path(tempfile.mkdtemp(prefix="race-agreement-"))
     process, url, startup_s = start_app([sys.executable, str(args.app)], log_path=folder / "app.log")
-    lanes = {lane: load_lane(lane, SHIPPED_MODELS["latent" if lane == "sequential" else lane], device="cpu")
-             for lane in ("latent", "discriminative", "sequential", "cot")}
+    lanes = {lane: load_lane(lane, SHIPPED_MODELS[lane], device="cpu") for lane in ("latent", "discriminative", "sequential", "cot")}
     queries = []
     try:
         client = Client(url, verbose=False, download_files=False)
