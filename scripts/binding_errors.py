@@ -3,7 +3,10 @@ candidate, sorted into right, wrong with another object's attribute of the same 
 error: the model saw the colours but not which object wears which), and wrong with an attribute
 no object of the scene has (a seeing error); by the number of objects in the scene, with Wilson 95%
 intervals; and by how near the closest other object's centre is (fraction of the canvas width), to
-tell a resolution limit (objects sharing a visual token's cell) from a binding one.
+tell a resolution limit (objects sharing a visual token's cell) from a binding one. For count: the
+confusion of the true count and the model's top candidate, and whether the scene head's own count
+(the merged cells it labels with a shape, not "none") was right, to tell a head that misses objects
+from a language model that miscounts what the head saw.
 
     .venv/bin/python scripts/binding_errors.py assets/models/discriminative-shapes --split test \
         --reference assets/results/eval_balanced_discriminative-shapes_discriminative.json \
@@ -19,9 +22,11 @@ import argparse
 import json
 import sys
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,8 +35,10 @@ from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.render import render  # noqa: E402
 from lame_tools.data.shapes import BALANCED_SIZES, TARGET_INSTRUCTION, balanced_examples  # noqa: E402
 from lame_tools.intervals import wilson_share  # noqa: E402
+from lame_tools.data.scene import SHAPES  # noqa: E402
 from lame_tools.model import LameModel  # noqa: E402
 from lame_tools.ranking import top_k_pessimistic  # noqa: E402
+from lame_tools.scene_head import merged_grid, vision_tokens  # noqa: E402
 
 ATTRIBUTE = {"colour_of": "colour", "shape_of": "shape"}
 OUTCOMES = ("right", "another_object", "not_in_scene")
@@ -46,29 +53,86 @@ def nearest_other(scene, answer) -> float | None:
     return min(distances) if distances else None
 
 
-def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None) -> list[dict]:
-    """One row per query: the answer, the model's top candidate, the outcome, the scene's object count."""
-    examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=(subtask,))]
+def top_candidates(model, examples, mode: str | None) -> list[str]:
+    """Each query's top text candidate, ranked as the evaluation harness ranks (`_score_candidate_task`):
+    duplicates merged, the positive first, ties broken against it."""
     queries = model.encode(images=[render(e.scene) for e in examples], texts=[e.query_text for e in examples],
                            instruction=[e.instruction for e in examples], mode=mode)
     pool = sorted({c for e in examples for c in e.candidates})
     keys = model.encode(texts=pool, instruction=TARGET_INSTRUCTION)
     position = {c: i for i, c in enumerate(pool)}
-    attribute = ATTRIBUTE[subtask]
-    rows = []
+    tops = []
     for query, example in zip(queries, examples):
-        # ranked as the evaluation harness ranks (`_score_candidate_task`): duplicates merged, the
-        # positive first, ties broken against it
         distinct = list(dict.fromkeys(example.candidates))
         gains = np.zeros(len(distinct))
         gains[0] = 1.0
-        top = distinct[int(top_k_pessimistic(keys[[position[c] for c in distinct]] @ query, gains, 1)[0])]
+        tops.append(distinct[int(top_k_pessimistic(keys[[position[c] for c in distinct]] @ query, gains, 1)[0])])
+    return tops
+
+
+def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None) -> list[dict]:
+    """One row per query: the answer, the model's top candidate, the outcome, the scene's object count."""
+    examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=(subtask,))]
+    attribute = ATTRIBUTE[subtask]
+    rows = []
+    for top, example in zip(top_candidates(model, examples, mode), examples):
         others = {getattr(o, attribute) for o in example.scene.objects if o is not example.answer_object}
         outcome = "right" if top == example.target_text else "another_object" if top in others else "not_in_scene"
         rows.append({"answer": example.target_text, "top": top, "outcome": outcome,
                      "objects": len(example.scene.objects), "held_out": example.held_out_pair,
                      "nearest": nearest_other(example.scene, example.answer_object)})
     return rows
+
+
+def head_counts(model, scenes) -> list[int | None]:
+    """Per scene, the merged cells the model's scene head labels with a shape (argmax not "none"):
+    what the language model is told of the objects when it reads the head's words (None without a head)."""
+    if model.scene_head is None:
+        return [None] * len(scenes)
+    counts = []
+    with torch.no_grad():
+        for start in range(0, len(scenes), 64):
+            chunk = scenes[start : start + 64]
+            tokens, grids = vision_tokens(model, [render(s) for s in chunk])
+            shape_logits, _ = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
+            offset = 0
+            for grid in grids.tolist():
+                rows, cols = merged_grid(grid, model.processor.merge_size)
+                counts.append(int((shape_logits[offset : offset + rows * cols].argmax(-1) != len(SHAPES)).sum()))
+                offset += rows * cols
+    return counts
+
+
+def classify_count(model, split: str, per_subtask: int, mode: str | None) -> list[dict]:
+    """One row per count query: the answer, the top candidate, the objects, the scene head's count."""
+    examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=("count",))]
+    heads = head_counts(model, [e.scene for e in examples])
+    return [{"answer": e.target_text, "top": top, "outcome": "right" if top == e.target_text else "wrong",
+             "objects": len(e.scene.objects), "head_count": head}
+            for top, e, head in zip(top_candidates(model, examples, mode), examples, heads)]
+
+
+def summarize_count(rows: list[dict]) -> dict:
+    """Right overall, by objects, and by whether the scene head counted right; the confusion."""
+    right = [r for r in rows if r["outcome"] == "right"]
+    wrong = [r for r in rows if r["outcome"] != "right"]
+    block = {"right": wilson_share(len(right), len(rows)),
+             "by_objects": {str(n): wilson_share(sum(r["outcome"] == "right" for r in rows if r["objects"] == n),
+                                                 sum(r["objects"] == n for r in rows))
+                            for n in sorted({r["objects"] for r in rows})},
+             "confusion": [{"answer": a, "top": t, "n": n}
+                           for (a, t), n in sorted(Counter((r["answer"], r["top"]) for r in rows).items())]}
+    if rows and rows[0]["head_count"] is not None:
+        head_right = [r for r in rows if r["head_count"] == r["objects"]]
+        head_wrong = [r for r in rows if r["head_count"] != r["objects"]]
+        def share(hits: int, n: int) -> dict | None:
+            return wilson_share(hits, n) if n else None
+
+        block["head_count_right"] = share(len(head_right), len(rows))
+        block["right_where_head_right"] = share(sum(r["outcome"] == "right" for r in head_right), len(head_right))
+        block["right_where_head_wrong"] = share(sum(r["outcome"] == "right" for r in head_wrong), len(head_wrong))
+        block["errors_where_head_wrong"] = share(sum(r["head_count"] != r["objects"] for r in wrong), len(wrong))
+    return block
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -96,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-subtask", type=int, default=None, help="default: the balanced split's size")
     parser.add_argument("--mode", default=None, help="latent / discriminative / cot / sequential (default: the model's)")
     parser.add_argument("--reference", type=Path, default=None, help="an eval JSON to check the hits against")
+    parser.add_argument("--subtasks", default="colour_of,shape_of,count", help="any of colour_of, shape_of, count")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     per_subtask = args.per_subtask or BALANCED_SIZES[args.split]
@@ -103,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     reference = json.loads(args.reference.read_text()) if args.reference else None
     report = {"model": str(args.model), "split": args.split, "per_subtask": per_subtask, "mode": args.mode,
               "subtasks": {}}
-    for subtask in ATTRIBUTE:
-        rows = classify(model, subtask, args.split, per_subtask, args.mode)
+    for subtask in args.subtasks.split(","):
+        rows = (classify_count if subtask == "count" else partial(classify, subtask=subtask))(
+            model, split=args.split, per_subtask=per_subtask, mode=args.mode)
         if reference is not None:
             expected = reference["tasks"][subtask]["per_query"]
             got = [float(r["outcome"] == "right") for r in rows]
@@ -112,6 +178,19 @@ def main(argv: list[str] | None = None) -> int:
                 differ = sum(a != b for a, b in zip(got, expected))
                 print(f"{subtask}: {differ} of {len(got)} hits differ from {args.reference}", file=sys.stderr)
                 return 1
+        if subtask == "count":
+            report["subtasks"][subtask] = block = summarize_count(rows)
+            if "head_count_right" not in block:
+                print(f"count: right {100 * block['right']['share']:.1f} (no scene head)", flush=True)
+                continue
+            shown = {k: "-" if block[k] is None else f"{100 * block[k]['share']:.1f}"
+                     for k in ("head_count_right", "right_where_head_right", "right_where_head_wrong",
+                               "errors_where_head_wrong")}
+            print(f"count: right {100 * block['right']['share']:.1f}; head count right {shown['head_count_right']}; "
+                  f"right where the head was right {shown['right_where_head_right']}, where wrong "
+                  f"{shown['right_where_head_wrong']}; errors with a wrong head count "
+                  f"{shown['errors_where_head_wrong']}", flush=True)
+            continue
         report["subtasks"][subtask] = block = summarize(rows)
         by = "  ".join(f"{n} obj {100 * b['share']:.0f}% (n={b['n']})" for n, b in block["by_objects"].items())
         near = "  ".join(f"{k} {100 * b['share']:.0f}% (n={b['n']})" for k, b in block["by_nearest"].items())

@@ -25,7 +25,8 @@ def reference(shipped_model, tmp_path_factory):
     """The harness's own evaluation of colour_of / shape_of on the same balanced validation queries."""
     from lame_tools.evaluate.harness import evaluate_shapes
 
-    result = evaluate_shapes(shipped_model, split="validation", per_subtask=PER_SUBTASK, tasks=["colour_of", "shape_of"])
+    result = evaluate_shapes(shipped_model, split="validation", per_subtask=PER_SUBTASK,
+                             tasks=["colour_of", "shape_of", "count"])
     path = tmp_path_factory.mktemp("binding") / "reference.json"
     path.write_text(json.dumps(result))
     return path, result
@@ -45,6 +46,19 @@ def test_hits_match_the_harness_and_outcomes_partition(binding, shipped_model, r
         assert not any(r["outcome"] == "another_object" and r["objects"] == 1 for r in rows)
         assert all((r["nearest"] is None) == (r["objects"] == 1) for r in rows)
         assert sum(b["n"] for b in block["by_nearest"].values()) == sum(r["objects"] > 1 for r in rows)
+
+
+def test_count_hits_match_the_harness_and_the_head_counts_objects(binding, shipped_model, reference):
+    _, result = reference
+    rows = binding.classify_count(shipped_model, "validation", PER_SUBTASK, None)
+    assert [float(r["outcome"] == "right") for r in rows] == result["tasks"]["count"]["per_query"]
+    block = binding.summarize_count(rows)
+    assert sum(c["n"] for c in block["confusion"]) == len(rows) == PER_SUBTASK
+    assert sum(c["n"] for c in block["confusion"] if c["answer"] == c["top"]) == block["right"]["count"]
+    # the head's count is of the cells it gives a shape (not "none"): near the true count, not 16 - it
+    assert all(0 <= r["head_count"] <= 16 for r in rows)
+    assert sum(abs(r["head_count"] - r["objects"]) <= 1 for r in rows) >= PER_SUBTASK - 1
+    assert sum((block[k] or {"n": 0})["n"] for k in ("right_where_head_right", "right_where_head_wrong")) == len(rows)
 
 
 def test_nearest_other_is_the_closest_centre(binding):
@@ -80,7 +94,7 @@ def test_main_writes_the_report_and_a_disagreeing_reference_stops_it(binding, re
     args = [model, "--split", "validation", "--per-subtask", str(PER_SUBTASK), "--out", str(out)]
     assert binding.main([*args, "--reference", str(path)]) == 0
     report = json.loads(out.read_text())
-    assert set(report["subtasks"]) == {"colour_of", "shape_of"}
+    assert set(report["subtasks"]) == {"colour_of", "shape_of", "count"}
     assert report["subtasks"]["colour_of"]["right"]["share"] == pytest.approx(result["tasks"]["colour_of"]["hit@1"])
     flipped = json.loads(path.read_text())
     first = flipped["tasks"]["colour_of"]["per_query"]
