@@ -103,17 +103,69 @@ def cell_labels(scenes: Sequence[Scene], grids: torch.Tensor, merge_size: int) -
     return torch.cat(shapes), torch.cat(colours)
 
 
+def border_sets(scenes: Sequence[Scene], grids: torch.Tensor, merge_size: int,
+                margin: float) -> list[tuple[list[int], int, int]]:
+    """The objects whose centre lies within `margin` (a fraction of a cell) of a border between cells:
+    per such object (the cells its centre +- margin touches, as global token indices; its shape and
+    colour classes). An object is left to its centre's cell when one of those cells is claimed by
+    another object (its centre's cell, or another such set)."""
+    found, offset = [], 0
+    for scene, grid in zip(scenes, grids.tolist()):
+        rows, cols = merged_grid(grid, merge_size)
+        sets = []
+        for obj in scene.objects:
+            xs = {min(max(int((obj.x + d / cols) * cols), 0), cols - 1) for d in (-margin, 0.0, margin)}
+            ys = {min(max(int((obj.y + d / rows) * rows), 0), rows - 1) for d in (-margin, 0.0, margin)}
+            sets.append(sorted(y * cols + x for y in ys for x in xs))
+        claims: dict[int, int] = {}
+        for cells in sets:
+            for cell in cells:
+                claims[cell] = claims.get(cell, 0) + 1
+        for obj, cells in zip(scene.objects, sets):
+            if len(cells) > 1 and all(claims[c] == 1 for c in cells):
+                found.append(([offset + c for c in cells], SHAPES.index(obj.shape), COLOURS.index(obj.colour)))
+        offset += rows * cols
+    return found
+
+
+def _exactly_one_nll(log_probs: torch.Tensor, cells: list[int], cls: int, none: int) -> torch.Tensor:
+    """-log P(exactly one of `cells` holds class `cls`, the others none), each cell independent."""
+    rows = log_probs[cells]
+    nones = rows[:, none]
+    return -torch.logsumexp(rows[:, cls] + nones.sum() - nones, dim=0)
+
+
 def scene_head_loss(head: SceneHead, tokens: torch.Tensor, grids: torch.Tensor, scenes: Sequence[Scene],
-                    merge_size: int, colour: bool = True) -> torch.Tensor:
+                    merge_size: int, colour: bool = True, border_margin: float = 0.0) -> torch.Tensor:
     """Cross-entropy of the head's shape and colour classes against the scene graphs (mean of the two;
-    the shape term alone with `colour=False`, for images whose objects are not in their named colour)."""
+    the shape term alone with `colour=False`, for images whose objects are not in their named colour).
+
+    `border_margin` > 0: an object whose centre lies within that fraction of a cell of a border
+    (`border_sets`) is not tied to its centre's cell; the cells around the border must say, together,
+    that exactly one of them holds it (`-log` of that probability, one term per object, averaged with
+    the other cells' cross-entropy): a straddling object may be read in either cell, never in both or
+    in neither, which is what counting by cells needs."""
     shape_target, colour_target = cell_labels(scenes, grids, merge_size)
     shape_logits, colour_logits = head(tokens.to(head.shape.weight.dtype))
     device = shape_logits.device
-    shape_loss = F.cross_entropy(shape_logits, shape_target.to(device))
+    sets = border_sets(scenes, grids, merge_size, border_margin) if border_margin > 0 else []
+    plain = torch.ones(len(shape_target), dtype=torch.bool)
+    for cells, _, _ in sets:
+        plain[cells] = False
+
+    def loss(logits: torch.Tensor, target: torch.Tensor, which: int, none: int) -> torch.Tensor:
+        if not sets:
+            return F.cross_entropy(logits, target.to(device))
+        log_probs = logits.float().log_softmax(-1)
+        keep = plain.to(device)
+        terms = F.nll_loss(log_probs[keep], target.to(device)[keep], reduction="sum")
+        terms = terms + sum(_exactly_one_nll(log_probs, cells, labels[which], none) for cells, *labels in sets)
+        return terms / (int(keep.sum()) + len(sets))
+
+    shape_loss = loss(shape_logits, shape_target, 0, NONE_SHAPE)
     if not colour:
         return shape_loss
-    return 0.5 * (shape_loss + F.cross_entropy(colour_logits, colour_target.to(device)))
+    return 0.5 * (shape_loss + loss(colour_logits, colour_target, 1, NONE_COLOUR))
 
 
 def vision_tokens(model, images: Sequence) -> tuple[torch.Tensor, torch.Tensor]:

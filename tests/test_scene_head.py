@@ -15,6 +15,8 @@ from lame_tools.model import LameModel
 from lame_tools.scene_head import (
     NONE_COLOUR,
     NONE_SHAPE,
+    SceneHead,
+    border_sets,
     capture_vision,
     cell_labels,
     scene_head_loss,
@@ -45,6 +47,55 @@ def test_cell_labels_put_each_object_in_the_cell_of_its_centre():
     shape, _ = cell_labels([scene], torch.tensor([[1, 4, 8]]), merge_size=2)
     assert shape.shape == (8,) and shape[0] == SHAPES.index("triangle")
     assert shape[1 * 4 + 3] == SHAPES.index("square")  # circle and square share the last cell there
+
+
+def test_border_sets_hold_the_cells_a_straddling_centre_touches():
+    grid = torch.tensor([[1, 8, 8]])  # 4x4 cells of 0.25
+    scene = _scene(
+        SceneObject("triangle", "red", "small", 0.5 + 0.01, 0.125),   # on the border of columns 1 and 2
+        SceneObject("circle", "blue", "small", 0.26, 0.74),           # near a corner: 4 cells
+        SceneObject("square", "green", "small", 0.875, 0.875),        # inside its cell: no set
+    )
+    sets = border_sets([scene], grid, merge_size=2, margin=0.15)
+    assert sets == [([1, 2], SHAPES.index("triangle"), COLOURS.index("red")),
+                    ([8, 9, 12, 13], SHAPES.index("circle"), COLOURS.index("blue"))]
+    # the offset of the second image's cells; a set whose cell another object claims is dropped
+    crowded = _scene(SceneObject("triangle", "red", "small", 0.51, 0.125),
+                     SceneObject("diamond", "purple", "small", 0.3, 0.1))  # its centre's cell is 1
+    assert border_sets([scene, crowded], torch.tensor([[1, 8, 8], [1, 8, 8]]), 2, 0.15)[2:] == []
+    assert border_sets([crowded, scene], torch.tensor([[1, 8, 8], [1, 8, 8]]), 2, 0.15)[0][0] == [17, 18]
+    assert border_sets([scene], grid, 2, 0.0) == []
+
+
+def test_the_border_loss_wants_exactly_one_cell_of_a_straddling_object():
+    grid = torch.tensor([[1, 8, 8]])
+    scene = _scene(SceneObject("triangle", "red", "small", 0.51, 0.125))  # cells 1 and 2
+    head = SceneHead(4)
+    with torch.no_grad():  # a head that reads one-hot "features": row 0 says triangle / red, row 1 none
+        head.shape.weight.zero_(), head.shape.bias.zero_(), head.colour.weight.zero_(), head.colour.bias.zero_()
+        head.shape.weight[SHAPES.index("triangle"), 0] = 20.0
+        head.shape.weight[NONE_SHAPE, 1] = 20.0
+        head.colour.weight[COLOURS.index("red"), 0] = 20.0
+        head.colour.weight[NONE_COLOUR, 1] = 20.0
+    none = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    obj = torch.tensor([1.0, 0.0, 0.0, 0.0])
+
+    def tokens(*cells_with_object):
+        return torch.stack([obj if c in cells_with_object else none for c in range(16)])
+
+    def loss(t, margin):
+        return float(scene_head_loss(head, t, grid, [scene], merge_size=2, border_margin=margin).detach())
+
+    # with the margin, reading it in either cell is right, in both or in neither is wrong
+    assert loss(tokens(1), 0.15) < 1e-3 and loss(tokens(2), 0.15) < 1e-3
+    assert loss(tokens(1, 2), 0.15) > 0.5 and loss(tokens(), 0.15) > 0.5
+    # without it, only the centre's cell (2) is right
+    assert loss(tokens(2), 0.0) < 1e-3 and loss(tokens(1), 0.0) > 0.5
+    # no straddling object: the same as plain cross-entropy
+    inner = _scene(SceneObject("triangle", "red", "small", 0.6, 0.125))
+    t = torch.randn(16, 4)
+    torch.testing.assert_close(scene_head_loss(head, t, grid, [inner], 2, border_margin=0.15),
+                               scene_head_loss(head, t, grid, [inner], 2))
 
 
 @pytest.fixture(scope="module")

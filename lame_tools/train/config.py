@@ -133,6 +133,10 @@ class TrainConfig:
             pulled, layer by layer, toward the teacher's (`state_distill_loss`; no gradient reaches the
             teacher through it), so that one pass must do what the written rationale did. 0 = off.
         self_distill_teacher: weight of the teacher pass's contrastive loss (with `self_distill`).
+        scene_border_margin: with the scene loss, an object whose centre lies within this fraction of a
+            cell of a border between cells is not tied to its centre's cell: the cells around the
+            border must hold it exactly once between them (`scene_head_loss`; our departure, for
+            counting by cells). 0 = every object in its centre's cell.
         prompt_format: the tiny model's prompt layout (`LameConfig.prompt_format`): "plain"
             (instruction, image, question) or "plain-text-first" (instruction, question, image).
     """
@@ -204,6 +208,7 @@ class TrainConfig:
     rename_words: float = 0.0
     self_distill: float = 0.0
     self_distill_teacher: float = 1.0
+    scene_border_margin: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -380,6 +385,10 @@ def _binding_pipelines() -> dict[str, TrainConfig]:
                                             init_from=f"runs/see/{phase[1]}/model")
     # LaME's last phase with the rationale self-distilled into its one pass (queue see_46)
     out["see-lame-k16-bind-distill"] = dataclasses.replace(out["see-lame-k16-bind-mixed"], self_distill=1.0)
+    # the discriminative last phase with straddling objects held exactly once by the cells around
+    # their border (queue see_47; count)
+    out["see-discriminative-bind-border"] = dataclasses.replace(out["see-discriminative-bind-mixed"],
+                                                               scene_border_margin=0.15)
     return out
 
 

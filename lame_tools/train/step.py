@@ -242,12 +242,14 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
         # the images in forward order: the queries', then the targets' (hard negatives are texts)
         scenes = ([ex.scene for ex in batch.examples if ex.query_has_image]
                   + [ex.scene for ex in batch.examples if ex.target_has_image])
-        out["scene"] = scene_head_loss(model.scene_head, *seen, scenes, model.processor.merge_size)
+        out["scene"] = scene_head_loss(model.scene_head, *seen, scenes, model.processor.merge_size,
+                                       border_margin=config.scene_border_margin)
     if dense and config.shape_only_images > 0:
         scenes, images = shape_only_images(config, step, rank, world)
         if scenes:
             out["scene_shape_only"] = scene_head_loss(model.scene_head, *vision_tokens(model, images), scenes,
-                                                      model.processor.merge_size, colour=False)
+                                                      model.processor.merge_size, colour=False,
+                                                      border_margin=config.scene_border_margin)
     # after the scene loss's capture: the passes below see the query images again
     teacher_emb = _distill_teacher(model, batch, student_layers, out) if student_layers is not None else None
     if config.kind == "cot" and stage == 2:
