@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.render import render  # noqa: E402
+from lame_tools.data.scene import SHAPES  # noqa: E402
 from lame_tools.data.shapes import BALANCED_SIZES, TARGET_INSTRUCTION, balanced_examples  # noqa: E402
 from lame_tools.intervals import wilson_share  # noqa: E402
-from lame_tools.data.scene import SHAPES  # noqa: E402
 from lame_tools.model import LameModel  # noqa: E402
 from lame_tools.ranking import top_k_pessimistic  # noqa: E402
 from lame_tools.scene_head import merged_grid, vision_tokens  # noqa: E402
