@@ -179,17 +179,43 @@ def vision_tokens(model, images: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
     return getattr(output, "pooler_output", output), vision["image_grid_thw"]
 
 
+def counts_from_logits(shape_logits: torch.Tensor, grids: torch.Tensor, merge_size: int) -> list[int]:
+    """Per image (grids in order), the merged cells whose shape argmax is a shape, not "none": the
+    objects the head's cells say the image holds."""
+    counts, offset = [], 0
+    for grid in grids.tolist():
+        rows, cols = merged_grid(grid, merge_size)
+        counts.append(int((shape_logits[offset : offset + rows * cols].argmax(-1) != NONE_SHAPE).sum()))
+        offset += rows * cols
+    return counts
+
+
+@torch.no_grad()
+def head_counts(model, images: Sequence, batch_size: int = 64) -> list[int]:
+    """`counts_from_logits` of the model's scene head on each image."""
+    if model.scene_head is None:
+        raise ValueError("this model has no scene head")
+    counts = []
+    for start in range(0, len(images), batch_size):
+        tokens, grids = vision_tokens(model, images[start : start + batch_size])
+        shape_logits, _ = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
+        counts += counts_from_logits(shape_logits, grids, model.processor.merge_size)
+    return counts
+
+
 @torch.no_grad()
 def scene_readout(model, scenes: Sequence[Scene], images: Sequence) -> dict[str, float]:
     """Accuracy of the model's scene head on each object's cell: shape and colour (the argmax over the
     real classes), over all objects of `scenes` drawn as `images`, and the shape accuracy apart on
     objects of a held-out colour-shape pair ("shape_held_out") and the rest ("shape_seen"), since a
-    head that guesses shape from colour passes on seen pairs only; also the objects counted."""
+    head that guesses shape from colour passes on seen pairs only; also the objects counted, and the
+    share of scenes whose cells name as many objects as the scene holds ("count", `counts_from_logits`)."""
     if model.scene_head is None:
         raise ValueError("this model has no scene head")
     tokens, grids = vision_tokens(model, images)
     shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
     merge = model.processor.merge_size
+    counted = counts_from_logits(shape_logits, grids, merge)
     offset, right_colour = 0, 0
     shape_hits: dict[bool, list[bool]] = {True: [], False: []}
     for scene, grid in zip(scenes, grids.tolist()):
@@ -207,4 +233,6 @@ def scene_readout(model, scenes: Sequence[Scene], images: Sequence) -> dict[str,
 
     return {"shape": share(shape_hits[True] + shape_hits[False]) or 0.0, "colour": right_colour / max(1, n),
             "shape_held_out": share(shape_hits[True]), "shape_seen": share(shape_hits[False]),
-            "objects": n, "held_out_objects": len(shape_hits[True])}
+            "objects": n, "held_out_objects": len(shape_hits[True]),
+            "count": sum(c == len(s.objects) for c, s in zip(counted, scenes)) / max(1, len(scenes)),
+            "scenes": len(scenes)}

@@ -26,19 +26,17 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.render import render  # noqa: E402
-from lame_tools.data.scene import SHAPES  # noqa: E402
 from lame_tools.data.shapes import BALANCED_SIZES, TARGET_INSTRUCTION, balanced_examples  # noqa: E402
 from lame_tools.intervals import wilson_share  # noqa: E402
 from lame_tools.model import LameModel  # noqa: E402
 from lame_tools.ranking import top_k_pessimistic  # noqa: E402
-from lame_tools.scene_head import merged_grid, vision_tokens  # noqa: E402
+from lame_tools.scene_head import head_counts  # noqa: E402
 
 ATTRIBUTE = {"colour_of": "colour", "shape_of": "shape"}
 OUTCOMES = ("right", "another_object", "not_in_scene")
@@ -84,29 +82,11 @@ def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None
     return rows
 
 
-def head_counts(model, scenes) -> list[int | None]:
-    """Per scene, the merged cells the model's scene head labels with a shape (argmax not "none"):
-    what the language model is told of the objects when it reads the head's words (None without a head)."""
-    if model.scene_head is None:
-        return [None] * len(scenes)
-    counts = []
-    with torch.no_grad():
-        for start in range(0, len(scenes), 64):
-            chunk = scenes[start : start + 64]
-            tokens, grids = vision_tokens(model, [render(s) for s in chunk])
-            shape_logits, _ = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
-            offset = 0
-            for grid in grids.tolist():
-                rows, cols = merged_grid(grid, model.processor.merge_size)
-                counts.append(int((shape_logits[offset : offset + rows * cols].argmax(-1) != len(SHAPES)).sum()))
-                offset += rows * cols
-    return counts
-
-
 def classify_count(model, split: str, per_subtask: int, mode: str | None) -> list[dict]:
     """One row per count query: the answer, the top candidate, the objects, the scene head's count."""
     examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=("count",))]
-    heads = head_counts(model, [e.scene for e in examples])
+    heads = (head_counts(model, [render(e.scene) for e in examples]) if model.scene_head is not None
+             else [None] * len(examples))
     return [{"answer": e.target_text, "top": top, "outcome": "right" if top == e.target_text else "wrong",
              "objects": len(e.scene.objects), "head_count": head}
             for top, e, head in zip(top_candidates(model, examples, mode), examples, heads)]

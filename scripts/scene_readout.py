@@ -4,7 +4,8 @@ with the default renderer and each rendering style, shape apart on held-out and 
     .venv/bin/python scripts/scene_readout.py runs/see/stage0-scene/model --out assets/results/scene_readout_stage0.json
 
 The read-out is `lame_tools.scene_head.scene_readout` (the head on each object's cell of merged visual
-tokens); the JSON holds, per rendering, shape and colour accuracy with Wilson 95% intervals.
+tokens); the JSON holds, per rendering, shape and colour accuracy and the share of scenes whose head
+cells name as many objects as the scene holds ("count"), with Wilson 95% intervals.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lame_tools.scene_head import scene_readout  # noqa: E402
 
 def with_intervals(readout: dict) -> dict:
     n, held = readout["objects"], readout["held_out_objects"]
-    counts = {"shape": n, "colour": n, "shape_held_out": held, "shape_seen": n - held}
+    counts = {"shape": n, "colour": n, "shape_held_out": held, "shape_seen": n - held, "count": readout["scenes"]}
     out = dict(readout)
     for key, total in counts.items():
         if readout[key] is not None and total:
@@ -51,7 +52,8 @@ def main() -> int:
         readout = scene_readout(model, scenes, [render(s, style) for s in scenes])
         report["renderings"][name] = r = {**with_intervals(readout), "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name:15s} shape {100 * r['shape']:.1f} (held-out {100 * r['shape_held_out']:.1f}, seen "
-              f"{100 * r['shape_seen']:.1f})  colour {100 * r['colour']:.1f}  objects {r['objects']}", flush=True)
+              f"{100 * r['shape_seen']:.1f})  colour {100 * r['colour']:.1f}  objects {r['objects']}  "
+              f"scenes counted right {100 * r['count']:.1f}", flush=True)
     atomic_write_json(args.out, report)
     return 0
 

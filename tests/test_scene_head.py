@@ -18,6 +18,7 @@ from lame_tools.scene_head import (
     SceneHead,
     border_sets,
     capture_vision,
+    counts_from_logits,
     cell_labels,
     scene_head_loss,
     scene_readout,
@@ -96,6 +97,15 @@ def test_the_border_loss_wants_exactly_one_cell_of_a_straddling_object():
     t = torch.randn(16, 4)
     torch.testing.assert_close(scene_head_loss(head, t, grid, [inner], 2, border_margin=0.15),
                                scene_head_loss(head, t, grid, [inner], 2))
+
+
+def test_counts_from_logits_count_the_cells_that_name_a_shape_per_image():
+    grids = torch.tensor([[1, 4, 4], [1, 4, 8]])  # merged 2x2: 4 cells, then 8
+    logits = torch.zeros(12, len(SHAPES) + 1)
+    logits[:, NONE_SHAPE] = 1.0  # every cell "none" ...
+    for cell, shape in ((0, 0), (3, 2), (4, 1), (9, 3), (11, 0)):  # ... but these
+        logits[cell, shape] = 2.0
+    assert counts_from_logits(logits, grids, merge_size=2) == [2, 3]
 
 
 @pytest.fixture(scope="module")
