@@ -113,3 +113,8 @@ def test_self_distill_is_refused_where_it_has_no_one_pass(preset, settings, mess
     config = build_config(preset, settings)
     with pytest.raises(LameError, match=message):
         config.self_distill_weights()
+    if preset == "micro-sequential":  # a training step refuses it too, rather than training without it
+        model = build_model(config)
+        set_stage(model, config, 2)
+        with pytest.raises(LameError, match=message):
+            embedding_loss(model, config, config.stage1_steps, 0, 1)

@@ -179,6 +179,7 @@ def _query_pass(model, config: TrainConfig, batch: TrainBatch, out: dict[str, to
     `[EMBED]`'s state after every layer when the self-distillation does (`embed_layers`)."""
     mode = config.default_mode
     lookup = config.lookup_weight > 0
+    layers = config.self_distill_weights()[0] > 0  # checked here for every mode (refused where not one pass)
     if mode == SEQUENTIAL_MODE:  # its prompt pass has the latent layout's first positions
         if not lookup:
             return model.forward_sequential(batch.queries)
@@ -187,7 +188,6 @@ def _query_pass(model, config: TrainConfig, batch: TrainBatch, out: dict[str, to
                           lambda: model.forward_sequential(batch.queries, batch=prepared), out, once=True)
     prepared = model.prepare(batch.queries, mode)
     k = model.num_reason_tokens if mode == "latent" else 0
-    layers = config.self_distill_weights()[0] > 0
     if not lookup:
         return model.embed_pass(prepared, k, layers=layers)
     return _looked_up(model, config, batch, prepared, lambda: model.embed_pass(prepared, k, layers=layers), out)
