@@ -36,6 +36,9 @@ class LameConfig:
         logit_scale_init: initial inverse temperature of InfoNCE (1 / 0.05).
         scene_head: the model carries a `lame_tools.scene_head.SceneHead` (a per-visual-token read-out
             of shape and colour, trained from the Shapes scene graphs).
+        scene_head_context: the scene head's neighbourhood (`SceneHead(context=...)`): 1 = each merged
+            token alone; 3 = a 3 x 3 convolution over the merged grid first (our departure, for objects
+            that straddle two cells).
         scene_words: each merged visual token also carries the input embeddings of the shape and
             colour words its scene head predicts (`lame_tools.scene_words`; needs `scene_head`).
         scene_words_only: with `scene_words`, the language model reads the words alone instead of the
@@ -64,6 +67,7 @@ class LameConfig:
     cot_max_new_tokens: int = 48
     logit_scale_init: float = 20.0
     scene_head: bool = False
+    scene_head_context: int = 1
     scene_words: bool = False
     scene_words_only: bool = False
     reason_layer: int = 0

@@ -103,7 +103,7 @@ class LameModel(nn.Module):
         # ids whose input rows are ours, in row order: [REASON_0..K-1], then [EMBED] (a Python list: no device sync)
         self._latent_ids = [*processor.reason_token_ids(k), processor.embed_token_id]
         # built last, so a model without it initialises exactly as before
-        self.scene_head = SceneHead(hidden) if config.scene_head else None
+        self.scene_head = SceneHead(hidden, config.scene_head_context) if config.scene_head else None
         if config.scene_words:
             scene_words.attach(self)
         self.training_info: dict[str, Any] = {}
@@ -128,6 +128,7 @@ class LameModel(nn.Module):
         prompt_format: str = "plain",
         scene_words: bool = False,
         scene_words_only: bool = False,
+        scene_head_context: int = 1,
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
         (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
@@ -137,14 +138,15 @@ class LameModel(nn.Module):
         `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`).
         `prompt_format`: "plain" or "plain-text-first" (`LameConfig.prompt_format`).
         `scene_words`: visual tokens also carry their scene head's words (`lame_tools.scene_words`);
-        `scene_words_only`: they carry the words alone."""
+        `scene_words_only`: they carry the words alone; `scene_head_context`: the scene head's
+        neighbourhood (`LameConfig.scene_head_context`)."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
                                  scene_head=scene_head, reason_layer=reason_layer, embed_reads=embed_reads,
                                  prompt_format=prompt_format, scene_words=scene_words,
-                                 scene_words_only=scene_words_only,
+                                 scene_words_only=scene_words_only, scene_head_context=scene_head_context,
                                  backbone=backbone_config.to_dict())
         if image_pixels:
             lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)

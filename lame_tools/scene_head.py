@@ -28,15 +28,41 @@ NONE_COLOUR = len(COLOURS)
 
 
 class SceneHead(nn.Module):
-    """Per visual token: logits over SHAPES + none, and over COLOURS + none."""
+    """Per visual token: logits over SHAPES + none, and over COLOURS + none. With `context` > 1 each
+    token first adds a `context` x `context` convolution of its image's merged grid around it (zero at
+    the start, so the head begins as the per-token one): a cell can see whether its neighbour reads
+    the other half of an object that straddles their border."""
 
-    def __init__(self, hidden_size: int) -> None:
+    def __init__(self, hidden_size: int, context: int = 1) -> None:
         super().__init__()
+        if context < 1 or context % 2 == 0:
+            raise ValueError(f"the scene head's context is an odd kernel size >= 1, not {context}")
         self.shape = nn.Linear(hidden_size, len(SHAPES) + 1)
         self.colour = nn.Linear(hidden_size, len(COLOURS) + 1)
+        self.context = None  # built last, so a per-token head initialises exactly as before
+        if context > 1:
+            self.context = nn.Conv2d(hidden_size, hidden_size, context, padding=context // 2)
+            nn.init.zeros_(self.context.weight)
+            nn.init.zeros_(self.context.bias)
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, grids: torch.Tensor | None = None,
+                merge_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """`tokens` [n, hidden] of images whose `grids` (t, h, w in patches, merged by `merge_size`)
+        are given in order; the grids are needed only by a head with context."""
+        if self.context is not None:
+            if grids is None:
+                raise ValueError("a scene head that reads its neighbours needs the images' grids")
+            tokens = tokens + self._neighbours(tokens, grids, merge_size)
         return self.shape(tokens), self.colour(tokens)
+
+    def _neighbours(self, tokens: torch.Tensor, grids: torch.Tensor, merge_size: int) -> torch.Tensor:
+        parts, offset = [], 0
+        for grid in grids.tolist():
+            rows, cols = merged_grid(grid, merge_size)
+            image = tokens[offset : offset + rows * cols].T.reshape(1, -1, rows, cols)
+            parts.append(self.context(image).reshape(tokens.shape[1], rows * cols).T)
+            offset += rows * cols
+        return torch.cat(parts)
 
 
 @dataclass
@@ -146,7 +172,7 @@ def scene_head_loss(head: SceneHead, tokens: torch.Tensor, grids: torch.Tensor, 
     the other cells' cross-entropy): a straddling object may be read in either cell, never in both or
     in neither, which is what counting by cells needs."""
     shape_target, colour_target = cell_labels(scenes, grids, merge_size)
-    shape_logits, colour_logits = head(tokens.to(head.shape.weight.dtype))
+    shape_logits, colour_logits = head(tokens.to(head.shape.weight.dtype), grids, merge_size)
     device = shape_logits.device
     sets = border_sets(scenes, grids, merge_size, border_margin) if border_margin > 0 else []
     plain = torch.ones(len(shape_target), dtype=torch.bool)
@@ -198,7 +224,8 @@ def head_counts(model, images: Sequence, batch_size: int = 64) -> list[int]:
     counts = []
     for start in range(0, len(images), batch_size):
         tokens, grids = vision_tokens(model, images[start : start + batch_size])
-        shape_logits, _ = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
+        shape_logits, _ = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype), grids,
+                                           model.processor.merge_size)
         counts += counts_from_logits(shape_logits, grids, model.processor.merge_size)
     return counts
 
@@ -213,8 +240,8 @@ def scene_readout(model, scenes: Sequence[Scene], images: Sequence) -> dict[str,
     if model.scene_head is None:
         raise ValueError("this model has no scene head")
     tokens, grids = vision_tokens(model, images)
-    shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
     merge = model.processor.merge_size
+    shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype), grids, merge)
     counted = counts_from_logits(shape_logits, grids, merge)
     offset, right_colour = 0, 0
     shape_hits: dict[bool, list[bool]] = {True: [], False: []}

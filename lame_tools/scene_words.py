@@ -47,16 +47,19 @@ def word_ids(tokenizer) -> tuple[list[int], list[int]]:
 
 
 def scene_word_vectors(model, tokens: torch.Tensor, with_none: bool = False,
-                       renamed_rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                       renamed_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       grids: torch.Tensor | None = None) -> torch.Tensor:
     """[tokens, hidden]: per merged visual token, p(shape) . E[shape words] + p(colour) . E[colour
     words] from the model's scene head, times the token's norm over the words' mean norm (per token,
     so a token's words do not depend on the other images of its batch). `with_none`: the "none"
     classes' probabilities weigh the `<|image_pad|>` row too (the words-only variant).
     `renamed_rows`: per token, the embedding rows that stand for each shape / each colour
-    ([tokens, shapes], [tokens, colours]; `renaming_rows`), for a relabelled training example."""
+    ([tokens, shapes], [tokens, colours]; `renaming_rows`), for a relabelled training example.
+    `grids`: the images' grids (needed by a scene head that reads its neighbours)."""
     shape_ids, colour_ids = model._scene_word_ids
     table = model.backbone.get_input_embeddings().weight
-    shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype))
+    shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype), grids,
+                                                   model.processor.merge_size)
     if with_none:  # every class, "none" standing for the <|image_pad|> row
         p_shape, p_colour = shape_logits.softmax(-1), colour_logits.softmax(-1)
     else:
@@ -111,12 +114,12 @@ def attach(model) -> None:
         if not model._scene_words_on:
             return None
         tokens = getattr(output, "pooler_output", output)
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
         rows = None
         if getattr(model, "_scene_word_renamings", None):
-            grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
             counts = visual_token_counts(grid, model.processor.merge_size)
             rows = renaming_rows(model, model._scene_word_renamings, counts)
-        words = scene_word_vectors(model, tokens, with_none=words_only, renamed_rows=rows)
+        words = scene_word_vectors(model, tokens, with_none=words_only, renamed_rows=rows, grids=grid)
         mixed = words if words_only else tokens + words
         if hasattr(output, "pooler_output"):
             output.pooler_output = mixed

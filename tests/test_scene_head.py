@@ -253,3 +253,44 @@ def test_shape_only_images_are_deterministic_colourless_and_trained_on(tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(row["scene_shape_only"] > 0 for row in rows)
     assert result.summary["complete"]
+
+
+def test_a_head_with_context_reads_its_neighbours_and_starts_as_the_per_token_head():
+    grids = torch.tensor([[1, 8, 8], [1, 4, 8]])  # merged 2x2: 4x4 cells, then 2x4
+    tokens = torch.randn(24, 6)
+    plain, wide = SceneHead(6), SceneHead(6, context=3)
+    wide.load_state_dict(plain.state_dict(), strict=False)
+    for a, b in zip(plain(tokens), wide(tokens, grids, 2)):
+        torch.testing.assert_close(a, b)  # the convolution starts at zero
+    with torch.no_grad():
+        wide.context.weight.normal_()
+    before = wide(tokens, grids, 2)[0]
+    moved = tokens.clone()
+    moved[5] += 1.0  # cell (1, 1) of the first image
+    after = wide(moved, grids, 2)[0]
+    changed = {i for i in range(24) if not torch.allclose(before[i], after[i])}
+    assert changed == {0, 1, 2, 4, 5, 6, 8, 9, 10}  # itself and its 8 neighbours, not the second image
+    with pytest.raises(ValueError, match="grids"):
+        wide(tokens)
+    with pytest.raises(ValueError, match="odd"):
+        SceneHead(6, context=2)
+
+
+def test_a_run_with_context_starts_from_a_per_token_head(tmp_path):
+    from lame_tools.errors import LameError
+    from lame_tools.train import build_config
+    from lame_tools.train.build import build_model
+
+    base = build_config("micro-scene")
+    folder = build_model(base).save_pretrained(tmp_path / "plain")
+    for parts in ("all", "model"):
+        config = build_config("micro-scene", [f"init_from={folder}", f"init_parts={parts}", "scene_head_context=3"])
+        model = build_model(config)
+        assert model.config.scene_head_context == 3 and not model.scene_head.context.weight.any()
+        loaded = LameModel.from_pretrained(folder)
+        torch.testing.assert_close(model.scene_head.shape.weight, loaded.scene_head.shape.weight)
+        saved = LameModel.from_pretrained(model.save_pretrained(tmp_path / f"wide-{parts}"))
+        assert saved.scene_head.context is not None
+    wide = build_model(build_config("micro-scene", ["scene_head_context=3"])).save_pretrained(tmp_path / "wide")
+    with pytest.raises(LameError, match="scene_head_context"):
+        build_model(build_config("micro-scene", [f"init_from={wide}", "init_parts=all"]))

@@ -79,7 +79,7 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
             f"--set size=... it was trained with{hint}."
         ) from None
     if model.scene_head is not None and pretrained.scene_head is not None:
-        model.scene_head.load_state_dict(pretrained.scene_head.state_dict())
+        _load_scene_head(model.scene_head, pretrained.scene_head, source)
     if not config.image_pixels:  # the backbone learned to see at its own image size: keep it
         model.config.image_min_pixels = pretrained.config.image_min_pixels
         model.config.image_max_pixels = pretrained.config.image_max_pixels
@@ -91,11 +91,23 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
         model.latent_embeddings.copy_(init)
 
 
+def _load_scene_head(head, pretrained_head, source: Path) -> None:
+    """`pretrained_head`'s weights into `head`; a head with context taken from a per-token one keeps
+    its convolution at zero (it starts as that head)."""
+    missing, unexpected = head.load_state_dict(pretrained_head.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("context.") for key in missing):
+        raise LameError(f"The scene head in {str(source)!r} is not the kind this run builds "
+                        "(scene_head_context differs the other way).")
+
+
 def _continue_from(model, pretrained, source: Path) -> None:
     """`init_parts=model`: every weight of `pretrained` (backbone, scene head, reason and `[EMBED]`
-    rows, head, temperature, decoder) and its image size, so a run continues a trained model."""
+    rows, head, temperature, decoder) and its image size, so a run continues a trained model (a scene
+    head with context taken from a per-token one keeps its convolution at zero)."""
     try:
-        model.load_state_dict(pretrained.state_dict())
+        missing, unexpected = model.load_state_dict(pretrained.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("scene_head.context.") for key in missing):
+            raise RuntimeError("the weights differ")
     except RuntimeError:
         raise LameError(
             f"The model in {str(source)!r} is not the one this run builds (size, K, decoder or scene head "
@@ -129,6 +141,7 @@ def build_model(config: TrainConfig):
         prompt_format=config.prompt_format,
         scene_words=config.scene_words,
         scene_words_only=config.scene_words_only,
+        scene_head_context=config.scene_head_context,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)

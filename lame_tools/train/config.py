@@ -133,6 +133,9 @@ class TrainConfig:
             pulled, layer by layer, toward the teacher's (`state_distill_loss`; no gradient reaches the
             teacher through it), so that one pass must do what the written rationale did. 0 = off.
         self_distill_teacher: weight of the teacher pass's contrastive loss (with `self_distill`).
+        scene_head_context: the scene head's neighbourhood (`LameConfig.scene_head_context`: 1 = each
+            merged token alone, 3 = a 3 x 3 convolution over the merged grid first). A run from a
+            per-token head's model starts its convolution at zero.
         scene_border_margin: with the scene loss, an object whose centre lies within this fraction of a
             cell of a border between cells is not tied to its centre's cell: the cells around the
             border must hold it exactly once between them (`scene_head_loss`; our departure, for
@@ -209,6 +212,7 @@ class TrainConfig:
     self_distill: float = 0.0
     self_distill_teacher: float = 1.0
     scene_border_margin: float = 0.0
+    scene_head_context: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
