@@ -18,8 +18,8 @@ from lame_tools.scene_head import (
     SceneHead,
     border_sets,
     capture_vision,
-    counts_from_logits,
     cell_labels,
+    counts_from_logits,
     scene_head_loss,
     scene_readout,
 )
