@@ -77,13 +77,17 @@ def main() -> int:
         summary = score(run, args.runs, args.split)
         train_log = args.runs / run["name"] / "summary.json"
         wall = json.loads(train_log.read_text()).get("wall_s") if train_log.is_file() else None
-        results[key] = {
+        entry = {
             "recipe": run,
             "train_wall_seconds": wall if wall is not None else round(seconds, 1),
             "overall": summary["overall"],
             "tasks": {name: {k: t.get(k) for k in ("score", "n", "interval", "query_groups")}
                       for name, t in summary["tasks"].items()},
         }
+        # read again before writing: another queue may have added its runs since this one started
+        # (a queue paused for an hour wrote its old copy over theirs, 2026-12-06)
+        results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+        results[key] = entry
         atomic_write_json(args.results, results)
         cells = "  ".join(f"{n} {100 * t['score']:.1f}" for n, t in summary["tasks"].items())
         print(f"{run['name']}: {cells}", flush=True)
