@@ -111,7 +111,10 @@ def test_known_words_and_model_info(client):
     words = client.predict(api_name="/known_words")
     assert "circle" in words and "giraffe" not in words
     info = client.predict(api_name="/model_info")
-    assert {row["mode"] for row in info} == {"latent", "discriminative", "cot"}
+    # the three modes' models, and the race's sequential lane's own
+    assert {row["mode"] for row in info} == {"latent", "discriminative", "cot", "sequential"}
+    sequential = next(row for row in info if row["mode"] == "sequential")
+    assert "sequential-shapes" in sequential["checkpoint"] and sequential["reason tokens (K)"] == 16
 
 
 def test_attention_tab(client):
