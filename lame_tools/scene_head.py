@@ -56,12 +56,10 @@ class SceneHead(nn.Module):
         return self.shape(tokens), self.colour(tokens)
 
     def _neighbours(self, tokens: torch.Tensor, grids: torch.Tensor, merge_size: int) -> torch.Tensor:
-        parts, offset = [], 0
-        for grid in grids.tolist():
-            rows, cols = merged_grid(grid, merge_size)
+        parts = []
+        for offset, rows, cols in merged_spans(grids, merge_size):
             image = tokens[offset : offset + rows * cols].T.reshape(1, -1, rows, cols)
             parts.append(self.context(image).reshape(tokens.shape[1], rows * cols).T)
-            offset += rows * cols
         return torch.cat(parts)
 
 
@@ -107,6 +105,17 @@ def merged_grid(grid_thw: Sequence[int], merge_size: int) -> tuple[int, int]:
     return h // merge_size, w // merge_size
 
 
+def merged_spans(grids: torch.Tensor, merge_size: int) -> list[tuple[int, int, int]]:
+    """Per image (grids in order): (its first merged token's index in the batch's tokens, rows,
+    columns)."""
+    spans, offset = [], 0
+    for grid in grids.tolist():
+        rows, cols = merged_grid(grid, merge_size)
+        spans.append((offset, rows, cols))
+        offset += rows * cols
+    return spans
+
+
 def cell_of(x: float, y: float, rows: int, cols: int) -> int:
     """The row-major index of the merged cell holding the point (x, y) in image fractions."""
     return min(int(y * rows), rows - 1) * cols + min(int(x * cols), cols - 1)
@@ -135,9 +144,8 @@ def border_sets(scenes: Sequence[Scene], grids: torch.Tensor, merge_size: int,
     per such object (the cells its centre +- margin touches, as global token indices; its shape and
     colour classes). An object is left to its centre's cell when one of those cells is claimed by
     another object (its centre's cell, or another such set)."""
-    found, offset = [], 0
-    for scene, grid in zip(scenes, grids.tolist()):
-        rows, cols = merged_grid(grid, merge_size)
+    found = []
+    for scene, (offset, rows, cols) in zip(scenes, merged_spans(grids, merge_size)):
         sets = []
         for obj in scene.objects:
             xs = {min(max(int((obj.x + d / cols) * cols), 0), cols - 1) for d in (-margin, 0.0, margin)}
@@ -150,7 +158,6 @@ def border_sets(scenes: Sequence[Scene], grids: torch.Tensor, merge_size: int,
         for obj, cells in zip(scene.objects, sets):
             if len(cells) > 1 and all(claims[c] == 1 for c in cells):
                 found.append(([offset + c for c in cells], SHAPES.index(obj.shape), COLOURS.index(obj.colour)))
-        offset += rows * cols
     return found
 
 
@@ -208,12 +215,8 @@ def vision_tokens(model, images: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
 def counts_from_logits(shape_logits: torch.Tensor, grids: torch.Tensor, merge_size: int) -> list[int]:
     """Per image (grids in order), the merged cells whose shape argmax is a shape, not "none": the
     objects the head's cells say the image holds."""
-    counts, offset = [], 0
-    for grid in grids.tolist():
-        rows, cols = merged_grid(grid, merge_size)
-        counts.append(int((shape_logits[offset : offset + rows * cols].argmax(-1) != NONE_SHAPE).sum()))
-        offset += rows * cols
-    return counts
+    return [int((shape_logits[offset : offset + rows * cols].argmax(-1) != NONE_SHAPE).sum())
+            for offset, rows, cols in merged_spans(grids, merge_size)]
 
 
 @torch.no_grad()
@@ -243,16 +246,14 @@ def scene_readout(model, scenes: Sequence[Scene], images: Sequence) -> dict[str,
     merge = model.processor.merge_size
     shape_logits, colour_logits = model.scene_head(tokens.to(model.scene_head.shape.weight.dtype), grids, merge)
     counted = counts_from_logits(shape_logits, grids, merge)
-    offset, right_colour = 0, 0
+    right_colour = 0
     shape_hits: dict[bool, list[bool]] = {True: [], False: []}
-    for scene, grid in zip(scenes, grids.tolist()):
-        rows, cols = merged_grid(grid, merge)
+    for scene, (offset, rows, cols) in zip(scenes, merged_spans(grids, merge)):
         for obj in scene.objects:
             cell = offset + cell_of(obj.x, obj.y, rows, cols)
             held_out = (obj.colour, obj.shape) in HELD_OUT_PAIRS
             shape_hits[held_out].append(int(shape_logits[cell, :NONE_SHAPE].argmax()) == SHAPES.index(obj.shape))
             right_colour += int(colour_logits[cell, :NONE_COLOUR].argmax()) == COLOURS.index(obj.colour)
-        offset += rows * cols
     n = len(shape_hits[True]) + len(shape_hits[False])
 
     def share(hits: list[bool]) -> float | None:

@@ -122,30 +122,27 @@ def load_demo_models(
         path = SHIPPED_MODELS[mode]
         if path.resolve() == DEFAULT_MODEL_DIR.resolve():
             models[mode] = default
-        elif (path / CONFIG_FILE).is_file():
-            try:
-                models[mode] = LameModel.from_pretrained(path, device=device)
-            except ModelLoadError as exc:
-                notes.append(f"{path.name} could not be loaded ({exc}); {DEFAULT_MODEL_DIR.name} runs the {mode} mode.")
-                models[mode] = default
-                path = DEFAULT_MODEL_DIR
+        elif (loaded := _shipped(path, device, notes, f"{DEFAULT_MODEL_DIR.name} runs the {mode} mode")) is not None:
+            models[mode] = loaded
         else:
-            models[mode] = default
-            path = DEFAULT_MODEL_DIR
+            models[mode], path = default, DEFAULT_MODEL_DIR
         sources[mode] = f"{_describe(path, models[mode])} in {mode} mode"
-    _add_sequential(models, sources, notes, device)
+    # the race's sequential lane: without its own model it runs the latent one sequentially (a model
+    # not trained for it, as the board says)
+    path = SHIPPED_MODELS[SEQUENTIAL_MODE]
+    if (sequential := _shipped(path, device, notes, "the latent model runs the sequential lane")) is not None:
+        models[SEQUENTIAL_MODE] = sequential
+        sources[SEQUENTIAL_MODE] = f"{_describe(path, sequential)} in {SEQUENTIAL_MODE} mode"
     return ModeModels(models, sources, single=False, notes=notes)
 
 
-def _add_sequential(models: dict[str, LameModel], sources: dict[str, str], notes: list[str], device: str | None) -> None:
-    """The shipped sequential-latent model, for the race's sequential lane, when it is there; without
-    it that lane runs the latent model sequentially (a model not trained for it, as the board says)."""
-    path = SHIPPED_MODELS[SEQUENTIAL_MODE]
+def _shipped(path: Path, device: str | None, notes: list[str], instead: str) -> LameModel | None:
+    """The shipped model in `path`, or None when the folder is not there or does not load (then a note
+    saying so and what runs `instead`)."""
     if not (path / CONFIG_FILE).is_file():
-        return
+        return None
     try:
-        models[SEQUENTIAL_MODE] = LameModel.from_pretrained(path, device=device)
+        return LameModel.from_pretrained(path, device=device)
     except ModelLoadError as exc:
-        notes.append(f"{path.name} could not be loaded ({exc}); the latent model runs the sequential lane.")
-        return
-    sources[SEQUENTIAL_MODE] = f"{_describe(path, models[SEQUENTIAL_MODE])} in {SEQUENTIAL_MODE} mode"
+        notes.append(f"{path.name} could not be loaded ({exc}); {instead}.")
+        return None

@@ -157,9 +157,8 @@ class DemoService(ProbeActions, MapActions, AboutActions):
             for mode in other_modes:
                 if mode == SEQUENTIAL_MODE and mode not in self.models.models:
                     continue
-                model = self.sequential_model() if mode == SEQUENTIAL_MODE else self.models.model_for(mode)
                 for kind in ("image", "text"):
-                    self.gallery.index(model, mode, kind)
+                    self.gallery.index(self.lane_model(mode), mode, kind)
 
         threading.Thread(target=prepare, name="prepare-corpus", daemon=True).start()
 
@@ -266,6 +265,10 @@ class DemoService(ProbeActions, MapActions, AboutActions):
         """The model of the sequential-latent lane: a dedicated one if loaded, else the latent model."""
         return self.models.models.get(SEQUENTIAL_MODE) or self.models.model_for("latent")
 
+    def lane_model(self, lane: str):
+        """The model that runs a race lane (a mode, or the sequential lane)."""
+        return self.sequential_model() if lane == SEQUENTIAL_MODE else self.models.model_for(lane)
+
     def wait_for_background_work(self) -> list[str]:
         """Wait (at most `RACE_WAIT_S`) for the corpus embedding and map fits to end; what still runs."""
         from lame_tools.demo.race_board import wait_for_background
@@ -322,7 +325,7 @@ class DemoService(ProbeActions, MapActions, AboutActions):
             if event["event"] != "lane_done" or "embedding" not in event:
                 continue
             lane = event["lane"]
-            model = self.sequential_model() if lane == SEQUENTIAL_MODE else self.models.model_for(lane)
+            model = self.lane_model(lane)
             mode = lane if lane != SEQUENTIAL_MODE or SEQUENTIAL_MODE in self.models.models else "latent"
             vector = np.asarray(event["embedding"], dtype=np.float32)[None, :]
             hits = search_many([self.gallery], vector, model, mode, query.target_kind, 1)

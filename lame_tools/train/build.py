@@ -91,28 +91,33 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
         model.latent_embeddings.copy_(init)
 
 
+def _load_weights(module, state: dict, new_context: str) -> bool:
+    """Load `state` into `module`, where only a scene head's context convolution (the keys under
+    `new_context`, zero-initialised) may be missing: a head with context continues a per-token one and
+    starts as it. False when anything else differs (missing, unexpected or of another shape)."""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError:  # a tensor of another shape
+        return False
+    return not unexpected and all(key.startswith(new_context) for key in missing)
+
+
 def _load_scene_head(head, pretrained_head, source: Path) -> None:
-    """`pretrained_head`'s weights into `head`; a head with context taken from a per-token one keeps
-    its convolution at zero (it starts as that head)."""
-    missing, unexpected = head.load_state_dict(pretrained_head.state_dict(), strict=False)
-    if unexpected or any(not key.startswith("context.") for key in missing):
+    """`pretrained_head`'s weights into `head` (`_load_weights`)."""
+    if not _load_weights(head, pretrained_head.state_dict(), "context."):
         raise LameError(f"The scene head in {str(source)!r} is not the kind this run builds "
-                        "(scene_head_context differs the other way).")
+                        "(its size differs, or its scene_head_context convolution is one this run does not build).")
 
 
 def _continue_from(model, pretrained, source: Path) -> None:
     """`init_parts=model`: every weight of `pretrained` (backbone, scene head, reason and `[EMBED]`
     rows, head, temperature, decoder) and its image size, so a run continues a trained model (a scene
-    head with context taken from a per-token one keeps its convolution at zero)."""
-    try:
-        missing, unexpected = model.load_state_dict(pretrained.state_dict(), strict=False)
-        if unexpected or any(not key.startswith("scene_head.context.") for key in missing):
-            raise RuntimeError("the weights differ")
-    except RuntimeError:
+    head with context taken from a per-token one keeps its convolution at zero, `_load_weights`)."""
+    if not _load_weights(model, pretrained.state_dict(), "scene_head.context."):
         raise LameError(
             f"The model in {str(source)!r} is not the one this run builds (size, K, decoder or scene head "
             f"differ); init_parts=model needs the same settings it was trained with."
-        ) from None
+        )
     model.config.image_min_pixels = pretrained.config.image_min_pixels
     model.config.image_max_pixels = pretrained.config.image_max_pixels
     model.processor.image_processor = pretrained.processor.image_processor
