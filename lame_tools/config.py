@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lame_tools.constants import EMBED_MODES, EMBED_READS, MAX_REASON_TOKENS
+from lame_tools.constants import EMBED_MODES, EMBED_POOLS, EMBED_READS, MAX_REASON_TOKENS
 
 
 @dataclass
@@ -53,6 +53,10 @@ class LameConfig:
         embed_reads: what `[EMBED]` attends to in latent mode (`lame_tools.embed_reads`): "all" (the
             paper: the prompt and the reason tokens) or "reasons" (our departure, an upper bound of
             use: only the reason tokens and itself, so the embedding sees the input only through them).
+        embed_pool: what the embedding head reads: "embed" (the paper: `[EMBED]`'s last state) or "mean"
+            (our departure: the mean of `[EMBED]`'s and the K latent positions' last states, so what
+            the reason tokens hold enters the embedding directly; latent and sequential modes, the same
+            as "embed" without reason tokens).
     """
 
     num_reason_tokens: int = 8
@@ -72,6 +76,7 @@ class LameConfig:
     scene_words_only: bool = False
     reason_layer: int = 0
     embed_reads: str = "all"
+    embed_pool: str = "embed"
 
     def __post_init__(self) -> None:
         if self.scene_words and not self.scene_head:
@@ -80,6 +85,8 @@ class LameConfig:
             raise ValueError("scene_words_only needs scene_words=True")
         if self.embed_reads not in EMBED_READS:
             raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {self.embed_reads!r}")
+        if self.embed_pool not in EMBED_POOLS:
+            raise ValueError(f"embed_pool must be one of {EMBED_POOLS}, got {self.embed_pool!r}")
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:
             raise ValueError(f"num_reason_tokens must be in 0..{MAX_REASON_TOKENS}, got {self.num_reason_tokens}")
         if self.default_mode not in EMBED_MODES:

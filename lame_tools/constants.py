@@ -17,6 +17,9 @@ EMBED_MODES = (*MODES, SEQUENTIAL_MODE)
 MAX_REASON_TOKENS = 16
 # what `[EMBED]` attends to in latent mode (lame_tools.embed_reads): the paper's "all", or our "reasons"
 EMBED_READS = ("all", "reasons")
+# what the embedding head reads (LameConfig.embed_pool): the paper's `[EMBED]` state, or our mean of
+# `[EMBED]`'s and the K latent states
+EMBED_POOLS = ("embed", "mean")
 
 # Model families the evaluation and benchmark verbs can load.
 MODEL_KINDS = ("lame", "qwen2-vl-base", "ume-r1", "vlm2vec")

@@ -125,6 +125,7 @@ class LameModel(nn.Module):
         scene_head: bool = False,
         reason_layer: int = 0,
         embed_reads: str = "all",
+        embed_pool: str = "embed",
         prompt_format: str = "plain",
         scene_words: bool = False,
         scene_words_only: bool = False,
@@ -136,6 +137,7 @@ class LameModel(nn.Module):
         `scene_head`: add the per-visual-token scene-graph read-out (`lame_tools.scene_head`).
         `reason_layer`: the layer whose reason states the decoder reads (`LameConfig.reason_layer`).
         `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`).
+        `embed_pool`: what the embedding head reads (`LameConfig.embed_pool`).
         `prompt_format`: "plain" or "plain-text-first" (`LameConfig.prompt_format`).
         `scene_words`: visual tokens also carry their scene head's words (`lame_tools.scene_words`);
         `scene_words_only`: they carry the words alone; `scene_head_context`: the scene head's
@@ -145,6 +147,7 @@ class LameModel(nn.Module):
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
                                  scene_head=scene_head, reason_layer=reason_layer, embed_reads=embed_reads,
+                                 embed_pool=embed_pool,
                                  prompt_format=prompt_format, scene_words=scene_words,
                                  scene_words_only=scene_words_only, scene_head_context=scene_head_context,
                                  backbone=backbone_config.to_dict())
@@ -342,10 +345,15 @@ class LameModel(nn.Module):
         return self.backbone_forward(batch).last_hidden_state
 
     def pool(self, hidden: torch.Tensor, num_reason_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(embeddings, embed_states, reason_states) from last-layer states whose rows end in the suffix."""
+        """(embeddings, embed_states, reason_states) from last-layer states whose rows end in the suffix;
+        the embedding head reads `[EMBED]`'s state, or with `config.embed_pool` "mean" the mean of it
+        and the K latent states."""
         embed_states = hidden[:, -1]
         reason_states = hidden[:, hidden.shape[1] - 1 - num_reason_tokens : -1]
-        embeddings = F.normalize(self.embed_head(embed_states).float(), dim=-1)
+        read = embed_states
+        if self.config.embed_pool == "mean" and num_reason_tokens:
+            read = hidden[:, hidden.shape[1] - 1 - num_reason_tokens :].mean(dim=1)
+        embeddings = F.normalize(self.embed_head(read).float(), dim=-1)
         return embeddings, embed_states, reason_states
 
     def embed_pass(self, batch: dict[str, torch.Tensor], num_reason_tokens: int, layers: bool = False) -> EmbedOutput:

@@ -143,6 +143,7 @@ def build_model(config: TrainConfig):
         scene_head=config.scene_head_weight > 0,
         reason_layer=config.reason_layer,
         embed_reads=config.embed_reads,
+        embed_pool=config.embed_pool,
         prompt_format=config.prompt_format,
         scene_words=config.scene_words,
         scene_words_only=config.scene_words_only,

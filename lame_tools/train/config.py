@@ -95,6 +95,8 @@ class TrainConfig:
             (`LameConfig.reason_layer`; 0 = the last; parallel latent steps only).
         embed_reads: "all" (the paper) or "reasons": `[EMBED]` attends only to the reason tokens
             (`LameConfig.embed_reads`, our departure: an upper bound of how much they can be used).
+        embed_pool: "embed" (the paper) or "mean": the embedding head reads the mean of `[EMBED]`'s and
+            the K latent states (`LameConfig.embed_pool`, our departure).
         direct_route_dropout: with `embed_reads` "all", the share of training steps (drawn per step from
             the seed, so a resumed run draws the same) in which `[EMBED]` reads only the reason tokens, as
             with "reasons": its direct route to the prompt is cut on those steps, so the reason tokens
@@ -195,6 +197,7 @@ class TrainConfig:
     shape_only_images: int = 0
     reason_layer: int = 0
     embed_reads: str = "all"
+    embed_pool: str = "embed"
     direct_route_dropout: float = 0.0
     cot_swap_rationales: float = 0.0
     cot_swap_subtasks: str = ""
@@ -389,6 +392,8 @@ def _binding_pipelines() -> dict[str, TrainConfig]:
                                             init_from=f"runs/see/{phase[1]}/model")
     # LaME's last phase with the rationale self-distilled into its one pass (queue see_46)
     out["see-lame-k16-bind-distill"] = dataclasses.replace(out["see-lame-k16-bind-mixed"], self_distill=1.0)
+    # LaME's last phase with the embedding read from the mean of [EMBED] and the reason tokens (see_49)
+    out["see-lame-k16-bind-pool"] = dataclasses.replace(out["see-lame-k16-bind-mixed"], embed_pool="mean")
     # the discriminative last phase with straddling objects held exactly once by the cells around
     # their border (queue see_47; count)
     out["see-discriminative-bind-border"] = dataclasses.replace(out["see-discriminative-bind-mixed"],
