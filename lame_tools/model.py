@@ -348,11 +348,9 @@ class LameModel(nn.Module):
         """(embeddings, embed_states, reason_states) from last-layer states whose rows end in the suffix;
         the embedding head reads `[EMBED]`'s state, or with `config.embed_pool` "mean" the mean of it
         and the K latent states."""
-        embed_states = hidden[:, -1]
-        reason_states = hidden[:, hidden.shape[1] - 1 - num_reason_tokens : -1]
-        read = embed_states
-        if self.config.embed_pool == "mean" and num_reason_tokens:
-            read = hidden[:, hidden.shape[1] - 1 - num_reason_tokens :].mean(dim=1)
+        latent = hidden[:, hidden.shape[1] - 1 - num_reason_tokens :]  # [REASON_0..K-1], [EMBED]
+        embed_states, reason_states = latent[:, -1], latent[:, :-1]
+        read = latent.mean(dim=1) if self.config.embed_pool == "mean" else embed_states
         embeddings = F.normalize(self.embed_head(read).float(), dim=-1)
         return embeddings, embed_states, reason_states
 

@@ -4,9 +4,9 @@
     .venv/bin/python scripts/startup_time.py --command ".venv/bin/python app.py" --runs 1
 
 Prints each run and the median, and writes JSON with --out. The app's start-up work: import gradio
-and torch, load the shipped models (the three modes' and the race's sequential one), list the Shapes corpus (renders cached on disk), launch;
-the corpus is embedded (or read from its cache) in the background, so the first search may wait
-for it: that time is reported too.
+and torch, load the shipped models (the three modes' and the race's sequential one), list the Shapes
+corpus (renders cached on disk), launch; the corpus is embedded (or read from its cache) in the
+background, so the first search may wait for it: that time is reported too.
 """
 
 from __future__ import annotations
