@@ -1,13 +1,18 @@
 #!/bin/bash
-# 2026-12-06, after chain54 (the 6-layer pipeline): replaces chain53, whose finished runs it skips.
-# CoT seed 3; then a LaME recipe (queue see_52: the decoder writes CoT's rationale from the layer-2
-# reason states, the ones [EMBED]'s last layer reads, in every phase of the pipeline); LaME seed 3, CoT
-# and LaME seed 4 (five seeds for the headline comparison); the pipeline's K and decoder ablation on
-# seed 0 (queue see_51: K = 16 without the decoder, K = 8, 4, 2, 1; K = 0 is the discriminative
-# pipeline); the sequential model's seeds 3-4. Resumable: run it again after a stop.
+# 2026-12-06, after chain54 (the 6-layer pipeline, seed 0), whose LaME is the first pipeline LaME with
+# a reasoning gain (test: +6.5 [+4.0, +9.0] over the 6-layer one-pass model, one seed). Replaces
+# chain53, whose finished runs it skips. In order: seeds 1 and 2 of the 6-layer LaME, one-pass and CoT
+# models (queue see_53); the 6-layer LaME without its decoder (see_53, seed 0: is the gain the
+# decoder's or the 16 extra positions'?); CoT seed 3 and the rationale-decoder recipe (see_52);
+# seeds 3-4 of the 3-layer LaME and CoT; the 3-layer K ablation (see_51); sequential seeds 3-4.
+# Resumable: run it again after a stop.
 cd "$(dirname "$0")/../.."
 export RESULTS=runs/see/rerun_validation.json
 mkdir -p logs
+for s in 1 2; do
+  for kind in lame-k16 discriminative cot; do scripts/queues/pipeline.sh see_53.json "see-deep-$kind" "-s$s" || exit 1; done
+done
+scripts/queues/pipeline.sh see_53.json see-deep-lame-k16-nodec || exit 1
 scripts/queues/pipeline.sh see_45.json see-cot -s3 || exit 1
 scripts/queues/pipeline.sh see_52.json see-lame-k16-rl2 || exit 1
 scripts/queues/pipeline.sh see_45.json see-lame-k16 -s3 || exit 1
