@@ -6,7 +6,9 @@ overall; also each seed's overall score. With as many seeds on each side, given 
 and the t interval over those per-seed differences: seed noise, which the query bootstrap ignores.
 With `--c` (a third recipe's seeds, in the same order: the explicit-CoT model), also what share of
 C's gain over B A's gain is, per pool: the ratio of the mean gains, and the t interval over seeds of
-(A_i - B_i) - share x (C_i - B_i), the test of "A recovers at least `--share` of C's gain".
+(A_i - B_i) - share x (C_i - B_i), the test of "A recovers at least `--share` of C's gain"; and
+that margin on the seed means resampled over queries (A against B moved `--share` of the way to C,
+query by query), which one seed suffices for.
 
     .venv/bin/python scripts/seed_compare.py --a lame_s0.json lame_s1.json --b disc_s0.json disc_s1.json \
         [--c cot_s0.json cot_s1.json [--share 0.5]] [--out compare.json]
@@ -81,6 +83,25 @@ def gain_share(gains_a: dict, gains_c: dict, share: float = 0.5) -> dict:
     return out
 
 
+def blend(b: dict, c: dict, share: float) -> dict:
+    """A result whose per-query scores lie `share` of the way from B's to C's (both seed means), so
+    that A minus it is, query by query, A - B - share x (C - B): the gain-share margin resampled over
+    queries (it needs one seed only)."""
+    tasks = {name: {**task, "per_query": ((1 - share) * np.asarray(task["per_query"])
+                                          + share * np.asarray(c["tasks"][name]["per_query"])).tolist()}
+             for name, task in b["tasks"].items() if name in c["tasks"]}
+    return {**b, "tasks": tasks, "model": f"{1 - share:g} x B + {share:g} x C"}
+
+
+def margin_by_queries(a_mean: dict, b_mean: dict, c_mean: dict, share: float) -> dict:
+    """Per pool and overall: A - B - share x (C - B) on the seed means, with the paired bootstrap
+    interval over queries (above 0: A recovers more than `share` of C's gain on these queries)."""
+    report = compare_results(a_mean, blend(b_mean, c_mean, share))
+    out = {name: block["difference"] for name, block in report.get("pools", {}).items()}
+    out["overall"] = report["overall"]["difference"]
+    return {"share": share, **out}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", nargs="+", type=Path, required=True, help="eval JSONs of recipe A, one per seed")
@@ -93,15 +114,17 @@ def main() -> int:
     a = [json.loads(p.read_text()) for p in args.a]
     b = [json.loads(p.read_text()) for p in args.b]
     c = [json.loads(p.read_text()) for p in args.c] if args.c else None
-    if c is not None and not len(a) == len(b) == len(c) > 1:
-        parser.error(f"--c needs as many seeds as --a and --b, two or more (got {len(a)}, {len(b)}, {len(c)}).")
+    if c is not None and not len(a) == len(b) == len(c):
+        parser.error(f"--c needs as many seeds as --a and --b (got {len(a)}, {len(b)}, {len(c)}).")
     report = compare_results(seed_mean(a), seed_mean(b))
     report["seeds"] = {"a": {str(p): r["overall"] for p, r in zip(args.a, a)},
                        "b": {str(p): r["overall"] for p, r in zip(args.b, b)}}
     if len(a) == len(b) > 1:
         report["over_seeds"] = over_seeds(a, b)
     if c is not None:
-        report["gain_share"] = gain_share(report["over_seeds"], over_seeds(c, b), args.share)
+        report["gain_share_by_queries"] = margin_by_queries(seed_mean(a), seed_mean(b), seed_mean(c), args.share)
+        if len(a) > 1:
+            report["gain_share"] = gain_share(report["over_seeds"], over_seeds(c, b), args.share)
     print(format_comparison(report))
     for side, scores in report["seeds"].items():
         print(f"{side}: overall per seed " + ", ".join(f"{100 * s:.1f}" for s in scores.values()))
@@ -110,6 +133,11 @@ def main() -> int:
         print(f"{name} per seed (A_i - B_i): " + ", ".join(f"{100 * d:+.1f}" for d in block["per_seed"])
               + f"; over seeds {100 * ci['estimate']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]"
               f" (t, {ci['n'] - 1} df)")
+    by_queries = report.get("gain_share_by_queries", {})
+    for name, d in by_queries.items():
+        if name != "share":
+            print(f"{name}: A-B minus {by_queries['share']:g} x (C-B) on the seed means, by queries "
+                  f"{100 * d['estimate']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
     for name, block in report.get("gain_share", {}).items():
         ci, ratio = block["margin_t_interval"], block["ratio_of_means"]
         print(f"{name}: A's gain over B is {'-' if ratio is None else f'{100 * ratio:.0f}%'} of C's;"

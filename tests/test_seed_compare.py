@@ -109,6 +109,36 @@ def test_gain_share_tests_a_against_half_of_cs_gain(seed_compare):
     assert ci["high"] == pytest.approx(0.025 + 12.7062 * 0.025, abs=1e-4)
 
 
+def test_margin_by_queries_is_a_minus_b_moved_share_of_the_way_to_c(seed_compare):
+    # one seed each; reasoning: B gets 10 of 40, C 20, A 17, so A - B - 0.5 x (C - B) = 7/40 - 5/40
+    a, b, c = (seed_compare.seed_mean([result(subtasks(20, k))]) for k in (17, 10, 20))
+    blended = seed_compare.blend(b, c, 0.5)
+    row = blended["tasks"][REASONING_SUBTASKS[0]]["per_query"]
+    assert row == [1.0] * 10 + [0.5] * 10 + [0.0] * 20
+    margin = seed_compare.margin_by_queries(a, b, c, 0.5)
+    assert margin["share"] == 0.5
+    assert margin["reasoning"]["estimate"] == pytest.approx(0.05)
+    assert margin["reasoning"]["low"] < 0.05 < margin["reasoning"]["high"]
+    assert margin["perception"]["estimate"] == pytest.approx(0.0)
+    # the whole gain (share 1): A against C itself
+    assert seed_compare.margin_by_queries(a, b, c, 1.0)["reasoning"]["estimate"] == pytest.approx(-0.075)
+
+
+def test_the_command_gives_the_margin_by_queries_for_one_seed(tmp_path):
+    paths = {}
+    for side, k in (("a", 17), ("b", 10), ("c", 20)):
+        paths[side] = tmp_path / f"{side}.json"
+        paths[side].write_text(json.dumps(result(subtasks(20, k))))
+    out = tmp_path / "compare.json"
+    command = [sys.executable, str(SCRIPT), "--a", str(paths["a"]), "--b", str(paths["b"]), "--c", str(paths["c"]),
+               "--out", str(out)]
+    printed = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    report = json.loads(out.read_text())
+    assert report["gain_share_by_queries"]["reasoning"]["estimate"] == pytest.approx(0.05)
+    assert "gain_share" not in report and "over_seeds" not in report
+    assert "reasoning: A-B minus 0.5 x (C-B) on the seed means, by queries +5.0" in printed
+
+
 def test_the_command_refuses_a_c_of_other_seed_count(tmp_path):
     paths = []
     for i in range(5):
