@@ -7,8 +7,10 @@ the paired change in Hit@1.
 For one LaME model folder (K > 0), on the balanced split (`shapes.balanced_examples`; default: test,
 300 queries per subtask), for every subtask with text candidates (all but t2i), this runs
 `lame_tools.probe.ablate(model, examples, tokens="all", how=H)` once per subtask and condition H
-(zero, swap, and drop when asked; swap takes its donor streams from the next query of the same
-subtask, cyclically, so always another scene). Per subtask, for the reasoning subtasks pooled
+(zero, swap, and swap-task or drop when asked; swap takes its donor streams from the next query of
+the same subtask, cyclically, so always another scene; swap-task from the query at the same position
+of the next text subtask, so another scene and another question: what the tokens hold about the
+subtask is swapped too). Per subtask, for the reasoning subtasks pooled
 (`REASONING_SUBTASKS`), for the perception subtasks pooled and overall (the mean of the text
 subtasks' means) it reports Hit@1 before and after, and the paired difference after - before with its
 95% stratified-bootstrap interval and exact McNemar p (`lame_tools.intervals.paired_comparison`).
@@ -59,10 +61,11 @@ from lame_tools.fingerprint import model_fingerprint  # noqa: E402
 from lame_tools.intervals import paired_comparison  # noqa: E402
 from lame_tools.probe import ablate  # noqa: E402
 
-HOWS = ("zero", "swap", "drop")
+HOWS = ("zero", "swap", "swap-task", "drop")
 DEFAULT_HOWS = ("zero", "swap")
 MIN_DROP = 0.05  # the bar: at least 5 points of pooled reasoning Hit@1
-DONORS = "swap: each query's donor is the next query of the same subtask (cyclic), i.e. another scene"
+DONORS = ("swap: each query's donor is the next query of the same subtask (cyclic), i.e. another scene; "
+          "swap-task: the query at the same position of the next text subtask (cyclic)")
 VERSION = 1  # of the cached per-condition files
 
 
@@ -252,8 +255,11 @@ def check_model(model: Any, name: str = "this model") -> None:
                          "reason tokens can only be measured on a LaME model with K > 0.")
 
 
-def _condition(model: Any, examples: list[Example], how: str, cache: Path | None, key: dict) -> dict[str, list]:
-    """One ablate call (all K tokens, one subtask), read from or written to its cache file."""
+def _condition(
+    model: Any, examples: list[Example], how: str, cache: Path | None, key: dict, donors: list[Example] | None = None
+) -> dict[str, list]:
+    """One ablate call (all K tokens, one subtask), read from or written to its cache file; `how` is
+    one of HOWS ("swap-task": a swap whose donors are `donors`)."""
     path = None
     if cache is not None:
         path = cache / f"{key['how']}_{key['subtask']}.json"
@@ -264,7 +270,10 @@ def _condition(model: Any, examples: list[Example], how: str, cache: Path | None
                 stored = {}
             if stored.get("key") == key:
                 return stored["result"]
-    result = ablate(model, examples, tokens="all", how=how)
+    if how == "swap-task":
+        result = ablate(model, examples, tokens="all", how="swap", donors=donors)
+    else:
+        result = ablate(model, examples, tokens="all", how=how)
     found = {
         "rank_before": result.rank_before.tolist(),
         "rank_after": result.rank_after[0].tolist(),
@@ -310,13 +319,15 @@ def run_causal_use(
     started = time.perf_counter()
     conditions: dict[str, Any] = {}
     before_hits: dict[str, list[float]] | None = None
+    order = list(grouped)
     for how in hows:
         per_query: dict[str, Any] = {}
-        for subtask, pairs in grouped.items():
+        for position, (subtask, pairs) in enumerate(grouped.items()):
             key = {"version": VERSION, "model": fingerprint, "split": split, "seed": seed, "per_subtask": n,
                    "how": how, "subtask": subtask, "tokens": "all"}
             t0 = time.perf_counter()
-            found = _condition(model, examples[subtask], how, cache, key)
+            donors = examples[order[(position + 1) % len(order)]] if how == "swap-task" else None
+            found = _condition(model, examples[subtask], how, cache, key, donors)
             per_query[subtask] = {
                 "scene_index": [i for i, _ in pairs],
                 "hit1_before": [float(r == 1) for r in found["rank_before"]],

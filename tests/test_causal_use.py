@@ -128,3 +128,24 @@ def test_a_model_without_reason_tokens_gets_one_sentence(causal, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no reason tokens (K = 0)" in err
     assert not out.exists()
+
+
+def test_swap_task_takes_its_donors_from_the_next_text_subtask(causal, monkeypatch):
+    from lame_tools import load_model
+
+    real, seen = causal.ablate, []
+
+    def recording(model, examples, tokens="each", how="zero", donors=None, **kwargs):
+        seen.append((examples[0].subtask, how, [d.subtask for d in donors]))
+        return real(model, examples, tokens=tokens, how=how, donors=donors, **kwargs)
+
+    monkeypatch.setattr(causal, "ablate", recording)
+    report = causal.run_causal_use(load_model(), "validation", 2, ["swap-task"], check_against_harness=False)
+    order = report["subtasks"]
+    assert [s for s, *_ in seen] == order
+    for position, (_, how, donor_subtasks) in enumerate(seen):
+        assert how == "swap"  # activation patching, with the other subtask's queries as donors
+        assert donor_subtasks == [order[(position + 1) % len(order)]] * 2
+    block = report["conditions"]["swap-task"]
+    assert set(block["subtasks"]) == set(order) and "verdict" in block
+    assert "swap-task" in report["donors"]
