@@ -270,10 +270,7 @@ def _condition(
                 stored = {}
             if stored.get("key") == key:
                 return stored["result"]
-    if how == "swap-task":
-        result = ablate(model, examples, tokens="all", how="swap", donors=donors)
-    else:
-        result = ablate(model, examples, tokens="all", how=how)
+    result = ablate(model, examples, tokens="all", how="swap" if how == "swap-task" else how, donors=donors)
     found = {
         "rank_before": result.rank_before.tolist(),
         "rank_after": result.rank_after[0].tolist(),

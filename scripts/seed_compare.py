@@ -116,13 +116,14 @@ def main() -> int:
     c = [json.loads(p.read_text()) for p in args.c] if args.c else None
     if c is not None and not len(a) == len(b) == len(c):
         parser.error(f"--c needs as many seeds as --a and --b (got {len(a)}, {len(b)}, {len(c)}).")
-    report = compare_results(seed_mean(a), seed_mean(b))
+    a_mean, b_mean = seed_mean(a), seed_mean(b)
+    report = compare_results(a_mean, b_mean)
     report["seeds"] = {"a": {str(p): r["overall"] for p, r in zip(args.a, a)},
                        "b": {str(p): r["overall"] for p, r in zip(args.b, b)}}
     if len(a) == len(b) > 1:
         report["over_seeds"] = over_seeds(a, b)
     if c is not None:
-        report["gain_share_by_queries"] = margin_by_queries(seed_mean(a), seed_mean(b), seed_mean(c), args.share)
+        report["gain_share_by_queries"] = margin_by_queries(a_mean, b_mean, seed_mean(c), args.share)
         if len(a) > 1:
             report["gain_share"] = gain_share(report["over_seeds"], over_seeds(c, b), args.share)
     print(format_comparison(report))

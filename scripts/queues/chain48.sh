@@ -10,12 +10,7 @@ mkdir -p logs
 test -f logs/chain47.done || scripts/queues/chain47.sh || exit 1
 for s in 1 2 3 4; do
   for kind in lame-k16 cot sequential-k16; do
-    for phase in bind bind-lookup; do
-      run=see-$kind-$phase-s$s
-      .venv/bin/python scripts/science_queue.py scripts/queues/see_45.json --runs runs/see --only "$run" \
-        --results "$RESULTS" > "logs/q_$run.log" 2>&1 || exit 1
-    done
-    scripts/queues/chain_pairs.sh see_45.json "see-$kind-bind-mixed-s$s" || exit 1
+    scripts/queues/pipeline.sh see_45.json "see-$kind" "-s$s" || exit 1
   done
 done
 touch logs/chain48.done

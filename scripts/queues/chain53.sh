@@ -7,12 +7,7 @@ cd "$(dirname "$0")/../.."
 export RESULTS=runs/see/rerun_validation.json
 mkdir -p logs
 pipeline() {  # KIND SEED: the three phases, then test, causal use and validation_pairs of the last
-  for phase in bind bind-lookup; do
-    run=see-$1-$phase-s$2
-    .venv/bin/python scripts/science_queue.py scripts/queues/see_45.json --runs runs/see --only "$run" \
-      --results "$RESULTS" > "logs/q_$run.log" 2>&1 || exit 1
-  done
-  scripts/queues/chain_pairs.sh see_45.json "see-$1-bind-mixed-s$2" || exit 1
+  scripts/queues/pipeline.sh see_45.json "see-$1" "-s$2" || exit 1
 }
 pipeline cot 1
 pipeline lame-k16 2

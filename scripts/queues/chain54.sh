@@ -8,11 +8,6 @@ cd "$(dirname "$0")/../.."
 export RESULTS=runs/see/rerun_validation.json
 mkdir -p logs
 for kind in discriminative lame-k16 cot; do
-  for phase in bind bind-lookup; do
-    run=see-deep-$kind-$phase
-    .venv/bin/python scripts/science_queue.py scripts/queues/see_50.json --runs runs/see --only "$run" \
-      --results "$RESULTS" > "logs/q_$run.log" 2>&1 || exit 1
-  done
-  scripts/queues/chain_pairs.sh see_50.json "see-deep-$kind-bind-mixed" || exit 1
+  scripts/queues/pipeline.sh see_50.json "see-deep-$kind" || exit 1
 done
 touch logs/chain54.done
