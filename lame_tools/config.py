@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lame_tools.constants import EMBED_MODES, EMBED_POOLS, EMBED_READS, MAX_REASON_TOKENS
+from lame_tools.constants import EMBED_MODES, EMBED_POOLS, EMBED_READS, MAX_REASON_TOKENS, REASON_READS
 
 
 @dataclass
@@ -53,6 +53,10 @@ class LameConfig:
         embed_reads: what `[EMBED]` attends to in latent mode (`lame_tools.embed_reads`): "all" (the
             paper: the prompt and the reason tokens) or "reasons" (our departure, an upper bound of
             use: only the reason tokens and itself, so the embedding sees the input only through them).
+        reason_reads: what the reason tokens attend to in latent mode (`lame_tools.embed_reads`): "all"
+            (the paper: the prompt and the reason tokens before them) or "reasons" (our departure, a
+            control: only the reason tokens before them, so they never see the input and hold the same
+            states for every query). Not with `embed_reads="reasons"`.
         embed_pool: what the embedding head reads: "embed" (the paper: `[EMBED]`'s last state) or "mean"
             (our departure: the mean of `[EMBED]`'s and the K latent positions' last states, so what
             the reason tokens hold enters the embedding directly; latent and sequential modes, the same
@@ -76,6 +80,7 @@ class LameConfig:
     scene_words_only: bool = False
     reason_layer: int = 0
     embed_reads: str = "all"
+    reason_reads: str = "all"
     embed_pool: str = "embed"
 
     def __post_init__(self) -> None:
@@ -85,6 +90,10 @@ class LameConfig:
             raise ValueError("scene_words_only needs scene_words=True")
         if self.embed_reads not in EMBED_READS:
             raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {self.embed_reads!r}")
+        if self.reason_reads not in REASON_READS:
+            raise ValueError(f"reason_reads must be one of {REASON_READS}, got {self.reason_reads!r}")
+        if self.embed_reads == "reasons" and self.reason_reads == "reasons":
+            raise ValueError("embed_reads=reasons with reason_reads=reasons leaves [EMBED] nothing of the input")
         if self.embed_pool not in EMBED_POOLS:
             raise ValueError(f"embed_pool must be one of {EMBED_POOLS}, got {self.embed_pool!r}")
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:

@@ -17,6 +17,9 @@ EMBED_MODES = (*MODES, SEQUENTIAL_MODE)
 MAX_REASON_TOKENS = 16
 # what `[EMBED]` attends to in latent mode (lame_tools.embed_reads): the paper's "all", or our "reasons"
 EMBED_READS = ("all", "reasons")
+# what the reason tokens attend to in latent mode (lame_tools.embed_reads): the paper's "all", or our
+# "reasons" (only the reason tokens before them: blind to the input, a register control)
+REASON_READS = ("all", "reasons")
 # what the embedding head reads (LameConfig.embed_pool): the paper's `[EMBED]` state, or our mean of
 # `[EMBED]`'s and the K latent states
 EMBED_POOLS = ("embed", "mean")

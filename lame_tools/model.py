@@ -125,6 +125,7 @@ class LameModel(nn.Module):
         scene_head: bool = False,
         reason_layer: int = 0,
         embed_reads: str = "all",
+        reason_reads: str = "all",
         embed_pool: str = "embed",
         prompt_format: str = "plain",
         scene_words: bool = False,
@@ -136,7 +137,8 @@ class LameModel(nn.Module):
         resized to about this many pixels (default 112 x 112; 224 x 224 gives 4x the visual tokens).
         `scene_head`: add the per-visual-token scene-graph read-out (`lame_tools.scene_head`).
         `reason_layer`: the layer whose reason states the decoder reads (`LameConfig.reason_layer`).
-        `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`).
+        `embed_reads`: what `[EMBED]` attends to in latent mode (`LameConfig.embed_reads`);
+        `reason_reads`: what the reason tokens attend to (`LameConfig.reason_reads`).
         `embed_pool`: what the embedding head reads (`LameConfig.embed_pool`).
         `prompt_format`: "plain" or "plain-text-first" (`LameConfig.prompt_format`).
         `scene_words`: visual tokens also carry their scene head's words (`lame_tools.scene_words`);
@@ -147,7 +149,7 @@ class LameModel(nn.Module):
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
         lame_config = LameConfig(num_reason_tokens=num_reason_tokens, embed_dim=embed_dim, default_mode=default_mode,
                                  scene_head=scene_head, reason_layer=reason_layer, embed_reads=embed_reads,
-                                 embed_pool=embed_pool,
+                                 reason_reads=reason_reads, embed_pool=embed_pool,
                                  prompt_format=prompt_format, scene_words=scene_words,
                                  scene_words_only=scene_words_only, scene_head_context=scene_head_context,
                                  backbone=backbone_config.to_dict())
@@ -301,13 +303,20 @@ class LameModel(nn.Module):
         )
         return position_ids
 
+    @property
+    def restricts_attention(self) -> bool:
+        """Whether the latent suffix attends other than causally (`embed_reads` or `reason_reads` is
+        "reasons"), so the language model gets our [batch, 1, seq, seq] mask."""
+        return self.config.embed_reads != "all" or self.config.reason_reads != "all"
+
     def attention_mask(self, batch: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
         """The mask the language model gets: the batch's [batch, seq] padding mask, or, when
-        `config.embed_reads` is "reasons", the [batch, 1, seq, seq] additive mask in which `[EMBED]`
-        reads only the reason tokens (`lame_tools.embed_reads`)."""
-        if self.config.embed_reads == "all":
+        `restricts_attention`, the [batch, 1, seq, seq] additive mask in which `[EMBED]` or the reason
+        tokens read only the reason tokens (`lame_tools.embed_reads`)."""
+        if not self.restricts_attention:
             return batch["attention_mask"]
-        allowed = allowed_keys(batch["input_ids"], batch["attention_mask"], self._latent_ids[:-1])
+        allowed = allowed_keys(batch["input_ids"], batch["attention_mask"], self._latent_ids[:-1],
+                               embed_reads=self.config.embed_reads, reason_reads=self.config.reason_reads)
         return attention_bias(allowed, dtype)
 
     @contextlib.contextmanager
@@ -316,6 +325,8 @@ class LameModel(nn.Module):
         model's own setting is back afterwards, also on an error (training's `direct_route_dropout`)."""
         if embed_reads not in EMBED_READS:
             raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {embed_reads!r}")
+        if embed_reads == "reasons" and self.config.reason_reads == "reasons":
+            raise ValueError("embed_reads=reasons with reason_reads=reasons leaves [EMBED] nothing of the input")
         saved, self.config.embed_reads = self.config.embed_reads, embed_reads
         try:
             yield

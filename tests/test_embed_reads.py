@@ -131,3 +131,67 @@ def test_a_cut_step_trains_as_the_restricted_model_and_the_model_still_reads_all
     torch.testing.assert_close(losses["cut"]["decoder"], losses["restricted"]["decoder"])
     assert not torch.allclose(losses["cut"]["contrastive"], losses["plain"]["contrastive"])
     assert cut.config.embed_reads == "all"
+
+
+# ---- reason_reads="reasons": reason tokens blind to the input (a register control) ----------------
+
+
+def test_allowed_keys_blind_reason_rows_read_only_earlier_reason_tokens():
+    # row 0: pad, a, b, R0, R1, E ; row 1 (no reason tokens): pad, pad, a, b, c, E
+    ids = torch.tensor([[0, 5, 6, 10, 11, 20], [0, 0, 5, 6, 7, 20]])
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    allowed = allowed_keys(ids, mask, [10, 11], embed_reads="all", reason_reads="reasons")
+    assert allowed[0, 3].tolist() == [False, False, False, True, False, False]  # R0 reads itself
+    assert allowed[0, 4].tolist() == [False, False, False, True, True, False]  # R1 reads R0 and itself
+    assert allowed[0, -1].tolist() == [False, True, True, True, True, True]  # [EMBED] reads everything
+    assert allowed[0, 2].tolist() == [False, True, True, False, False, False]  # the prompt stays causal
+    assert allowed[1].tolist() == allowed_keys(ids, mask, [10, 11], embed_reads="all")[1].tolist()
+    assert allowed_keys(ids, mask, [10, 11], embed_reads="all").tolist() == (
+        torch.ones(6, 6, dtype=torch.bool).tril()[None] & mask.bool()[:, None, :] | torch.eye(6, dtype=torch.bool)
+    ).tolist()
+
+
+def test_blind_reason_tokens_hold_the_same_states_for_every_query(scenes):
+    examples, images = scenes
+    build = dict(num_reason_tokens=4, embed_dim=32, seed=0, vocabulary=VOCABULARY)
+    full = LameModel.build_tiny("tiny", **build)
+    blind = LameModel.build_tiny("tiny", reason_reads="reasons", **build)
+    assert blind.restricts_attention and not full.restricts_attention
+    texts = [e.query_text for e in examples[:3]]
+    k = blind.num_reason_tokens
+    names = [f"blocks.{i}.hook_resid_post" for i in range(num_layers(blind))]
+    states = {}
+    for name, model in (("full", full), ("blind", blind)):
+        # different images and prompts (of different lengths once padded alike: left padding)
+        items = model.make_items(images=images[:3], texts=texts)
+        _, cache = run_with_cache(model, prepare_batch(model, items, "latent"), names=names)
+        states[name] = torch.stack([cache[n][:, :k] for n in names])  # [layer, batch, k, hidden]
+    spread = {name: (s[:, 1:] - s[:, :1]).abs().max().item() for name, s in states.items()}
+    assert spread["blind"] < 1e-4 < spread["full"], spread
+    with torch.no_grad():
+        items = blind.make_items(images=images[:3], texts=texts)
+        embeddings = blind.forward_items(items, "latent").embeddings
+    assert (embeddings[1:] - embeddings[:1]).abs().max() > 1e-3  # [EMBED] still reads the input
+
+
+def test_reason_reads_is_saved_refused_when_unknown_or_with_embed_reads_and_trains(tmp_path):
+    from lame_tools.errors import LameError
+
+    model = build_model(build_config("micro-lame", ["reason_reads=reasons"]))
+    assert model.config.reason_reads == "reasons"
+    model.forward_items(model.make_items(texts=["a red circle"]), "latent").embeddings.sum().backward()
+    assert model.latent_embeddings.grad[:4].abs().sum() > 0  # the reason rows still get a gradient
+    model.save_pretrained(tmp_path / "m")
+    assert LameModel.from_pretrained(tmp_path / "m", device="cpu").config.reason_reads == "reasons"
+    with pytest.raises(ValueError, match="reason_reads must be one of"):
+        LameConfig.from_dict({**model.config.to_dict(), "reason_reads": "prompt"})
+    with pytest.raises(ValueError, match="nothing of the input"):
+        LameConfig.from_dict({**model.config.to_dict(), "embed_reads": "reasons"})
+    with pytest.raises(ValueError, match="nothing of the input"), model.reading("reasons"):
+        pass
+    assert model.config.embed_reads == "all"
+    for bad in (["reason_reads=reasons", "embed_reads=reasons"], ["reason_reads=reasons", "latent_steps=sequential"]):
+        with pytest.raises(LameError, match="reason_reads=reasons needs"):
+            build_model(build_config("micro-lame", bad))
+    with pytest.raises(LameError, match="reason_reads=all"):
+        build_model(build_config("micro-lame", ["reason_reads=reasons", "direct_route_dropout=0.5"]))

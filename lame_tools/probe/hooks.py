@@ -108,7 +108,7 @@ def recompute_attention_rows(
         hidden_states: [batch, seq, hidden], the normed input the module receives.
         position_embeddings: (cos, sin), each [batch, seq, head_dim], mrope already laid out.
         attention_mask: [batch, seq] 1 for real tokens (left padding is 0), or [batch, seq, seq] bool,
-            the keys each query may read (a model whose `embed_reads` restricts `[EMBED]`).
+            the keys each query may read (a model that `restricts_attention`).
         positions: [query] sequence indices of the rows to compute.
 
     Returns:
@@ -220,7 +220,7 @@ def hooks(
     pos = positions.to(model.device)
     try:
         for name, fn in fwd_hooks:
-            handles.append(_attach(lm, name, fn, mask, pos, model.config.embed_reads != "all"))
+            handles.append(_attach(lm, name, fn, mask, pos, model.restricts_attention))
         yield
     finally:
         for handle in handles:

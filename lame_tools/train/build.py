@@ -129,6 +129,9 @@ def build_model(config: TrainConfig):
     from lame_tools.model import LameModel
 
     config.direct_route_cut_share()  # refuses a bad direct_route_dropout before anything is built
+    if config.reason_reads != "all" and (config.default_mode != "latent" or config.embed_reads != "all"):
+        raise LameError("reason_reads=reasons needs parallel reason tokens (num_reason_tokens > 0, "
+                        "latent_steps=parallel, not cot) and embed_reads=all.")
     if config.base:
         return _build_from_base(config)
     model = LameModel.build_tiny(
@@ -143,6 +146,7 @@ def build_model(config: TrainConfig):
         scene_head=config.scene_head_weight > 0,
         reason_layer=config.reason_layer,
         embed_reads=config.embed_reads,
+        reason_reads=config.reason_reads,
         embed_pool=config.embed_pool,
         prompt_format=config.prompt_format,
         scene_words=config.scene_words,

@@ -95,6 +95,10 @@ class TrainConfig:
             (`LameConfig.reason_layer`; 0 = the last; parallel latent steps only).
         embed_reads: "all" (the paper) or "reasons": `[EMBED]` attends only to the reason tokens
             (`LameConfig.embed_reads`, our departure: an upper bound of how much they can be used).
+        reason_reads: "all" (the paper) or "reasons": the reason tokens attend only to the reason
+            tokens before them, never to the input (`LameConfig.reason_reads`, our departure: a control
+            in which they can only be positions for `[EMBED]` to attend to, the same for every query).
+            Parallel latent steps only; not with `embed_reads=reasons` or `direct_route_dropout`.
         embed_pool: "embed" (the paper) or "mean": the embedding head reads the mean of `[EMBED]`'s and
             the K latent states (`LameConfig.embed_pool`, our departure).
         direct_route_dropout: with `embed_reads` "all", the share of training steps (drawn per step from
@@ -197,6 +201,7 @@ class TrainConfig:
     shape_only_images: int = 0
     reason_layer: int = 0
     embed_reads: str = "all"
+    reason_reads: str = "all"
     embed_pool: str = "embed"
     direct_route_dropout: float = 0.0
     cot_swap_rationales: float = 0.0
@@ -232,9 +237,10 @@ class TrainConfig:
         """`direct_route_dropout`, checked: the share of steps that cut `[EMBED]`'s direct route."""
         if not 0.0 <= self.direct_route_dropout <= 1.0:
             raise LameError(f"direct_route_dropout is a share of steps in [0, 1], not {self.direct_route_dropout}.")
-        if self.direct_route_dropout and (self.default_mode != "latent" or self.embed_reads != "all"):
+        if self.direct_route_dropout and (self.default_mode != "latent" or self.embed_reads != "all"
+                                          or self.reason_reads != "all"):
             raise LameError("direct_route_dropout needs parallel reason tokens (num_reason_tokens > 0, "
-                            "latent_steps=parallel, not cot) and embed_reads=all.")
+                            "latent_steps=parallel, not cot), embed_reads=all and reason_reads=all.")
         return self.direct_route_dropout
 
     def self_distill_weights(self) -> tuple[float, float]:
