@@ -16,6 +16,17 @@ from typing import Any
 from lame_tools.constants import EMBED_MODES, EMBED_POOLS, EMBED_READS, MAX_REASON_TOKENS, REASON_READS
 
 
+def check_reads(embed_reads: str, reason_reads: str) -> None:
+    """Refuse an unknown `embed_reads` / `reason_reads`, or both "reasons" (which would leave `[EMBED]`
+    nothing of the input): `LameConfig`'s check, and `LameModel.reading`'s when it switches one."""
+    if embed_reads not in EMBED_READS:
+        raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {embed_reads!r}")
+    if reason_reads not in REASON_READS:
+        raise ValueError(f"reason_reads must be one of {REASON_READS}, got {reason_reads!r}")
+    if embed_reads == "reasons" and reason_reads == "reasons":
+        raise ValueError("embed_reads=reasons with reason_reads=reasons leaves [EMBED] nothing of the input")
+
+
 @dataclass
 class LameConfig:
     """What a LaME checkpoint is, apart from its weights.
@@ -88,12 +99,7 @@ class LameConfig:
             raise ValueError("scene_words needs a scene head (scene_head=True)")
         if self.scene_words_only and not self.scene_words:
             raise ValueError("scene_words_only needs scene_words=True")
-        if self.embed_reads not in EMBED_READS:
-            raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {self.embed_reads!r}")
-        if self.reason_reads not in REASON_READS:
-            raise ValueError(f"reason_reads must be one of {REASON_READS}, got {self.reason_reads!r}")
-        if self.embed_reads == "reasons" and self.reason_reads == "reasons":
-            raise ValueError("embed_reads=reasons with reason_reads=reasons leaves [EMBED] nothing of the input")
+        check_reads(self.embed_reads, self.reason_reads)
         if self.embed_pool not in EMBED_POOLS:
             raise ValueError(f"embed_pool must be one of {EMBED_POOLS}, got {self.embed_pool!r}")
         if not 0 <= self.num_reason_tokens <= MAX_REASON_TOKENS:

@@ -48,8 +48,8 @@ from lame_tools.backbone import (
     build_tokenizer,
     load_backbone,
 )
-from lame_tools.config import LameConfig, get_preset
-from lame_tools.constants import EMBED_READS, MODES, SEQUENTIAL_MODE, latent_special_tokens
+from lame_tools.config import LameConfig, check_reads, get_preset
+from lame_tools.constants import MODES, SEQUENTIAL_MODE, latent_special_tokens
 from lame_tools.decoder import LatentDecoder
 from lame_tools.embed_reads import allowed_keys, attention_bias
 from lame_tools.errors import InputError
@@ -323,10 +323,7 @@ class LameModel(nn.Module):
     def reading(self, embed_reads: str) -> Iterator[None]:
         """Within the block, `[EMBED]` attends as `embed_reads` says (`lame_tools.embed_reads`); the
         model's own setting is back afterwards, also on an error (training's `direct_route_dropout`)."""
-        if embed_reads not in EMBED_READS:
-            raise ValueError(f"embed_reads must be one of {EMBED_READS}, got {embed_reads!r}")
-        if embed_reads == "reasons" and self.config.reason_reads == "reasons":
-            raise ValueError("embed_reads=reasons with reason_reads=reasons leaves [EMBED] nothing of the input")
+        check_reads(embed_reads, self.config.reason_reads)
         saved, self.config.embed_reads = self.config.embed_reads, embed_reads
         try:
             yield
