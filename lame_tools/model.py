@@ -190,11 +190,17 @@ class LameModel(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         image_max_pixels: int = 1280 * 28 * 28,
+        reason_layer: int = 0,
+        embed_reads: str = "all",
+        reason_reads: str = "all",
+        embed_pool: str = "embed",
     ) -> LameModel:
         """Wrap a real Qwen2-VL-family checkpoint (e.g. Qwen2-VL-2B-Instruct) as an untrained LaME.
 
         Our reason / `[EMBED]` / `[THINK]` tokens are added to its tokenizer and the embedding table
-        resized; prompts use Qwen2-VL's chat layout.
+        resized; prompts use Qwen2-VL's chat layout. `reason_layer`, `embed_reads`, `reason_reads` and
+        `embed_pool` are `LameConfig`'s (what the decoder and `[EMBED]` read, what the reason tokens
+        attend to), as in `build_tiny`.
         """
         backbone, tokenizer, image_processor = load_backbone(
             name_or_path, allow_hub=allow_hub, trust_remote_code=trust_remote_code, device=device, dtype=dtype
@@ -212,6 +218,10 @@ class LameModel(nn.Module):
             image_max_pixels=image_max_pixels,
             max_text_tokens=512,
             cot_max_new_tokens=512,
+            reason_layer=reason_layer,
+            embed_reads=embed_reads,
+            reason_reads=reason_reads,
+            embed_pool=embed_pool,
         )
         image_processor.size = {"shortest_edge": lame_config.image_min_pixels, "longest_edge": image_max_pixels}
         processor = LameProcessor(tokenizer, image_processor, "qwen2-vl-chat", lame_config.max_text_tokens)

@@ -350,13 +350,18 @@ def test_two_gloo_processes_follow_the_one_process_loss_curve(tmp_path):
             assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-5), (r1["step"], key)
 
 
+def _save_base(folder):
+    """A Qwen2-VL-family folder (the micro backbone with its tokenizer and image processor)."""
+    tiny = LameModel.build_tiny("micro", num_reason_tokens=0, with_decoder=False, vocabulary=VOCABULARY)
+    tiny.backbone.save_pretrained(folder)
+    tiny.processor.tokenizer.save_pretrained(folder)
+    tiny.processor.image_processor.save_pretrained(folder)
+    return folder
+
+
 def test_base_qwen2vl_folder_with_gradient_checkpointing(tmp_path):
     """`--base DIR`: any Qwen2-VL-family folder is wrapped by `LameModel.from_backbone` and trained."""
-    tiny = LameModel.build_tiny("micro", num_reason_tokens=0, with_decoder=False, vocabulary=VOCABULARY)
-    base = tmp_path / "qwen2vl"
-    tiny.backbone.save_pretrained(base)
-    tiny.processor.tokenizer.save_pretrained(base)
-    tiny.processor.image_processor.save_pretrained(base)
+    base = _save_base(tmp_path / "qwen2vl")
     config = get_train_preset("micro-lame")
     config.base, config.gradient_checkpointing, config.stage2_steps = str(base), True, 1
     result = train(config, tmp_path / "run", show_progress=False)
@@ -365,6 +370,28 @@ def test_base_qwen2vl_folder_with_gradient_checkpointing(tmp_path):
     # the decoder is sized from the base's width (64 -> 32), not taken from the "tiny" preset (96)
     assert result.model.config.decoder["hidden_size"] == decoder_sizes_for(64).decoder_hidden_size == 32
     assert LameModel.from_pretrained(tmp_path / "run" / "model", device="cpu").config.num_reason_tokens == 4
+
+
+def test_base_takes_what_the_tokens_read_and_refuses_tiny_only_settings(tmp_path):
+    """A `base` run builds with the config's reason_layer / embed_reads / reason_reads / embed_pool (so
+    the blind-token control runs on a real backbone too) and refuses the tiny backbone's own settings."""
+    from lame_tools.train.build import build_model
+
+    base = str(_save_base(tmp_path / "qwen2vl"))
+    config = dataclasses.replace(get_train_preset("micro-lame"), base=base, with_decoder=False,
+                                 reason_reads="reasons", embed_pool="mean", reason_layer=1)
+    model = build_model(config)
+    assert (model.config.reason_reads, model.config.embed_pool, model.config.reason_layer) == ("reasons", "mean", 1)
+    assert model.restricts_attention
+    with torch.no_grad():
+        out = model.forward_items(model.make_items(texts=["a red circle", "what is left of the blue square ?"]),
+                                  "latent")
+    # blind reason tokens hold the same (layer-1) states whatever the query; [EMBED] still reads the input
+    assert (out.reason_states[1] - out.reason_states[0]).abs().max() < 1e-4
+    assert (out.embeddings[1] - out.embeddings[0]).abs().max() > 1e-3
+    for name, value in (("scene_words", True), ("prompt_format", "plain-text-first")):
+        with pytest.raises(LameError, match=f"{name} is for the tiny backbone only"):
+            build_model(dataclasses.replace(config, reason_reads="all", **{name: value}))
 
 
 def test_subtask_batches_hold_one_subtask_and_are_deterministic():

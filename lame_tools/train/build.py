@@ -31,13 +31,27 @@ def decoder_sizes_for(hidden_size: int):
     )
 
 
+# Settings of the tiny backbone alone (its scene head, word tokenizer and plain prompt): a `base` run
+# refuses them rather than train without them.
+_TINY_ONLY = ("scene_head_weight", "scene_words", "scene_words_only", "prompt_format", "scene_head_context")
+
+
 def _build_from_base(config: TrainConfig):
-    """A Qwen2-VL-family `base` wrapped as a LaME, with a decoder sized from its hidden size."""
+    """A Qwen2-VL-family `base` wrapped as a LaME, with a decoder sized from its hidden size. What
+    the reason tokens and `[EMBED]` read is taken from `config`, as for the tiny backbone."""
     from lame_tools.backbone import build_decoder_config
     from lame_tools.model import LameModel
 
+    defaults = TrainConfig()
+    changed = [name for name in _TINY_ONLY if getattr(config, name) != getattr(defaults, name)]
+    if changed:
+        raise LameError(f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} for the tiny backbone "
+                        f"only; a run with base={config.base!r} cannot use {'it' if len(changed) == 1 else 'them'}.")
     dtype = torch.bfloat16 if config.bf16 else None
-    model = LameModel.from_backbone(config.base, num_reason_tokens=config.num_reason_tokens, dtype=dtype)
+    model = LameModel.from_backbone(
+        config.base, num_reason_tokens=config.num_reason_tokens, dtype=dtype, reason_layer=config.reason_layer,
+        embed_reads=config.embed_reads, reason_reads=config.reason_reads, embed_pool=config.embed_pool,
+    )
     if config.with_decoder:
         from lame_tools.decoder import LatentDecoder
 
