@@ -16,6 +16,11 @@ compute about the query. The two restrictions together would leave `[EMBED]` not
 
 The restrictions apply to rows that hold reason tokens (the parallel latent mode). Rows without any
 (discriminative, cot) keep plain causal attention, so a restricted model still runs every mode.
+
+`hidden` (no config; `LameModel.hiding`, the "mask" ablation of `lame_tools.probe.ablation`) hides
+chosen reason tokens from `[EMBED]` at every layer and changes nothing else: the sequence, its
+positions and the other rows stay as they are. Unlike dropping a token (which shifts `[EMBED]`'s
+position and so its rotary offsets to every key), it removes only what `[EMBED]` reads from it.
 """
 
 from __future__ import annotations
@@ -31,14 +36,15 @@ def allowed_keys(
     reason_ids: Sequence[int],
     embed_reads: str = "reasons",
     reason_reads: str = "all",
+    hidden: Sequence[int] = (),
 ) -> torch.Tensor:
     """[batch, seq, seq] bool, True where query position i may attend to key position j.
 
     Causal attention over real tokens (left padding is 0 in `attention_mask`), except, in a row
     holding reason tokens: with `embed_reads="reasons"` the last position (`[EMBED]`: the suffix ends
     the row) reads only the reason tokens and itself; with `reason_reads="reasons"` each reason token
-    reads only the reason tokens up to itself. Padding positions may read themselves, so no softmax
-    row is empty.
+    reads only the reason tokens up to itself; the last position never reads the ids in `hidden`.
+    Padding positions may read themselves, so no softmax row is empty.
     """
     batch, seq = input_ids.shape
     device = input_ids.device
@@ -53,6 +59,8 @@ def allowed_keys(
         last[-1] = True
         embed_row = (is_reason | last[None]) & real
         allowed[:, -1] = torch.where(is_reason.any(dim=1, keepdim=True), embed_row, allowed[:, -1])
+    if len(hidden):
+        allowed[:, -1] &= ~torch.isin(input_ids, torch.tensor(list(hidden), dtype=input_ids.dtype, device=device))
     return allowed | torch.eye(seq, dtype=torch.bool, device=device)[None]
 
 

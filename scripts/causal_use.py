@@ -7,10 +7,11 @@ the paired change in Hit@1.
 For one LaME model folder (K > 0), on the balanced split (`shapes.balanced_examples`; default: test,
 300 queries per subtask), for every subtask with text candidates (all but t2i), this runs
 `lame_tools.probe.ablate(model, examples, tokens="all", how=H)` once per subtask and condition H
-(zero, swap, and swap-task or drop when asked; swap takes its donor streams from the next query of
+(zero, swap, and swap-task, drop or mask when asked; swap takes its donor streams from the next query of
 the same subtask, cyclically, so always another scene; swap-task from the query at the same position
 of the next text subtask, so another scene and another question: what the tokens hold about the
-subtask is swapped too). Per subtask, for the reasoning subtasks pooled
+subtask is swapped too; mask hides the tokens from `[EMBED]` and keeps every position, where drop
+shifts `[EMBED]`'s). Per subtask, for the reasoning subtasks pooled
 (`REASONING_SUBTASKS`), for the perception subtasks pooled and overall (the mean of the text
 subtasks' means) it reports Hit@1 before and after, and the paired difference after - before with its
 95% stratified-bootstrap interval and exact McNemar p (`lame_tools.intervals.paired_comparison`).
@@ -61,7 +62,7 @@ from lame_tools.fingerprint import model_fingerprint  # noqa: E402
 from lame_tools.intervals import paired_comparison  # noqa: E402
 from lame_tools.probe import ablate  # noqa: E402
 
-HOWS = ("zero", "swap", "swap-task", "drop")
+HOWS = ("zero", "swap", "swap-task", "drop", "mask")
 DEFAULT_HOWS = ("zero", "swap")
 MIN_DROP = 0.05  # the bar: at least 5 points of pooled reasoning Hit@1
 DONORS = ("swap: each query's donor is the next query of the same subtask (cyclic), i.e. another scene; "

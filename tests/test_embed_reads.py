@@ -195,3 +195,16 @@ def test_reason_reads_is_saved_refused_when_unknown_or_with_embed_reads_and_trai
             build_model(build_config("micro-lame", bad))
     with pytest.raises(LameError, match="reason_reads=all"):
         build_model(build_config("micro-lame", ["reason_reads=reasons", "direct_route_dropout=0.5"]))
+
+
+def test_allowed_keys_hidden_tokens_are_cut_from_the_embed_row_only():
+    # row 0: pad, a, b, R0, R1, E ; row 1 (no reason tokens): pad, pad, a, b, c, E
+    ids = torch.tensor([[0, 5, 6, 10, 11, 20], [0, 0, 5, 6, 7, 20]])
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    plain = allowed_keys(ids, mask, [10, 11], embed_reads="all")
+    allowed = allowed_keys(ids, mask, [10, 11], embed_reads="all", hidden=[11])
+    assert allowed[0, -1].tolist() == [False, True, True, True, False, True]  # [EMBED] no longer reads R1
+    assert allowed[:, :-1].tolist() == plain[:, :-1].tolist()  # every other row as before (R1 reads R0)
+    assert allowed[1].tolist() == plain[1].tolist()
+    both = allowed_keys(ids, mask, [10, 11], embed_reads="reasons", hidden=[10, 11])
+    assert both[0, -1].tolist() == [False, False, False, False, False, True]  # only itself is left

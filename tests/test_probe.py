@@ -179,6 +179,32 @@ def test_ablation_reports_cosine_and_ranks(micro_model):
         ablate(micro_model, examples, how="melt")
 
 
+def test_mask_hides_the_tokens_from_embed_and_keeps_every_position(micro_model, scenes):
+    """`mask`: [EMBED] reads nothing of the hidden tokens (its attention on them is 0 and zeroing them
+    changes nothing), while the sequence and its positions stay (unlike drop)."""
+    from lame_tools.probe.ablation import _patch_hooks
+    from lame_tools.probe.hooks import run_prepared
+
+    k = micro_model.num_reason_tokens
+    items = _items(micro_model, scenes)
+    prepared = prepare_batch(micro_model, items, "latent")
+    original = run_prepared(micro_model, prepared).embeddings
+    dropped = run_prepared(micro_model, prepare_batch(micro_model, items, "latent", reason_indices=[])).embeddings
+    with micro_model.hiding(range(k)):
+        masked = run_prepared(micro_model, prepared).embeddings
+        zeroed = run_with_hooks(micro_model, prepared, _patch_hooks(micro_model, list(range(k)), "zero", None)).embeddings
+        attention = reason_attention_items(micro_model, items)
+    assert not micro_model.restricts_attention  # the model reads as before after the block
+    torch.testing.assert_close(zeroed, masked, atol=1e-5, rtol=0)  # the hidden tokens' content is not read
+    assert (masked - original).abs().max() > 1e-4 and (masked - dropped).abs().max() > 1e-4
+    embed_row = attention[0].query_tokens.index(EMBED_TOKEN)
+    on_reasons = [t in reason_tokens(k) for t in attention[0].text_tokens]
+    assert sum(on_reasons) == k and attention[0].text_attention[:, :, embed_row][..., on_reasons].max() < 1e-6
+    assert attention[0].text_attention[:, :, 0][..., on_reasons].sum() > 0  # the reason rows still read them
+    one = ablate(micro_model, [make_example(0, "test", i, task="vqa") for i in range(4)], tokens=[[1]], how="mask")
+    assert one.conditions == ["mask [REASON_1]"] and np.all(one.cosine < 1)
+
+
 def test_ablation_ranks_ties_pessimistically_on_a_collapsed_model(micro_model):
     """A model whose every embedding is the same point must not score Hit@1 by the order of its candidates."""
     collapsed = copy.deepcopy(micro_model)

@@ -21,6 +21,7 @@ import numpy as np
 from lame_tools.atomic import atomic_write, atomic_write_json, atomic_write_text
 from lame_tools.constants import MODES, reason_token
 from lame_tools.errors import InputError
+from lame_tools.probe.ablation import ABLATIONS
 
 
 def _load(args: argparse.Namespace):
@@ -318,9 +319,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-token", action="store_true", help="also read out each reason token alone")
     p.set_defaults(func=_readout)
 
-    p = verbs.add_parser("ablate", help="drop / zero / swap reason tokens and measure cosine and rank changes")
+    p = verbs.add_parser("ablate", help="drop / zero / swap / mask reason tokens and measure cosine and rank changes")
     common(p)
-    p.add_argument("--how", default="zero", choices=["drop", "zero", "swap"])
+    p.add_argument("--how", default="zero", choices=list(ABLATIONS))
     p.add_argument("--tokens", default="each", help="each | all | comma list of indices or sets, e.g. 0,1+2")
     p.add_argument("--n", type=int, default=64, help="Shapes queries")
     p.add_argument("--split", default="test")

@@ -1,9 +1,12 @@
-"""Ablation of reason tokens: drop, zero or swap token k (or a set), re-embed, and measure the damage.
+"""Ablation of reason tokens: drop, zero, swap or mask token k (or a set), re-embed, and measure the damage.
 
     drop  the token is removed from the input (the sequence is one shorter; positions shift)
     zero  its input embedding is zeroed (the position stays; only biases flow from it)
     swap  its residual stream, at the input and after every layer, is replaced by the same token's
           stream from another query (activation patching; default donor: the next example)
+    mask  `[EMBED]` may not attend to it at any layer (`LameModel.hiding`); the sequence and its
+          positions stay, so against drop it separates what `[EMBED]` reads from the tokens from
+          the shift of `[EMBED]`'s position that dropping them causes
 
 Reported per condition and query: the cosine between the ablated and the original embedding, and
 the rank of the correct target among the example's candidates before and after.
@@ -27,7 +30,7 @@ from lame_tools.probe.hooks import HookContext, num_layers, prepare_batch, run_p
 from lame_tools.probe.results import FrameMixin
 from lame_tools.ranking import positive_rank
 
-ABLATIONS = ("drop", "zero", "swap")
+ABLATIONS = ("drop", "zero", "swap", "mask")
 
 
 @dataclass
@@ -36,7 +39,7 @@ class AblationResult(FrameMixin):
 
     Attributes:
         conditions: names such as "drop [REASON_3]" or "zero [REASON_0,REASON_1]".
-        how: "drop", "zero" or "swap".
+        how: "drop", "zero", "swap" or "mask".
         token_sets: the reason token indices ablated in each condition.
         cosine: [C, N] cosine between ablated and original embeddings (1 = unchanged).
         rank_before: [N] 1-based rank of the correct target among the candidates, unablated.
@@ -134,7 +137,7 @@ def ablate(
         examples: Shapes examples with text candidates (image-target examples are skipped).
         tokens: "each" (one condition per reason token), "all", a list of indices (one condition
             each) or a list of index lists (one condition per set).
-        how: "drop", "zero" or "swap".
+        how: "drop", "zero", "swap" or "mask".
         donors: swap only: the queries whose token states are patched in (default: each example's
             next one, so a different scene).
         batch_size: queries per pass.
@@ -172,6 +175,9 @@ def ablate(
             if how == "drop":
                 kept = [i for i in range(k) if i not in token_set]
                 out = run_prepared(model, prepare_batch(model, items, "latent", reason_indices=kept))
+            elif how == "mask":
+                with model.hiding(token_set):
+                    out = run_prepared(model, base)
             else:
                 out = run_with_hooks(model, base, _patch_hooks(model, token_set, how, donor_cache))
             ablated[c].append(out.embeddings.cpu().numpy())
