@@ -338,10 +338,11 @@ def bench_section(page: Page, query: QueryInputs) -> None:
 
     @on_gpu
     @user_errors
-    def k_sweep(image, text, task):
-        """For one query: its embedding, top result and read-out with K, K-1, ..., 0 reason tokens."""
+    def k_sweep(image, text, task, how):
+        """For one query: its embedding, top result and read-out with K, K-1, ..., 0 reason tokens
+        (the others hidden from [EMBED] with positions kept, or dropped)."""
         service.warm_up(page.device)
-        view = service.k_sweep_view(image, text, task)
+        view = service.k_sweep_view(image, text, task, how)
         return figures.k_sweep_figure(view), view.table(), view
 
     @user_errors
@@ -354,7 +355,9 @@ def bench_section(page: Page, query: QueryInputs) -> None:
         gr.Markdown(
             "Which image patches and text tokens of the query (above) and of one item raise (red) or lower "
             "(blue) their cosine: integrated gradients on the input embeddings. Leave the item empty to use "
-            "the query's top result. *K in the loop* drops the reason tokens one by one."
+            "the query's top result. *K in the loop* takes the reason tokens away one by one: hidden from "
+            "`[EMBED]` with every position kept, or dropped (then `[EMBED]` also moves closer to the prompt, "
+            "and the change mixes the tokens' content with that shift)."
         )
         with gr.Row():
             item_text = gr.Textbox(label="item text (empty: the query's top result)", elem_id="b-item-text")
@@ -364,6 +367,8 @@ def bench_section(page: Page, query: QueryInputs) -> None:
         with gr.Row():
             attribute_btn = gr.Button("Attribute the similarity", variant="primary", elem_id="attribute-btn")
             sweep_btn = gr.Button("K in the loop", elem_id="ksweep-btn")
+            sweep_how = gr.Radio([("hide from [EMBED] (positions kept)", "mask"), ("drop (positions shift)", "drop")],
+                                 value="mask", label="K in the loop: take tokens away by", elem_id="b-ksweep-how")
             export_btn = gr.Button("Export figures (PNG, SVG, HTML + CSV)", elem_id="b-export-btn")
         bench_facts = gr.Markdown(elem_id="b-facts")
         attribution_plot = gr.Plot(label="attribution", elem_id="b-attribution")
@@ -378,7 +383,7 @@ def bench_section(page: Page, query: QueryInputs) -> None:
     attribute_btn.click(attribution, [*query.components(), item_text, item_image, method],
                         [attribution_plot, flow_plot, deletion_plot, bench_facts, tokens_table, bench_state],
                         api_name="attribution", **page.model_events)
-    sweep_btn.click(k_sweep, query.components(), [sweep_plot, sweep_table, bench_state], api_name="k_sweep",
+    sweep_btn.click(k_sweep, [*query.components(), sweep_how], [sweep_plot, sweep_table, bench_state], api_name="k_sweep",
                     **page.model_events)
     export_btn.click(export, bench_state, export_files, api_name=False).success(reveal, None, export_files, **QUIET)
 

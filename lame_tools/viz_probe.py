@@ -88,7 +88,8 @@ def deletion_bars(top_drop: float, random_drops: np.ndarray, title: str = "") ->
 
 
 def k_sweep_figure(ks: Sequence[int], cosine_to_full: Sequence[float], top_scores: Sequence[float],
-                   top_labels: Sequence[str], readouts: Sequence[str], title: str = "") -> go.Figure:
+                   top_labels: Sequence[str], readouts: Sequence[str], title: str = "",
+                   kept_label: str = "reason tokens kept (K)") -> go.Figure:
     """K in the loop: per K, the embedding's cosine to the full-K one and its top result's score,
     each point labelled with the top result; the read-out in the hover."""
     hover = [f"K={k}<br>top: {t}<br>read-out: {r or '(none)'}" for k, t, r in zip(ks, top_labels, readouts)]
@@ -99,7 +100,7 @@ def k_sweep_figure(ks: Sequence[int], cosine_to_full: Sequence[float], top_score
                    text=list(top_labels), textposition="top center", hovertext=hover,
                    hovertemplate="%{hovertext}<br>%{y:.3f}<extra></extra>"),
     ])
-    fig.update_xaxes(title="reason tokens kept (K)", autorange="reversed", dtick=1)
+    fig.update_xaxes(title=kept_label, autorange="reversed", dtick=1)
     fig.update_layout(title=title, yaxis={"title": "cosine"}, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 

@@ -98,4 +98,8 @@ def test_attribution_overlays_and_k_sweep_render(bench_page):
     k = service.models.model_for("latent").num_reason_tokens
     expect(page.locator("#b-ksweep-table").get_by_role("row")).to_have_count(k + 2)  # header + K..0
     expect(page.locator("#b-ksweep-table").get_by_role("row").nth(1)).to_contain_text(f"{k} 1 ")
+    expect(page.locator("#b-ksweep .gtitle")).to_contain_text("hidden from [EMBED], positions kept")
     shot(page, "bench-k-sweep")
+    page.locator("#b-ksweep-how").get_by_text("drop (positions shift)").click()
+    page.locator("#ksweep-btn").click()
+    expect(page.locator("#b-ksweep .gtitle")).to_contain_text("dropped, positions shift", timeout=TIMEOUT_MS)

@@ -398,4 +398,5 @@ def test_cli_attribute_and_k_sweep_write_files(micro_model, tmp_path):
     assert main(["probe", "k-sweep", *base, "--example", "9", "--corpus-n", "10", "--out", str(sweep_out)]) == 0
     rows = json.loads((sweep_out / "k_sweep.json").read_text())["rows"]
     assert [r["k"] for r in rows] == list(range(micro_model.num_reason_tokens, -1, -1))
+    assert {r["how"] for r in rows} == {"mask"}  # the CLI's default: positions kept
     assert (sweep_out / "k_sweep.csv").read_text().startswith("k,cosine_to_full,top_id")

@@ -77,7 +77,7 @@ def k_sweep_verb(args: argparse.Namespace, model: Any) -> int:
     query, _, label = query_and_item(args)
     texts = sorted({c for i in range(args.corpus_n) for c in make_example(args.seed, args.split, i).candidates})
     corpus = model.encode(texts=texts, instruction=TARGET_INSTRUCTION, batch_size=64)
-    sweep = k_sweep(model, query, corpus, texts, top_k=args.top_k)
+    sweep = k_sweep(model, query, corpus, texts, top_k=args.top_k, how=args.how)
     out = Path(args.out)
     save_data(out / "k_sweep.csv", sweep.rows())
     summary = {"query": label, "corpus_texts": len(texts), "rows": sweep.rows(),
@@ -113,4 +113,6 @@ def register_bench(verbs: argparse._SubParsersAction, query_args, common, load) 
     shared(p)
     p.add_argument("--corpus-n", type=int, default=60, help="Shapes examples whose candidate texts form the corpus")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--how", default="mask", choices=["mask", "drop"],
+                   help="mask: hide the other tokens from [EMBED], positions kept; drop: remove them (positions shift)")
     p.set_defaults(func=lambda args: k_sweep_verb(args, load(args)))

@@ -74,7 +74,8 @@ class KSweepView:
 
     @property
     def title(self) -> str:
-        return f"K in the loop: {self.query_label}"
+        removed = "hidden from [EMBED], positions kept" if self.sweep.how == "mask" else "dropped, positions shift"
+        return f"K in the loop ({removed}): {self.query_label}"
 
     def table(self) -> list[list[Any]]:
         s = self.sweep

@@ -287,9 +287,10 @@ class ProbeActions(QueryActions):
         deletion = deletion_check(model, q_item, item, result) if query.image is not None else None
         return AttributionView(query.label, item_label, result, deletion)
 
-    def k_sweep_view(self, image: Any, text: str | None, task: str | None = AUTO) -> KSweepView:
+    def k_sweep_view(self, image: Any, text: str | None, task: str | None = AUTO, how: str = "mask") -> KSweepView:
         """K in the loop for one query (`lame_tools.probe.k_sweep`) over the corpus's latent-mode index
-        (texts for a query with an image, images for a text-only one)."""
+        (texts for a query with an image, images for a text-only one); `how`: "mask" hides the other
+        reason tokens from `[EMBED]` (positions kept), "drop" removes them (positions shift)."""
         from lame_tools.inputs import Item
         from lame_tools.probe.k_sweep import k_sweep
 
@@ -298,7 +299,7 @@ class ProbeActions(QueryActions):
         kind = "image" if query.image is None else "text"
         index = self.gallery.index(model, "latent", kind)
         labels = [self.gallery.entries[int(i)].text for i in index.ids]
-        sweep = k_sweep(model, Item(query.image, query.text, query.instruction), index, labels)
+        sweep = k_sweep(model, Item(query.image, query.text, query.instruction), index, labels, how=how)
         return KSweepView(query.label, sweep)
 
     def export_bench_figures(self, view: AttributionView | KSweepView | None, formats: tuple[str, ...] = ("html", "png", "svg")
