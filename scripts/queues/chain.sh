@@ -1,7 +1,7 @@
 #!/bin/bash
 # One heavy job at a time: train and score on validation each named run of a queue
 # (scripts/science_queue.py --only), then score it on the balanced test split and, for a LaME run,
-# ablate its reason tokens on test (scripts/causal_use.py). Every step is skipped when done or resumes.
+# ablate its reason tokens on test (scripts/causal_use.py: zero, swap and, since 2026-12-06, mask). Every step is skipped when done or resumes.
 # RESULTS=FILE scores into another validation results file (science_queue.py --results): a run whose
 # score is already in the committed file is not trained again there, so a rerun on a fresh machine
 # (runs/ gone) names its own file and its validation scores can be checked against the committed ones.
@@ -19,6 +19,6 @@ for run in "$@"; do
     --no-progress > "logs/test_$run.log" 2>&1 || exit 1
   case $run in
     *lame*) test -f "$d/causal_use_test.json" || $PY scripts/causal_use.py --model "$d/model" --split test \
-      --how zero swap --reference "$d/eval_test.json" --out "$d/causal_use_test.json" > "logs/causal_$run.txt" 2>&1 ;;
+      --how zero swap mask --reference "$d/eval_test.json" --out "$d/causal_use_test.json" > "logs/causal_$run.txt" 2>&1 ;;
   esac
 done
