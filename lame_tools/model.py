@@ -102,7 +102,7 @@ class LameModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
         # ids whose input rows are ours, in row order: [REASON_0..K-1], then [EMBED] (a Python list: no device sync)
         self._latent_ids = [*processor.reason_token_ids(k), processor.embed_token_id]
-        self._hidden_from_embed: list[int] = []  # reason ids [EMBED] may not read (`hiding`)
+        self.hidden_from_embed: list[int] = []  # reason token indices [EMBED] may not read (`hiding`)
         # built last, so a model without it initialises exactly as before
         self.scene_head = SceneHead(hidden, config.scene_head_context) if config.scene_head else None
         if config.scene_words:
@@ -319,7 +319,7 @@ class LameModel(nn.Module):
         """Whether the latent suffix attends other than causally (`embed_reads` or `reason_reads` is
         "reasons", or reason tokens are hidden from `[EMBED]`: `hiding`), so the language model gets
         our [batch, 1, seq, seq] mask."""
-        return self.config.embed_reads != "all" or self.config.reason_reads != "all" or bool(self._hidden_from_embed)
+        return self.config.embed_reads != "all" or self.config.reason_reads != "all" or bool(self.hidden_from_embed)
 
     def attention_mask(self, batch: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
         """The mask the language model gets: the batch's [batch, seq] padding mask, or, when
@@ -329,19 +329,20 @@ class LameModel(nn.Module):
             return batch["attention_mask"]
         allowed = allowed_keys(batch["input_ids"], batch["attention_mask"], self._latent_ids[:-1],
                                embed_reads=self.config.embed_reads, reason_reads=self.config.reason_reads,
-                               hidden=self._hidden_from_embed)
+                               hidden=[self._latent_ids[i] for i in self.hidden_from_embed])
         return attention_bias(allowed, dtype)
 
     @contextlib.contextmanager
     def hiding(self, reason_indices: Sequence[int]) -> Iterator[None]:
         """Within the block, `[EMBED]` does not attend to the reason tokens `reason_indices` (0..K-1) at
-        any layer; positions and every other row are unchanged (`lame_tools.embed_reads`, `hidden`)."""
-        saved = self._hidden_from_embed
-        self._hidden_from_embed = [self._latent_ids[i] for i in reason_indices]
+        any layer; positions and every other row are unchanged (`lame_tools.embed_reads`, `hidden`). In
+        the sequential mode the same indices name latent steps, which `[EMBED]`'s step does not read."""
+        saved = self.hidden_from_embed
+        self.hidden_from_embed = [int(i) for i in reason_indices]
         try:
             yield
         finally:
-            self._hidden_from_embed = saved
+            self.hidden_from_embed = saved
 
     @contextlib.contextmanager
     def reading(self, embed_reads: str) -> Iterator[None]:

@@ -25,7 +25,8 @@ def forward_sequential(model: Any, items: list[Item], num_steps: int | None = No
     are those of the latent layout (prompt, K reason slots, `[EMBED]`), so a row's rotary positions do
     not depend on its padding. Gradients flow through every step (use `torch.no_grad()` to infer).
     Returns the last-layer states of the K steps and of `[EMBED]` ([batch, K + 1, hidden]) and K,
-    ready for `model.pool`. `batch`: the items already processed with the latent suffix of K
+    ready for `model.pool`. Steps named in `model.hidden_from_embed` (`LameModel.hiding`) are left out
+    of what `[EMBED]`'s step attends to, positions unchanged. `batch`: the items already processed with the latent suffix of K
     (`model.prepare(items, "latent")` when K is the model's), built from `items` when None.
     """
 
@@ -54,9 +55,13 @@ def forward_sequential(model: Any, items: list[Item], num_steps: int | None = No
     for step in range(k + 1):
         at = prompt + step
         step_input = state if step < k else embed_row
+        step_mask = mask[:, : at + 1]
+        if step == k and model.hidden_from_embed:
+            step_mask = step_mask.clone()
+            step_mask[:, [prompt + i for i in model.hidden_from_embed]] = 0
         out = lm.language_model(
             inputs_embeds=step_input,
-            attention_mask=mask[:, : at + 1],
+            attention_mask=step_mask,
             position_ids=positions[..., at : at + 1],
             cache=cache,
             use_cache=True,

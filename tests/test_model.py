@@ -213,6 +213,39 @@ def test_sequential_latent_batches_like_one_by_one_and_runs_k_steps(micro_model,
     torch.testing.assert_close(no_steps, disc, atol=2e-5, rtol=0)  # zero steps: prompt + [EMBED], one pass
 
 
+def test_hiding_the_steps_from_embed_leaves_the_prompt_pass(micro_model, scenes, monkeypatch):
+    """`hiding`: with every latent step hidden, the sequential [EMBED] step reads the prompt alone, as
+    the parallel pass's [EMBED] does with every reason token hidden (same positions); hiding some
+    steps changes the embedding. A sequential model's ablation takes mask only."""
+    from lame_tools.data.shapes import make_example
+    from lame_tools.probe import ablate
+
+    examples, images = scenes
+    items = [e.query_item(im) for e, im in zip(examples, images)]
+    k = micro_model.num_reason_tokens
+    with torch.no_grad():
+        full = micro_model.forward_sequential(items).embeddings
+        with micro_model.hiding(range(k)):
+            blind_seq = micro_model.forward_sequential(items).embeddings
+            blind_par = micro_model.forward_items(items, "latent").embeddings
+        with micro_model.hiding([0]):
+            one = micro_model.forward_sequential(items).embeddings
+    torch.testing.assert_close(blind_seq, blind_par, atol=2e-5, rtol=0)
+    assert (blind_seq - full).abs().max() > 1e-4 and (one - full).abs().max() > 1e-6
+    assert micro_model.hidden_from_embed == []
+    monkeypatch.setattr(micro_model.config, "default_mode", "sequential")
+    queries = [make_example(0, "test", i, task="vqa") for i in range(4)]
+    with pytest.raises(InputError, match="can be masked"):
+        ablate(micro_model, queries, tokens="all", how="zero")
+    masked = ablate(micro_model, queries, tokens="all", how="mask")
+    usable = [e for e in queries if e.candidates and not e.target_has_image]
+    with torch.no_grad():
+        again = micro_model.forward_sequential([e.query_item() for e in usable]).embeddings.numpy()
+        with micro_model.hiding(range(k)):
+            hidden = micro_model.forward_sequential([e.query_item() for e in usable]).embeddings.numpy()
+    assert np.allclose(masked.cosine[0], (again * hidden).sum(1), atol=1e-5)
+
+
 def test_sequential_steps_feed_each_state_forward(micro_model, scenes):
     """Without the cache: step t's input embedding is the last-layer state at the position before it."""
     examples, images = scenes

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lame_tools.constants import reason_token
+from lame_tools.constants import SEQUENTIAL_MODE, reason_token
 from lame_tools.data.shapes import TARGET_INSTRUCTION, Example
 from lame_tools.errors import InputError
 from lame_tools.model import LameModel
@@ -137,7 +137,9 @@ def ablate(
         examples: Shapes examples with text candidates (image-target examples are skipped).
         tokens: "each" (one condition per reason token), "all", a list of indices (one condition
             each) or a list of index lists (one condition per set).
-        how: "drop", "zero", "swap" or "mask".
+        how: "drop", "zero", "swap" or "mask". A sequential-latent model (default mode "sequential")
+            runs its own K steps, and only "mask" (its `[EMBED]` step does not read the chosen steps)
+            applies to it.
         donors: swap only: the queries whose token states are patched in (default: each example's
             next one, so a different scene).
         batch_size: queries per pass.
@@ -147,6 +149,10 @@ def ablate(
     k = model.num_reason_tokens
     if k == 0:
         raise InputError("This model has no reason tokens to ablate (K = 0).")
+    sequential = model.config.default_mode == SEQUENTIAL_MODE
+    if sequential and how != "mask":
+        raise InputError(f"A sequential-latent model's steps can be masked (how='mask'), not {how!r}: zero, swap "
+                         "and drop act on the parallel reason tokens of one pass.")
     usable = [e for e in examples if e.candidates and not e.target_has_image]
     if not usable:
         raise InputError("Ablation needs examples with text candidates (not text-to-image retrieval).")
@@ -164,6 +170,13 @@ def ablate(
     for start in range(0, len(usable), batch_size):
         chunk = usable[start : start + batch_size]
         items = [e.query_item() for e in chunk]
+        if sequential:
+            with torch.no_grad():
+                original.append(model.forward_sequential(items).embeddings.cpu().numpy())
+                for c, token_set in enumerate(sets):
+                    with model.hiding(token_set):
+                        ablated[c].append(model.forward_sequential(items).embeddings.cpu().numpy())
+            continue
         base = prepare_batch(model, items, "latent")
         original.append(run_prepared(model, base).embeddings.cpu().numpy())
         donor_cache = None
