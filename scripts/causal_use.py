@@ -4,8 +4,8 @@ the paired change in Hit@1.
     OMP_NUM_THREADS=1 .venv/bin/python scripts/causal_use.py --out causal_use.json
     .venv/bin/python scripts/causal_use.py --model DIR --split validation --per-subtask 100 --how zero swap drop
 
-For one LaME model folder (K > 0), on the balanced split (`shapes.balanced_examples`; default: test,
-300 queries per subtask), for every subtask with text candidates (all but t2i), this runs
+For one LaME model folder (K > 0; a sequential-latent model's K steps with `--how mask` only), on
+the balanced split (`shapes.balanced_examples`; default: test, 300 queries per subtask), for every subtask with text candidates (all but t2i), this runs
 `lame_tools.probe.ablate(model, examples, tokens="all", how=H)` once per subtask and condition H
 (zero, swap, and swap-task, drop or mask when asked; swap takes its donor streams from the next query of
 the same subtask, cyclically, so always another scene; swap-task from the query at the same position
@@ -20,7 +20,7 @@ Per H a verdict: "the reason tokens are used" when the pooled reasoning Hit@1 dr
 
 Before ablating, the unablated Hit@1 that `ablate` computes is checked query by query against the
 evaluation harness (`python -m lame_tools eval --balanced`): against the recorded eval JSON of the
-model (`--reference`; by default `assets/results/eval_balanced_<folder>_latent.json` when it was made
+model (`--reference`; by default `assets/results/eval_balanced_<folder>_<mode>.json` when it was made
 for the same folder, split, seed and size), else against `evaluate_shapes` run here. Any query that
 differs is named with its likely cause (the positive repeated among the candidates, which the
 harness merges and `ablate` ranks behind its copy; or a near tie, float noise of different batching).
@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from lame_tools import DEFAULT_MODEL_DIR, load_model  # noqa: E402
 from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.constants import SEQUENTIAL_MODE  # noqa: E402
 from lame_tools.data.shapes import (  # noqa: E402
     BALANCED_SIZES,
     PERCEPTION_SUBTASKS,
@@ -161,26 +162,34 @@ def summarize_condition(
 # ---- the check against the evaluation harness --------------------------------------------------------
 
 
-def reference_from_file(path: Path, folder: Path | None, split: str, seed: int, per_subtask: int) -> dict | None:
+def ablated_mode(model: Any) -> str:
+    """The mode whose tokens are ablated: "sequential" for a sequential-latent model (its steps, mask
+    only), else "latent"."""
+    return SEQUENTIAL_MODE if model.config.default_mode == SEQUENTIAL_MODE else "latent"
+
+
+def reference_from_file(path: Path, folder: Path | None, split: str, seed: int, per_subtask: int,
+                        mode: str = "latent") -> dict | None:
     """Per-query Hit@1 per subtask from an eval JSON made for the same folder (when known), split, seed,
-    size and latent mode; None when the file is absent or made for something else."""
+    size and `mode`; None when the file is absent or made for something else."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     same_model = folder is None or Path(str(data.get("model", ""))).resolve() == folder.resolve()
     same_run = (data.get("split"), data.get("seed"), data.get("per_subtask"), data.get("mode")) == (
-        split, seed, per_subtask, "latent")
+        split, seed, per_subtask, mode)
     if not (same_model and same_run):
         return None
     return {name: task["per_query"] for name, task in data.get("tasks", {}).items() if "per_query" in task}
 
 
 def reference_from_harness(model: Any, split: str, seed: int, per_subtask: int, subtasks: Sequence[str]) -> dict:
-    """Per-query Hit@1 per subtask from the evaluation harness run here (`evaluate_shapes`, latent mode)."""
+    """Per-query Hit@1 per subtask from the evaluation harness run here (`evaluate_shapes`, in the mode
+    that is ablated: `ablated_mode`)."""
     from lame_tools.evaluate.harness import evaluate_shapes
 
-    result = evaluate_shapes(model, split, mode="latent", seed=seed, per_subtask=per_subtask, tasks=list(subtasks))
+    result = evaluate_shapes(model, split, mode=ablated_mode(model), seed=seed, per_subtask=per_subtask, tasks=list(subtasks))
     return {name: task["per_query"] for name, task in result["tasks"].items()}
 
 
@@ -189,7 +198,7 @@ def _margin(model: Any, example: Example) -> float:
     import torch
 
     with torch.no_grad():
-        query = model.forward_items([example.query_item()], "latent").embeddings[0].float().cpu().numpy()
+        query = model.forward_items([example.query_item()], ablated_mode(model)).embeddings[0].float().cpu().numpy()
     cands = model.encode(texts=list(example.candidates), instruction=TARGET_INSTRUCTION)
     scores = cands @ query
     return float(scores[0] - np.delete(scores, 0).max())
@@ -419,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--how", nargs="+", choices=HOWS, default=list(DEFAULT_HOWS))
     parser.add_argument("--reference", default="auto",
                         help="eval JSON with per-query scores to check the unablated Hit@1 against; 'auto': the "
-                             "recorded assets/results/eval_balanced_<folder>_latent.json when it matches, else "
+                             "recorded assets/results/eval_balanced_<folder>_<mode>.json when it matches, else "
                              "the harness run here; 'harness': always run it; 'none': no check")
     parser.add_argument("--cache", type=Path, default=None, help="per-condition results (default <out>.cache/)")
     parser.add_argument("--out", type=Path, required=True)
@@ -436,14 +445,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = args.per_subtask if args.per_subtask is not None else BALANCED_SIZES[args.split]
         reference, source = None, ""
         if args.reference not in ("auto", "harness", "none"):
-            reference = reference_from_file(Path(args.reference), None, args.split, args.seed, n)
+            reference = reference_from_file(Path(args.reference), None, args.split, args.seed, n, ablated_mode(model))
             if reference is None:
-                raise InputError(f"{args.reference} is not an eval JSON of latent mode on the balanced "
+                raise InputError(f"{args.reference} is not an eval JSON of {ablated_mode(model)} mode on the balanced "
                                  f"{args.split} split with {n} queries per subtask (seed {args.seed}).")
             source = args.reference
         elif args.reference == "auto":
-            path = ROOT / "assets" / "results" / f"eval_balanced_{args.model.resolve().name}_latent.json"
-            reference = reference_from_file(path, args.model, args.split, args.seed, n)
+            mode = ablated_mode(model)
+            path = ROOT / "assets" / "results" / f"eval_balanced_{args.model.resolve().name}_{mode}.json"
+            reference = reference_from_file(path, args.model, args.split, args.seed, n, mode)
             source = str(path.relative_to(ROOT)) if reference is not None else ""
         report = run_causal_use(
             model, args.split, n, args.how, args.seed,
