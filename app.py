@@ -541,7 +541,8 @@ def probe_tab(page: Page) -> None:
     with gr.Tab("Probe", id="probe", elem_id="tab-probe"):
         gr.Markdown(
             "What the reason tokens carry, for the loaded latent model. **Ablation**: zero, drop or swap one "
-            "reason token, re-embed Shapes test queries, and measure how far the embedding moves and how the "
+            "reason token, or mask it (hide it from `[EMBED]`, every position kept: dropping also moves "
+            "`[EMBED]`), re-embed Shapes test queries, and measure how far the embedding moves and how the "
             "correct answer's rank changes. **Linear probes**: read scene attributes from the reason states "
             "layer by layer (held-out accuracy, with a shuffled-label control and the K=0 model as baseline)."
         )

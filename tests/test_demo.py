@@ -308,6 +308,9 @@ def test_ablation_view_is_a_table_and_a_csv(service):
     table = view.table()
     assert table and all(len(row) == len(ABLATION_COLUMNS) for row in table) and table[0][0] == "zero [REASON_0]"
     assert view.title.endswith("4 queries") and open(view.csv_path).readline().startswith("condition,query,cosine")
+    masked = service.ablation_view("mask", 4).table()  # one token hidden from [EMBED], positions kept
+    assert masked[0][0] == "mask [REASON_0]" and len(masked) == len(table)
+    assert any(m[1:] != z[1:] for m, z in zip(masked, table))  # not the zero ablation under another name
 
 
 def test_embedding_map_of_one_mode_and_of_all_modes(service):

@@ -21,7 +21,7 @@ from lame_tools.demo.query import AUTO, Query, QueryActions
 from lame_tools.errors import InputError
 
 MEAN = "mean"
-ABLATION_HOWS = ("zero", "drop", "swap")
+ABLATION_HOWS = ("zero", "drop", "swap", "mask")
 ABLATION_COLUMNS = ("condition", "mean cosine", "mean rank change", "Hit@1 before", "Hit@1 after")
 
 
