@@ -128,6 +128,10 @@ def test_the_config_refuses_it_where_it_cannot_apply():
     for preset in ("micro-sequential", "micro-cot"):
         assert build_config(preset, ["lookup_weight=1.0", "lookup_from=word"]).lookup_subtask_list == [
             "colour_of", "shape_of"]
+    restricted = ["lookup_weight=1.0", "embed_reads=reasons"]
+    with pytest.raises(LameError, match="lookup_from=embed needs embed_reads=all"):
+        build_config("micro-lame", restricted)
+    assert build_config("micro-lame", [*restricted, "lookup_from=word"]).lookup_subtask_list == ["colour_of", "shape_of"]
     with pytest.raises(LameError, match="unknown subtasks"):
         build_config("micro-discriminative", ["lookup_weight=1.0", "lookup_subtasks=colour_of,nonsense"])
     with pytest.raises(LameError, match="colour_of and shape_of only"):
@@ -181,13 +185,16 @@ def test_a_sequential_query_is_looked_up_on_its_prompt_pass():
                                    model.forward_sequential(items).embeddings)
 
 
-def test_a_sequential_training_step_logs_it(tmp_path):
+@pytest.mark.parametrize("preset, extra", [("micro-sequential", []), ("micro-lame", ["embed_reads=reasons"])])
+def test_a_training_step_reads_it_from_the_naming_word(tmp_path, preset, extra):
+    """lookup_from=word on the sequential model's prompt pass, and on a LaME whose [EMBED] reads only
+    the reason tokens (the word's row is a prompt row: the restriction does not touch it)."""
     import json
 
     from lame_tools.train import train
 
-    config = build_config("micro-sequential", ["lookup_weight=1.0", "lookup_from=word", "lookup_layer=0",
-                                               "subtasks=colour_of,shape_of", "stage2_steps=2"])
+    config = build_config(preset, ["lookup_weight=1.0", "lookup_from=word", "lookup_layer=0",
+                                   "subtasks=colour_of,shape_of", "stage2_steps=2", *extra])
     assert train(config, tmp_path / "run", show_progress=False).complete
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     stage2 = [entry for entry in logged if entry.get("stage") == 2]

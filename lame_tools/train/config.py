@@ -278,10 +278,15 @@ class TrainConfig:
         if self.lookup_from not in ("embed", "word"):
             raise LameError(f"lookup_from is embed or word, not {self.lookup_from!r}.")
         modes = ("latent", "discriminative", *((SEQUENTIAL_MODE, "cot") if self.lookup_from == "word" else ()))
-        if self.lookup_weight and (self.default_mode not in modes or self.embed_reads != "all"):
-            raise LameError("lookup_weight needs embed_reads=all and a mode whose prompt pass holds the reader: "
-                            "latent or discriminative, or sequential or cot with lookup_from=word (their "
-                            "[EMBED] comes after the prompt pass).")
+        if self.lookup_weight and self.default_mode not in modes:
+            raise LameError("lookup_weight needs a mode whose prompt pass holds the reader: latent or "
+                            "discriminative, or sequential or cot with lookup_from=word (their [EMBED] comes "
+                            "after the prompt pass).")
+        # the loss reads its rows under the padding mask: right for a word of the prompt whatever
+        # embed_reads says (it restricts [EMBED]'s row only), not for [EMBED] when it is restricted
+        if self.lookup_weight and self.lookup_from == "embed" and self.embed_reads != "all":
+            raise LameError("lookup_from=embed needs embed_reads=all; with embed_reads=reasons use "
+                            "lookup_from=word (the question's word that names the object reads it).")
         names = _named_subtasks("lookup_subtasks", self.lookup_subtasks)
         if self.lookup_from == "word" and not set(names) <= {"colour_of", "shape_of"}:
             raise LameError("lookup_from=word reads the word that names the object: lookup_subtasks of "
