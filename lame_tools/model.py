@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,9 @@ class LameModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.logit_scale_init)))
         # ids whose input rows are ours, in row order: [REASON_0..K-1], then [EMBED] (a Python list: no device sync)
         self._latent_ids = [*processor.reason_token_ids(k), processor.embed_token_id]
-        self.hidden_from_embed: list[int] = []  # reason token indices [EMBED] may not read (`hiding`)
+        # per thread: the reason token indices [EMBED] may not read (`hiding`), so an app thread that
+        # probes never changes what another thread's encode computes
+        self._hidden_by_thread: dict[int, list[int]] = {}
         # built last, so a model without it initialises exactly as before
         self.scene_head = SceneHead(hidden, config.scene_head_context) if config.scene_head else None
         if config.scene_words:
@@ -332,17 +335,28 @@ class LameModel(nn.Module):
                                hidden=[self._latent_ids[i] for i in self.hidden_from_embed])
         return attention_bias(allowed, dtype)
 
+    @property
+    def hidden_from_embed(self) -> list[int]:
+        """The reason token (or sequential step) indices `[EMBED]` may not read in this thread (`hiding`)."""
+        return self._hidden_by_thread.get(threading.get_ident(), [])
+
     @contextlib.contextmanager
     def hiding(self, reason_indices: Sequence[int]) -> Iterator[None]:
-        """Within the block, `[EMBED]` does not attend to the reason tokens `reason_indices` (0..K-1) at
-        any layer; positions and every other row are unchanged (`lame_tools.embed_reads`, `hidden`). In
-        the sequential mode the same indices name latent steps, which `[EMBED]`'s step does not read."""
-        saved = self.hidden_from_embed
-        self.hidden_from_embed = [int(i) for i in reason_indices]
+        """Within the block and in this thread only, `[EMBED]` does not attend to the reason tokens
+        `reason_indices` (0..K-1) at any layer; positions and every other row are unchanged
+        (`lame_tools.embed_reads`, `hidden`). In the sequential mode the same indices name latent
+        steps, which `[EMBED]`'s step does not read. Other threads (an app's background corpus
+        embedding, another request) keep reading every token."""
+        thread = threading.get_ident()
+        saved = self._hidden_by_thread.get(thread)
+        self._hidden_by_thread[thread] = [int(i) for i in reason_indices]
         try:
             yield
         finally:
-            self.hidden_from_embed = saved
+            if saved is None:
+                self._hidden_by_thread.pop(thread, None)
+            else:
+                self._hidden_by_thread[thread] = saved
 
     @contextlib.contextmanager
     def reading(self, embed_reads: str) -> Iterator[None]:

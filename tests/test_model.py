@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -233,6 +234,13 @@ def test_hiding_the_steps_from_embed_leaves_the_prompt_pass(micro_model, scenes,
     torch.testing.assert_close(blind_seq, blind_par, atol=2e-5, rtol=0)
     assert (blind_seq - full).abs().max() > 1e-4 and (one - full).abs().max() > 1e-6
     assert micro_model.hidden_from_embed == []
+    seen = []
+    with micro_model.hiding(range(k)):  # another thread (a background corpus fill) reads every token
+        worker = threading.Thread(target=lambda: seen.append(micro_model.hidden_from_embed))
+        worker.start()
+        worker.join()
+        assert micro_model.hidden_from_embed == list(range(k))
+    assert seen == [[]]
     monkeypatch.setattr(micro_model.config, "default_mode", "sequential")
     queries = [make_example(0, "test", i, task="vqa") for i in range(4)]
     with pytest.raises(InputError, match="can be masked"):
