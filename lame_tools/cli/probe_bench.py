@@ -90,6 +90,7 @@ def k_sweep_verb(args: argparse.Namespace, model: Any) -> int:
 def register_bench(verbs: argparse._SubParsersAction, query_args, common, load) -> None:
     """Add `attribute` and `k-sweep` to the probe verbs (`load(args)` loads the model)."""
     from lame_tools.probe.attribution import METHODS
+    from lame_tools.probe.k_sweep import SWEEP_REMOVALS
 
     def shared(p: argparse.ArgumentParser) -> None:
         query_args(p)
@@ -113,6 +114,6 @@ def register_bench(verbs: argparse._SubParsersAction, query_args, common, load) 
     shared(p)
     p.add_argument("--corpus-n", type=int, default=60, help="Shapes examples whose candidate texts form the corpus")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--how", default="mask", choices=["mask", "drop"],
+    p.add_argument("--how", default="mask", choices=list(SWEEP_REMOVALS),
                    help="mask: hide the other tokens from [EMBED], positions kept; drop: remove them (positions shift)")
     p.set_defaults(func=lambda args: k_sweep_verb(args, load(args)))

@@ -97,7 +97,7 @@ def k_sweep(
     names = {int(i): str(i) for i in index.ids} if labels is None else dict(zip(map(int, index.ids), labels))
     ks = list(range(k, -1, -1))
     embeddings, readouts, full_states = [], [], None
-    full = prepare_batch(model, [query], "latent")
+    full = prepare_batch(model, [query], "latent") if how == "mask" else None  # drop prepares each k
     for kept in ks:
         if how == "mask":
             with model.hiding(range(kept, k)):
