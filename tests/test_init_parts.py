@@ -28,14 +28,15 @@ def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_vision_parts_load_the_tower_and_head_and_keep_the_deeper_lm_random(stage0):
+@pytest.mark.parametrize(("size", "layers"), [("fine-deep", 6), ("fine-deeper", 12)])
+def test_vision_parts_load_the_tower_and_head_and_keep_the_deeper_lm_random(stage0, size, layers):
     source = LameModel.from_pretrained(stage0, device="cpu")
-    config = build_config("see-discriminative", ["size=fine-deep", "init_parts=vision"], init_from=stage0)
+    config = build_config("see-discriminative", [f"size={size}", "init_parts=vision"], init_from=stage0)
     model = build_model(config)
-    assert len(model.backbone.model.language_model.layers) == 6
+    assert len(model.backbone.model.language_model.layers) == layers
     assert _states_equal(model.backbone.model.visual, source.backbone.model.visual)
     assert _states_equal(model.scene_head, source.scene_head)
-    fresh = build_model(build_config("see-discriminative", ["size=fine-deep", "init_from=none"]))
+    fresh = build_model(build_config("see-discriminative", [f"size={size}", "init_from=none"]))
     assert _states_equal(model.backbone.model.language_model, fresh.backbone.model.language_model)
     assert not _states_equal(model.backbone.model.visual, fresh.backbone.model.visual)
 
