@@ -1,0 +1,143 @@
+"""Do a LaME model's reason tokens hold the answer, and does the embedding get it right when they do?
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/latent_readout.py --model DIR --reference DIR/eval_test.json \
+        --out readout.json [--per-subtask 100] [--subtasks count_attribute relation_two_step]
+
+For a model with a latent decoder trained to reconstruct the target's text (`decoder_target=target`,
+every see-* preset), this reads each query's K reason states out with the decoder
+(`lame_tools.probe.readout_items`, greedy) on the balanced split the reference eval JSON was made on
+(its split, seed and queries: the first `--per-subtask` of each subtask, default all), and scores the
+read-out against the query's target text (exact match after lower-casing and spacing punctuation as
+the word-level tokenizer decodes it). Per subtask, for the reasoning and perception subtasks pooled
+and overall, it reports:
+
+    readout      the share of queries whose read-out is the target text (Wilson 95% interval)
+    hit          the embedding's Hit@1 on the same queries (from the reference eval JSON)
+    hit_if_right / hit_if_wrong
+                 Hit@1 among the queries whose read-out is right / wrong (Wilson intervals)
+
+so a reader can see whether what the tokens hold and what the embedding retrieves go together. The
+read-out is what the decoder makes of the states, a lower bound on what they hold. Text-to-image
+queries (no text target) are left out. Writes one JSON with every query's read-out and prints a
+markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lame_tools import load_model  # noqa: E402
+from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.data.shapes import PERCEPTION_SUBTASKS, REASONING_SUBTASKS, balanced_examples  # noqa: E402
+from lame_tools.errors import InputError, LameError  # noqa: E402
+from lame_tools.intervals import wilson_interval  # noqa: E402
+from lame_tools.probe import readout_items  # noqa: E402
+
+_PUNCTUATION = re.compile(r"\s*([.,:])\s*")
+
+
+def normalize(text: str) -> str:
+    """Lower-case, punctuation spaced, single spaces: how the word-level tokenizer's decode reads."""
+    return " ".join(_PUNCTUATION.sub(r" \1 ", text.lower()).split())
+
+
+def share(flags: Sequence[bool]) -> dict:
+    """Mean of 0/1 flags with its Wilson interval (None when empty)."""
+    if not flags:
+        return {"mean": None, "interval": None, "n": 0}
+    found = wilson_interval(int(sum(flags)), len(flags))
+    return {"mean": found.estimate, "interval": [found.low, found.high], "n": found.n}
+
+
+def block(right: Sequence[bool], hits: Sequence[bool]) -> dict:
+    """The numbers of one subtask or pool (see the module docstring)."""
+    return {
+        "readout": share(right),
+        "hit": share(hits),
+        "hit_if_right": share([h for r, h in zip(right, hits) if r]),
+        "hit_if_wrong": share([h for r, h in zip(right, hits) if not r]),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--reference", type=Path, required=True,
+                        help="the model's eval JSON on the balanced split (python -m lame_tools eval --out)")
+    parser.add_argument("--per-subtask", type=int, default=None,
+                        help="read out the first N queries of each subtask (default: all of the split's)")
+    parser.add_argument("--subtasks", nargs="+", default=None, help="default: every subtask with a text target")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        reference = json.loads(args.reference.read_text())
+        model = load_model(args.model, device="cpu")
+        if model.decoder is None:
+            raise InputError(f"{args.model} has no latent decoder, so there is nothing to read out.")
+        split, seed = reference["split"], reference["seed"]
+        tasks = reference["tasks"]
+        size = len(next(iter(tasks.values()))["per_query"])
+        wanted = args.subtasks or [t for t in tasks if t != "t2i"]
+        unknown = [t for t in wanted if t not in tasks]
+        if unknown:
+            raise InputError(f"The reference has no subtask {unknown[0]!r}; it has {', '.join(tasks)}.")
+        examples = [e for _, e in balanced_examples(seed, split, size, tuple(wanted))]
+    except (OSError, KeyError, ValueError, LameError) as error:
+        print(f"latent_readout: {error}", file=sys.stderr)
+        return 2
+    n = args.per_subtask or size
+    started = time.perf_counter()
+    per_subtask: dict[str, dict] = {}
+    queries: dict[str, list[dict]] = {}
+    for subtask in wanted:
+        chosen = [e for e in examples if e.subtask == subtask][:n]
+        if any(e.target_has_image for e in chosen):
+            print(f"latent_readout: skipping {subtask} (image targets)", file=sys.stderr)
+            continue
+        texts: list[str] = []
+        for start in range(0, len(chosen), args.batch_size):
+            batch = chosen[start : start + args.batch_size]
+            texts += readout_items(model, [e.query_item() for e in batch]).texts
+        hits = [bool(h) for h in tasks[subtask]["per_query"][: len(chosen)]]
+        right = [normalize(t) == normalize(e.target_text) for t, e in zip(texts, chosen)]
+        per_subtask[subtask] = block(right, hits)
+        queries[subtask] = [{"readout": t, "target": e.target_text, "right": r, "hit": h}
+                            for t, e, r, h in zip(texts, chosen, right, hits)]
+    pools = {"reasoning": [t for t in per_subtask if t in REASONING_SUBTASKS],
+             "perception": [t for t in per_subtask if t in PERCEPTION_SUBTASKS],
+             "overall": list(per_subtask)}
+    pooled = {name: block([q["right"] for t in members for q in queries[t]],
+                          [q["hit"] for t in members for q in queries[t]])
+              for name, members in pools.items() if members}
+    result = {"model": str(args.model), "reference": str(args.reference), "split": split, "seed": seed,
+              "per_subtask_n": n, "seconds": round(time.perf_counter() - started, 1),
+              "subtasks": per_subtask, "pools": pooled, "queries": queries}
+    atomic_write_json(args.out, result)
+
+    def cell(stats: dict) -> str:
+        if stats["mean"] is None:
+            return "-"
+        low, high = stats["interval"]
+        return f"{100 * stats['mean']:.1f} [{100 * low:.1f}, {100 * high:.1f}] (n={stats['n']})"
+
+    print("| subtask | read-out = target | Hit@1 | Hit@1, read-out right | Hit@1, read-out wrong |")
+    print("|---|---|---|---|---|")
+    for name, stats in list(per_subtask.items()) + [(f"<{k}>", v) for k, v in pooled.items()]:
+        print(f"| {name} | {cell(stats['readout'])} | {cell(stats['hit'])} | {cell(stats['hit_if_right'])} "
+              f"| {cell(stats['hit_if_wrong'])} |")
+    print(f"wrote {args.out} ({result['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
