@@ -1,0 +1,46 @@
+#!/bin/bash
+# 2026-12-06: replaces chain64 (in git history), whose steps it runs, skipping the finished ones.
+# see_58 seed 0 (forced use, embed_reads=reasons, with the latent decoder, which reconstructs the
+# target's text: decoder_target=target; chain63/64 called it the rationale decoder, wrongly)
+# recovered 45% of the 6-layer CoT's reasoning gain with its tokens used (swap -28.7 on the
+# reasoning pool). Its seeds 1 and 2 go first; then the same recipe with the decoder reconstructing
+# the gold rationale (see_61, decoder_target=rationale, seed 0); then its K ablation (K = 8, 4, 2, 1,
+# queue see_60) and the one pass at its wall time (1.42x the steps), forced use without decoder's
+# seeds 1 and 2 (see_57: the decoder ablation), the 12-layer trio (see_59), the previous recipe's
+# K = 1, 4, 8 and the 3-layer queue. Resumable: run it again.
+cd "$(dirname "$0")/../.."
+export RESULTS=runs/see/rerun_validation.json
+mkdir -p logs
+scripts/queues/pipeline.sh see_53.json see-deep-lame-k16 -s2 || exit 1
+scripts/queues/chain_pairs.sh see_54.json see-deep-lame-k16-rl3-bind-mixed || exit 1
+scripts/queues/pipeline.sh see_53.json see-deep-discriminative -s2 || exit 1
+scripts/queues/chain_pairs.sh see_55.json see-deep-lame-k16-rl3-rd50-bind-mixed || exit 1
+scripts/queues/pipeline.sh see_53.json see-deep-cot -s2 || exit 1
+scripts/queues/pipeline.sh see_53.json see-deep-lame-k16-nodec || exit 1
+scripts/queues/pipeline.sh see_56.json see-deep-lame-k16-blind || exit 1
+scripts/queues/pipeline.sh see_57.json see-deep-lame-k16-reads || exit 1
+scripts/queues/pipeline.sh see_53.json see-deep-sequential-k16 || exit 1
+scripts/queues/pipeline.sh see_56.json see-deep-lame-k16-blind -s2 || exit 1
+scripts/queues/pipeline.sh see_58.json see-deep-lame-k16-readsdec || exit 1
+for s in 1 2; do scripts/queues/pipeline.sh see_58.json see-deep-lame-k16-readsdec "-s$s" || exit 1; done
+scripts/queues/pipeline.sh see_61.json see-deep-lame-k16-readsrat || exit 1
+for stem in see-deep-lame-k8-readsdec see-deep-lame-k4-readsdec see-deep-lame-k2-readsdec \
+    see-deep-lame-k1-readsdec see-deep-discriminative-ew14; do
+  scripts/queues/pipeline.sh see_60.json "$stem" || exit 1
+done
+for s in 1 2; do scripts/queues/pipeline.sh see_57.json see-deep-lame-k16-reads "-s$s" || exit 1; done
+for stem in see-deeper-lame-k16 see-deeper-discriminative see-deeper-cot; do
+  scripts/queues/pipeline.sh see_59.json "$stem" || exit 1
+done
+for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
+  scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
+done
+scripts/queues/pipeline.sh see_45.json see-cot -s3 || exit 1
+scripts/queues/pipeline.sh see_52.json see-lame-k16-rl2 || exit 1
+scripts/queues/pipeline.sh see_45.json see-lame-k16 -s3 || exit 1
+for kind in cot lame-k16; do scripts/queues/pipeline.sh see_45.json "see-$kind" -s4 || exit 1; done
+for stem in see-lame-k16-nodec see-lame-k8 see-lame-k4 see-lame-k2 see-lame-k1; do
+  scripts/queues/pipeline.sh see_51.json "$stem" || exit 1
+done
+for s in 3 4; do scripts/queues/pipeline.sh see_45.json see-sequential-k16 "-s$s" || exit 1; done
+touch logs/chain65.done
