@@ -8,7 +8,10 @@ every see-* preset), this reads each query's K reason states out with the decode
 (`lame_tools.probe.readout_items`, greedy) on the balanced split the reference eval JSON was made on
 (its split, seed and queries: the first `--per-subtask` of each subtask, default all), and scores the
 read-out against the query's target text (exact match after lower-casing and spacing punctuation as
-the word-level tokenizer decodes it). Per subtask, for the reasoning and perception subtasks pooled
+the word-level tokenizer decodes it: `lame_tools.evaluate.rationales.normalize`). With `--target
+rationale` (a decoder trained with `decoder_target=rationale`) the read-out is a rationale: it is
+scored field by field against the scene graph (`score_rationale`; the means per subtask go in
+"fields") and counts as right when its answer step is the gold answer. Per subtask, for the reasoning and perception subtasks pooled
 and overall, it reports:
 
     readout      the share of queries whose read-out is the target text (Wilson 95% interval)
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -39,15 +41,9 @@ from lame_tools import load_model  # noqa: E402
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.shapes import PERCEPTION_SUBTASKS, REASONING_SUBTASKS, balanced_examples  # noqa: E402
 from lame_tools.errors import InputError, LameError  # noqa: E402
+from lame_tools.evaluate.rationales import FIELDS, normalize, score_rationale  # noqa: E402
 from lame_tools.intervals import wilson_interval  # noqa: E402
 from lame_tools.probe import readout_items  # noqa: E402
-
-_PUNCTUATION = re.compile(r"\s*([.,:])\s*")
-
-
-def normalize(text: str) -> str:
-    """Lower-case, punctuation spaced, single spaces: how the word-level tokenizer's decode reads."""
-    return " ".join(_PUNCTUATION.sub(r" \1 ", text.lower()).split())
 
 
 def share(flags: Sequence[bool]) -> dict:
@@ -76,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-subtask", type=int, default=None,
                         help="read out the first N queries of each subtask (default: all of the split's)")
     parser.add_argument("--subtasks", nargs="+", default=None, help="default: every subtask with a text target")
+    parser.add_argument("--target", choices=("target", "rationale"), default="target",
+                        help="what the decoder was trained to reconstruct (the run's decoder_target)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 24, or 64 for rationales")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -96,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"latent_readout: {error}", file=sys.stderr)
         return 2
     n = args.per_subtask or size
+    max_new_tokens = args.max_new_tokens or (64 if args.target == "rationale" else 24)
     started = time.perf_counter()
     per_subtask: dict[str, dict] = {}
     queries: dict[str, list[dict]] = {}
@@ -107,10 +107,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         texts: list[str] = []
         for start in range(0, len(chosen), args.batch_size):
             batch = chosen[start : start + args.batch_size]
-            texts += readout_items(model, [e.query_item() for e in batch]).texts
+            texts += readout_items(model, [e.query_item() for e in batch], max_new_tokens).texts
         hits = [bool(h) for h in tasks[subtask]["per_query"][: len(chosen)]]
-        right = [normalize(t) == normalize(e.target_text) for t, e in zip(texts, chosen)]
+        if args.target == "rationale":
+            scores = [score_rationale(t, e) for t, e in zip(texts, chosen)]
+            right = [s["answer"] == 1.0 for s in scores]
+        else:
+            scores = None
+            right = [normalize(t) == normalize(e.target_text) for t, e in zip(texts, chosen)]
         per_subtask[subtask] = block(right, hits)
+        if scores is not None:
+            per_subtask[subtask]["fields"] = {
+                name: sum(values) / len(values) for name in FIELDS
+                if (values := [s[name] for s in scores if s[name] is not None])}
         queries[subtask] = [{"readout": t, "target": e.target_text, "right": r, "hit": h}
                             for t, e, r, h in zip(texts, chosen, right, hits)]
     pools = {"reasoning": [t for t in per_subtask if t in REASONING_SUBTASKS],
@@ -119,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pooled = {name: block([q["right"] for t in members for q in queries[t]],
                           [q["hit"] for t in members for q in queries[t]])
               for name, members in pools.items() if members}
-    result = {"model": str(args.model), "reference": str(args.reference), "split": split, "seed": seed,
+    result = {"model": str(args.model), "reference": str(args.reference), "target": args.target,
+              "split": split, "seed": seed,
               "per_subtask_n": n, "seconds": round(time.perf_counter() - started, 1),
               "subtasks": per_subtask, "pools": pooled, "queries": queries}
     atomic_write_json(args.out, result)

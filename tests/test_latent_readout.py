@@ -81,3 +81,24 @@ def test_bad_input_gets_one_sentence(script, tmp_path, capsys):
     code = script.main(["--model", str(ROOT / "assets" / "models" / "lame-shapes"), "--reference", str(REFERENCE),
                         "--subtasks", "nonsense", "--out", str(out)])
     assert code == 2 and "no subtask 'nonsense'" in capsys.readouterr().err and not out.exists()
+
+
+def test_rationale_target_scores_the_answer_step(script, tmp_path):
+    from lame_tools.data.shapes import balanced_examples
+    from lame_tools.evaluate.rationales import score_rationale
+
+    out = tmp_path / "rationale.json"
+    assert script.main(["--model", str(ROOT / "assets" / "models" / "lame-shapes"), "--reference", str(REFERENCE),
+                        "--per-subtask", "3", "--subtasks", "relation_two_step", "--target", "rationale",
+                        "--max-new-tokens", "8", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    reference = json.loads(REFERENCE.read_text())
+    size = len(reference["tasks"]["count"]["per_query"])
+    chosen = [e for _, e in balanced_examples(reference["seed"], reference["split"], size, ("relation_two_step",))][:3]
+    rows = report["queries"]["relation_two_step"]
+    scores = [score_rationale(r["readout"], e) for r, e in zip(rows, chosen)]
+    assert report["target"] == "rationale"
+    assert [r["right"] for r in rows] == [s["answer"] == 1.0 for s in scores]
+    fields = report["subtasks"]["relation_two_step"]["fields"]
+    assert fields["anchor"] == pytest.approx(sum(s["anchor"] for s in scores) / 3)
+    assert all(len(r["readout"].split()) <= 8 for r in rows)
