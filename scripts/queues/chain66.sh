@@ -1,13 +1,12 @@
 #!/bin/bash
-# 2026-12-06: replaces chain64 (in git history), whose steps it runs, skipping the finished ones.
-# see_58 seed 0 (forced use, embed_reads=reasons, with the latent decoder, which reconstructs the
-# target's text: decoder_target=target; chain63/64 called it the rationale decoder, wrongly)
-# recovered 45% of the 6-layer CoT's reasoning gain with its tokens used (swap -28.7 on the
-# reasoning pool). Its seeds 1 and 2 go first; then the same recipe with the decoder reconstructing
-# the gold rationale (see_61, decoder_target=rationale, seed 0); then its K ablation (K = 8, 4, 2, 1,
-# queue see_60) and the one pass at its wall time (1.42x the steps), forced use without decoder's
-# seeds 1 and 2 (see_57: the decoder ablation), the 12-layer trio (see_59), the previous recipe's
-# K = 1, 4, 8 and the 3-layer queue. Resumable: run it again.
+# 2026-12-06: replaces chain65 (in git history), whose steps it runs, skipping the finished ones.
+# Forced use with the latent decoder (see_58) used its tokens in all three seeds but gained +7.1,
+# -1.9, +1.7 on reasoning (14% of CoT's gain). After its rationale-decoder variant (see_61), queue
+# see_62 forces the reading late: the free 6-layer LaME's look-up phase (seeds 0-2), then its last
+# phase (600 steps) with embed_reads=reasons, so the model learns to see and bind with [EMBED]
+# reading everything and only then must route the answer through the tokens. Then the K ablation
+# (see_60), the one pass at forced use's wall time, forced use without decoder's seeds, the
+# 12-layer trio (see_59), the previous recipe's K = 1, 4, 8 and the 3-layer queue. Resumable.
 cd "$(dirname "$0")/../.."
 export RESULTS=runs/see/rerun_validation.json
 mkdir -p logs
@@ -24,6 +23,7 @@ scripts/queues/pipeline.sh see_56.json see-deep-lame-k16-blind -s2 || exit 1
 scripts/queues/pipeline.sh see_58.json see-deep-lame-k16-readsdec || exit 1
 for s in 1 2; do scripts/queues/pipeline.sh see_58.json see-deep-lame-k16-readsdec "-s$s" || exit 1; done
 scripts/queues/pipeline.sh see_61.json see-deep-lame-k16-readsrat || exit 1
+for s in "" -s1 -s2; do scripts/queues/chain_pairs.sh see_62.json "see-deep-lame-k16-latereads-bind-mixed$s" || exit 1; done
 for stem in see-deep-lame-k8-readsdec see-deep-lame-k4-readsdec see-deep-lame-k2-readsdec \
     see-deep-lame-k1-readsdec see-deep-discriminative-ew14; do
   scripts/queues/pipeline.sh see_60.json "$stem" || exit 1
@@ -43,4 +43,4 @@ for stem in see-lame-k16-nodec see-lame-k8 see-lame-k4 see-lame-k2 see-lame-k1; 
   scripts/queues/pipeline.sh see_51.json "$stem" || exit 1
 done
 for s in 3 4; do scripts/queues/pipeline.sh see_45.json see-sequential-k16 "-s$s" || exit 1; done
-touch logs/chain65.done
+touch logs/chain66.done
