@@ -10,11 +10,12 @@ every see-* preset), this reads each query's K reason states out with the decode
 read-out against the query's target text (exact match after lower-casing and spacing punctuation as
 the word-level tokenizer decodes it: `lame_tools.evaluate.rationales.normalize`). With `--target
 rationale` (a decoder trained with `decoder_target=rationale`) the read-out is a rationale: it is
-scored field by field against the scene graph (`score_rationale`; the means per subtask go in
-"fields") and counts as right when its answer step is the gold answer. Per subtask, for the reasoning and perception subtasks pooled
+scored field by field against the scene graph (`score_task_rationales`; per subtask "fields" holds
+each field's mean and interval, as `summarize_rationales` writes them) and counts as right when its answer step is the gold answer. Per subtask, for the reasoning and perception subtasks pooled
 and overall, it reports:
 
-    readout      the share of queries whose read-out is the target text (Wilson 95% interval)
+    readout      the share of queries whose read-out is the target text (`wilson_share`: n, count,
+                 share, Wilson 95% interval; null where no query falls in the group)
     hit          the embedding's Hit@1 on the same queries (from the reference eval JSON)
     hit_if_right / hit_if_wrong
                  Hit@1 among the queries whose read-out is right / wrong (Wilson intervals)
@@ -41,17 +42,14 @@ from lame_tools import load_model  # noqa: E402
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.shapes import PERCEPTION_SUBTASKS, REASONING_SUBTASKS, balanced_examples  # noqa: E402
 from lame_tools.errors import InputError, LameError  # noqa: E402
-from lame_tools.evaluate.rationales import FIELDS, normalize, score_rationale  # noqa: E402
-from lame_tools.intervals import wilson_interval  # noqa: E402
+from lame_tools.evaluate.rationales import normalize, score_task_rationales, summarize_rationales  # noqa: E402
+from lame_tools.intervals import wilson_share  # noqa: E402
 from lame_tools.probe import readout_items  # noqa: E402
 
 
-def share(flags: Sequence[bool]) -> dict:
-    """Mean of 0/1 flags with its Wilson interval (None when empty)."""
-    if not flags:
-        return {"mean": None, "interval": None, "n": 0}
-    found = wilson_interval(int(sum(flags)), len(flags))
-    return {"mean": found.estimate, "interval": [found.low, found.high], "n": found.n}
+def share(flags: Sequence[bool]) -> dict | None:
+    """The share of true flags as the reports write it (`wilson_share`); None when there are none."""
+    return wilson_share(int(sum(flags)), len(flags)) if flags else None
 
 
 def block(right: Sequence[bool], hits: Sequence[bool]) -> dict:
@@ -90,17 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = [t for t in wanted if t not in tasks]
         if unknown:
             raise InputError(f"The reference has no subtask {unknown[0]!r}; it has {', '.join(tasks)}.")
-        examples = [e for _, e in balanced_examples(seed, split, size, tuple(wanted))]
+        n = min(args.per_subtask or size, size)
+        examples = [e for _, e in balanced_examples(seed, split, n, tuple(wanted))]
     except (OSError, KeyError, ValueError, LameError) as error:
         print(f"latent_readout: {error}", file=sys.stderr)
         return 2
-    n = args.per_subtask or size
     max_new_tokens = args.max_new_tokens or (64 if args.target == "rationale" else 24)
     started = time.perf_counter()
     per_subtask: dict[str, dict] = {}
     queries: dict[str, list[dict]] = {}
     for subtask in wanted:
-        chosen = [e for e in examples if e.subtask == subtask][:n]
+        chosen = [e for e in examples if e.subtask == subtask]
         if any(e.target_has_image for e in chosen):
             print(f"latent_readout: skipping {subtask} (image targets)", file=sys.stderr)
             continue
@@ -110,16 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             texts += readout_items(model, [e.query_item() for e in batch], max_new_tokens).texts
         hits = [bool(h) for h in tasks[subtask]["per_query"][: len(chosen)]]
         if args.target == "rationale":
-            scores = [score_rationale(t, e) for t, e in zip(texts, chosen)]
-            right = [s["answer"] == 1.0 for s in scores]
+            rationales = score_task_rationales(texts, chosen)
+            right = [v == 1.0 for v in rationales["fields"]["answer"]]
+            per_subtask[subtask] = block(right, hits)
+            per_subtask[subtask]["fields"] = summarize_rationales({subtask: {"rationales": rationales}})["overall"]["fields"]
         else:
-            scores = None
             right = [normalize(t) == normalize(e.target_text) for t, e in zip(texts, chosen)]
-        per_subtask[subtask] = block(right, hits)
-        if scores is not None:
-            per_subtask[subtask]["fields"] = {
-                name: sum(values) / len(values) for name in FIELDS
-                if (values := [s[name] for s in scores if s[name] is not None])}
+            per_subtask[subtask] = block(right, hits)
         queries[subtask] = [{"readout": t, "target": e.target_text, "right": r, "hit": h}
                             for t, e, r, h in zip(texts, chosen, right, hits)]
     pools = {"reasoning": [t for t in per_subtask if t in REASONING_SUBTASKS],
@@ -135,10 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_json(args.out, result)
 
     def cell(stats: dict) -> str:
-        if stats["mean"] is None:
+        if stats is None:
             return "-"
         low, high = stats["interval"]
-        return f"{100 * stats['mean']:.1f} [{100 * low:.1f}, {100 * high:.1f}] (n={stats['n']})"
+        return f"{100 * stats['share']:.1f} [{100 * low:.1f}, {100 * high:.1f}] (n={stats['n']})"
 
     print("| subtask | read-out = target | Hit@1 | Hit@1, read-out right | Hit@1, read-out wrong |")
     print("|---|---|---|---|---|")

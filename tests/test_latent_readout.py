@@ -56,16 +56,17 @@ def test_shares_follow_from_the_rows(run):
     for subtask, rows in run["queries"].items():
         block = run["subtasks"][subtask]
         assert block["readout"]["n"] == block["hit"]["n"] == 4
-        assert block["readout"]["mean"] == pytest.approx(sum(r["right"] for r in rows) / 4)
-        assert block["hit_if_right"]["n"] + block["hit_if_wrong"]["n"] == 4
-        if block["hit_if_right"]["n"]:
+        assert block["readout"]["share"] == pytest.approx(sum(r["right"] for r in rows) / 4)
+        split = [block[k]["n"] if block[k] else 0 for k in ("hit_if_right", "hit_if_wrong")]
+        assert sum(split) == 4
+        if block["hit_if_right"]:
             right = [r["hit"] for r in rows if r["right"]]
-            assert block["hit_if_right"]["mean"] == pytest.approx(sum(right) / len(right))
+            assert block["hit_if_right"]["share"] == pytest.approx(sum(right) / len(right))
     reasoning = [r for s in run["queries"] if s in REASONING_SUBTASKS for r in run["queries"][s]]
     assert run["pools"]["reasoning"]["readout"]["n"] == len(reasoning) == 4
     assert run["pools"]["overall"]["hit"]["n"] == 16
     low, high = run["pools"]["overall"]["readout"]["interval"]
-    assert low <= run["pools"]["overall"]["readout"]["mean"] <= high
+    assert low <= run["pools"]["overall"]["readout"]["share"] <= high
 
 
 def test_normalize_spaces_punctuation_and_case(script):
@@ -100,5 +101,5 @@ def test_rationale_target_scores_the_answer_step(script, tmp_path):
     assert report["target"] == "rationale"
     assert [r["right"] for r in rows] == [s["answer"] == 1.0 for s in scores]
     fields = report["subtasks"]["relation_two_step"]["fields"]
-    assert fields["anchor"] == pytest.approx(sum(s["anchor"] for s in scores) / 3)
+    assert fields["anchor"]["mean"] == pytest.approx(sum(s["anchor"] for s in scores) / 3)
     assert all(len(r["readout"].split()) <= 8 for r in rows)
