@@ -8,7 +8,8 @@ With `--c` (a third recipe's seeds, in the same order: the explicit-CoT model), 
 C's gain over B A's gain is, per pool: the ratio of the mean gains, and the t interval over seeds of
 (A_i - B_i) - share x (C_i - B_i), the test of "A recovers at least `--share` of C's gain"; and
 that margin on the seed means resampled over queries (A against B moved `--share` of the way to C,
-query by query), which one seed suffices for.
+query by query), which one seed suffices for, per pool and per subtask; and per subtask A's gain as a
+share of C's (where the share comes from).
 
     .venv/bin/python scripts/seed_compare.py --a lame_s0.json lame_s1.json --b disc_s0.json disc_s1.json \
         [--c cot_s0.json cot_s1.json [--share 0.5]] [--out compare.json]
@@ -99,7 +100,21 @@ def margin_by_queries(a_mean: dict, b_mean: dict, c_mean: dict, share: float) ->
     report = compare_results(a_mean, blend(b_mean, c_mean, share))
     out = {name: block["difference"] for name, block in report.get("pools", {}).items()}
     out["overall"] = report["overall"]["difference"]
-    return {"share": share, **out}
+    return {"share": share, **out, "tasks": {name: block["difference"] for name, block in report["tasks"].items()}}
+
+
+def share_by_task(a_mean: dict, b_mean: dict, c_mean: dict) -> dict:
+    """Per subtask, on the seed means: A's and C's gains over B and A's gain as a share of C's (None
+    where C gains nothing): where a recipe's share of C's gain comes from."""
+    out = {}
+    for name, task in b_mean["tasks"].items():
+        if name not in a_mean["tasks"] or name not in c_mean["tasks"]:
+            continue
+        base = float(np.mean(task["per_query"]))
+        gain_a = float(np.mean(a_mean["tasks"][name]["per_query"])) - base
+        gain_c = float(np.mean(c_mean["tasks"][name]["per_query"])) - base
+        out[name] = {"gain_a": gain_a, "gain_c": gain_c, "share": gain_a / gain_c if gain_c > 0 else None}
+    return out
 
 
 def main() -> int:
@@ -123,7 +138,9 @@ def main() -> int:
     if len(a) == len(b) > 1:
         report["over_seeds"] = over_seeds(a, b)
     if c is not None:
-        report["gain_share_by_queries"] = margin_by_queries(a_mean, b_mean, seed_mean(c), args.share)
+        c_mean = seed_mean(c)
+        report["gain_share_by_queries"] = margin_by_queries(a_mean, b_mean, c_mean, args.share)
+        report["share_by_task"] = share_by_task(a_mean, b_mean, c_mean)
         if len(a) > 1:
             report["gain_share"] = gain_share(report["over_seeds"], over_seeds(c, b), args.share)
     print(format_comparison(report))
@@ -136,9 +153,15 @@ def main() -> int:
               f" (t, {ci['n'] - 1} df)")
     by_queries = report.get("gain_share_by_queries", {})
     for name, d in by_queries.items():
-        if name != "share":
+        if name not in ("share", "tasks"):
             print(f"{name}: A-B minus {by_queries['share']:g} x (C-B) on the seed means, by queries "
                   f"{100 * d['estimate']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
+    for name, row in report.get("share_by_task", {}).items():
+        margin = by_queries["tasks"][name]
+        print(f"{name}: A {100 * row['gain_a']:+.1f}, C {100 * row['gain_c']:+.1f} over B"
+              + ("" if row["share"] is None else f" ({100 * row['share']:.0f}% of C's gain)")
+              + f"; A-B minus {by_queries['share']:g} x (C-B) {100 * margin['estimate']:+.1f}"
+              f" [{100 * margin['low']:+.1f}, {100 * margin['high']:+.1f}]")
     for name, block in report.get("gain_share", {}).items():
         ci, ratio = block["margin_t_interval"], block["ratio_of_means"]
         print(f"{name}: A's gain over B is {'-' if ratio is None else f'{100 * ratio:.0f}%'} of C's;"

@@ -122,6 +122,24 @@ def test_margin_by_queries_is_a_minus_b_moved_share_of_the_way_to_c(seed_compare
     assert margin["perception"]["estimate"] == pytest.approx(0.0)
     # the whole gain (share 1): A against C itself
     assert seed_compare.margin_by_queries(a, b, c, 1.0)["reasoning"]["estimate"] == pytest.approx(-0.075)
+    # per subtask too: each reasoning subtask has the pool's margin, each perception one 0
+    assert margin["tasks"][REASONING_SUBTASKS[-1]]["estimate"] == pytest.approx(0.05)
+    assert margin["tasks"][PERCEPTION_SUBTASKS[0]]["estimate"] == pytest.approx(0.0)
+
+
+def test_share_by_task_says_where_the_share_comes_from(seed_compare):
+    # B 10 of 40 on every reasoning subtask; C 20 on each; A 20 on the first, 10 on the rest, 6 on the last
+    reasoning = list(REASONING_SUBTASKS)
+
+    def hits(first: int, rest: int, last: int) -> dict[str, int]:
+        return {**subtasks(20, rest), reasoning[0]: first, reasoning[-1]: last}
+
+    a, b, c = (seed_compare.seed_mean([result(h)]) for h in (hits(20, 10, 6), hits(10, 10, 10), hits(20, 20, 20)))
+    rows = seed_compare.share_by_task(a, b, c)
+    assert rows[reasoning[0]] == pytest.approx({"gain_a": 0.25, "gain_c": 0.25, "share": 1.0})
+    assert rows[reasoning[-1]] == pytest.approx({"gain_a": -0.1, "gain_c": 0.25, "share": -0.4})
+    # C gains nothing on perception: no share
+    assert rows[PERCEPTION_SUBTASKS[0]] == {"gain_a": 0.0, "gain_c": 0.0, "share": None}
 
 
 def test_the_command_gives_the_margin_by_queries_for_one_seed(tmp_path):
@@ -137,6 +155,9 @@ def test_the_command_gives_the_margin_by_queries_for_one_seed(tmp_path):
     assert report["gain_share_by_queries"]["reasoning"]["estimate"] == pytest.approx(0.05)
     assert "gain_share" not in report and "over_seeds" not in report
     assert "reasoning: A-B minus 0.5 x (C-B) on the seed means, by queries +5.0" in printed
+    name = REASONING_SUBTASKS[0]
+    assert report["share_by_task"][name]["share"] == pytest.approx(0.7)
+    assert f"{name}: A +17.5, C +25.0 over B (70% of C's gain); A-B minus 0.5 x (C-B) +5.0 [" in printed
 
 
 def test_the_command_refuses_a_c_of_other_seed_count(tmp_path):
