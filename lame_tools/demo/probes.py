@@ -19,9 +19,11 @@ from lame_tools.demo.bench import AttributionView, KSweepView
 from lame_tools.demo.exports import unique_path, write_npz, write_text
 from lame_tools.demo.query import AUTO, Query, QueryActions
 from lame_tools.errors import InputError
+from lame_tools.probe.ablation import ABLATIONS
 
 MEAN = "mean"
-ABLATION_HOWS = ("zero", "drop", "swap", "mask")
+# the probe library's ablations, "zero" first: the Probes tab's default
+ABLATION_HOWS = ("zero", *(how for how in ABLATIONS if how != "zero"))
 ABLATION_COLUMNS = ("condition", "mean cosine", "mean rank change", "Hit@1 before", "Hit@1 after")
 
 
