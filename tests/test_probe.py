@@ -23,6 +23,7 @@ from lame_tools.probe import (
     hook_point_names,
     linear_probe,
     prepare_batch,
+    probe_examples,
     readout_items,
     reason_attention_items,
     relational_examples,
@@ -226,6 +227,10 @@ def test_linear_probe_answer_labels_come_from_the_answer_object():
     colours = attribute_labels(examples, "answer_colour")
     shapes = attribute_labels(examples, "answer_shape")
     assert [f"a {c} {s}" for c, s in zip(colours, shapes)] == [e.target_text for e in examples]
+    # the relation the question asks, as its words say it ("what is left of ...", "... above ...")
+    for relation, example in zip(attribute_labels(examples, "question_relation"), examples):
+        assert f" {relation} " in example.query_text
+    assert probe_examples("question_relation", 6, "test") == examples
 
 
 def test_binding_probe_labels_are_the_named_objects_attribute():

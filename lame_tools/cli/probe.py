@@ -333,7 +333,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--attribute",
         default="answer_colour",
-        help="n_objects | colours_present | answer_colour | answer_shape | asked_colour | asked_shape | question_shape | question_colour | has_<colour>",
+        help="n_objects | colours_present | answer_colour | answer_shape | asked_colour | asked_shape | question_shape | question_colour | question_relation | has_<colour>",
     )
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--split", default="train")

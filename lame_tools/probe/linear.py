@@ -19,6 +19,9 @@ Attributes of a Shapes example:
     question_shape  on the same colour_of questions, the shape the question names ("square"): does
                     the state read the question at all? (a word of the text, not of the image)
     question_colour on the same shape_of questions, the colour the question names
+    question_relation on two-step relational questions, the relation the question asks ("left",
+                    "right", "above", "below"): a word of the text, the step a written rationale
+                    copies ("then look left"); does the state carry it?
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from lame_tools.probe.hooks import num_layers, prepare_batch, run_with_cache
 from lame_tools.probe.results import FrameMixin
 
 ATTRIBUTES = ("n_objects", "colours_present", "answer_colour", "answer_shape", "asked_colour", "asked_shape",
-              "question_shape", "question_colour")
+              "question_shape", "question_colour", "question_relation")
+# the attributes read from two-step relational questions
+RELATIONAL = ("answer_colour", "answer_shape", "question_relation")
 # the binding probes: attribute -> (the subtask whose questions it reads, the attribute of the object
 # asked); the question_* ones label the object's other attribute, the one the question names
 ASKED = {"asked_colour": ("colour_of", "colour"), "asked_shape": ("shape_of", "shape"),
@@ -148,7 +153,7 @@ def probe_examples(attribute: str, n: int, split: str = "train", seed: int = 0) 
     shape_of questions for asked_*)."""
     if attribute not in ATTRIBUTES and not attribute.startswith("has_"):
         raise InputError(f"attribute must be one of {ATTRIBUTES} or has_<colour>, got {attribute!r}.")
-    if attribute.startswith("answer_"):
+    if attribute in RELATIONAL:
         return relational_examples(n, split, seed)
     if attribute in ASKED:
         return asked_examples(ASKED[attribute][0], n, split, seed)
@@ -156,7 +161,7 @@ def probe_examples(attribute: str, n: int, split: str = "train", seed: int = 0) 
 
 
 def attribute_labels(examples: Sequence[Example], attribute: str) -> np.ndarray:
-    """Labels [N] (strings) of an attribute; answer_* need relational-question examples."""
+    """Labels [N] (strings) of an attribute; answer_* and question_relation need relational-question examples."""
     if attribute == "n_objects":
         return np.array([str(len(e.scene.objects)) for e in examples])
     if attribute.startswith("has_"):
@@ -164,12 +169,13 @@ def attribute_labels(examples: Sequence[Example], attribute: str) -> np.ndarray:
         if colour not in COLOURS:
             raise InputError(f"Unknown colour {colour!r}; colours are {COLOURS}.")
         return np.array([str(any(o.colour == colour for o in e.scene.objects)) for e in examples])
-    if attribute in ("answer_colour", "answer_shape"):
+    if attribute in RELATIONAL:
         labels = []
         for e in examples:
             if e.subtask != "relation_two_step" or e.answer_object is None:
                 raise InputError(f"{attribute} needs relational-question examples (got subtask {e.subtask!r}).")
-            labels.append(e.answer_object.colour if attribute == "answer_colour" else e.answer_object.shape)
+            labels.append({"answer_colour": e.answer_object.colour, "answer_shape": e.answer_object.shape,
+                           "question_relation": e.relation}[attribute])
         return np.array(labels)
     if attribute in ASKED:
         subtask, field_name = ASKED[attribute]
