@@ -105,7 +105,7 @@ def margin_by_queries(a_mean: dict, b_mean: dict, c_mean: dict, share: float) ->
 
 def share_by_task(a_mean: dict, b_mean: dict, c_mean: dict) -> dict:
     """Per subtask, on the seed means: A's and C's gains over B and A's gain as a share of C's (None
-    where C gains nothing): where a recipe's share of C's gain comes from."""
+    where C does not gain): where a recipe's share of C's gain comes from."""
     out = {}
     for name, task in b_mean["tasks"].items():
         if name not in a_mean["tasks"] or name not in c_mean["tasks"]:
