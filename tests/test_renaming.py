@@ -260,3 +260,29 @@ def test_the_binding_presets_are_the_queued_pipeline(phase, queued_config):
     assert build_config("see-cot-bind-mixed").kind == "cot"
     sequential = build_config("see-sequential-k16-bind-mixed")
     assert sequential.default_mode == "sequential" and sequential.lookup_subtask_list == ["colour_of", "shape_of"]
+
+
+@pytest.mark.parametrize("phase", [0, 1, 2])
+def test_the_deep_binding_presets_are_the_queued_6_layer_pipelines(phase, queued_config):
+    """The named 6-layer presets that `scripts/train_see.sh` trains are the recipes the queues trained
+    for seeds 3-4 (see_65, see_67), each starting from the previous phase's model."""
+    import dataclasses
+
+    from lame_tools.train.config import BINDING_PHASES
+
+    queued = {"deep-discriminative": ("see_65.json", "see-deep-discriminative"),
+              "deep-lame-k16-readsrat": ("see_65.json", "see-deep-lame-k16-readsrat"),
+              "deep-cot": ("see_65.json", "see-deep-cot"),
+              "deep-sequential-k16": ("see_67.json", "see-deep-sequential-k16")}
+    for kind, (queue, stem) in queued.items():
+        preset = f"see-{kind}-{BINDING_PHASES[phase]}"
+        for seed in ((3, 4) if queue == "see_65.json" else (4,)):
+            run = queued_config(queue, f"{stem}-{BINDING_PHASES[phase]}-s{seed}")
+            assert run.seed == seed and run.size == "fine-deep"
+            assert dataclasses.replace(build_config(preset, seed=seed), init_from=None) == \
+                dataclasses.replace(run, init_from=None)
+        assert build_config(preset).init_from == (
+            "runs/see/stage0-scene/model" if phase == 0 else f"runs/see/see-{kind}-{BINDING_PHASES[phase - 1]}/model")
+    lame = build_config("see-deep-lame-k16-readsrat-bind-mixed")
+    assert (lame.embed_reads, lame.decoder_target, lame.num_reason_tokens) == ("reasons", "rationale", 16)
+    assert build_config("see-deep-sequential-k16-bind").init_parts == "vision"

@@ -401,6 +401,19 @@ def _binding_pipelines() -> dict[str, TrainConfig]:
                                             init_from=f"runs/see/{phase[0]}/model")
         out[phase[2]] = dataclasses.replace(base, **words, **look_up, subtasks=_WEIGHTED_SUBTASKS,
                                             init_from=f"runs/see/{phase[1]}/model")
+    # The 6-layer binding pipelines (queues see_53, see_61, see_65, see_67; README, "the 6-layer
+    # models"): the same three phases on a 6-layer language model over the same stage 0, whose first
+    # phase takes the vision tower alone. LaME's is the rationale recipe: `[EMBED]` reads only the 16
+    # reason tokens and the latent decoder writes the gold rationale from them.
+    for name, source, fields in (
+        ("deep-discriminative", "discriminative", {}),
+        ("deep-lame-k16-readsrat", "lame-k16", dict(embed_reads="reasons", decoder_target="rationale")),
+        ("deep-cot", "cot", {}),
+        ("deep-sequential-k16", "sequential-k16", {}),
+    ):
+        for i, p in enumerate(BINDING_PHASES):
+            start = dict(init_parts="vision") if i == 0 else dict(init_from=f"runs/see/see-{name}-{BINDING_PHASES[i - 1]}/model")
+            out[f"see-{name}-{p}"] = dataclasses.replace(out[f"see-{source}-{p}"], size="fine-deep", **fields, **start)
     # LaME's last phase with the rationale self-distilled into its one pass (queue see_46)
     out["see-lame-k16-bind-distill"] = dataclasses.replace(out["see-lame-k16-bind-mixed"], self_distill=1.0)
     # LaME's last phase with the embedding read from the mean of [EMBED] and the reason tokens (see_49)
