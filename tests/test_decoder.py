@@ -127,3 +127,26 @@ def test_beam_readout_has_ids_but_no_probabilities(micro_model):
     assert len(result.token_ids) == 2
     assert all(len(ids) <= 4 and not stops & set(ids) for ids in result.token_ids)
     assert all(p.shape == (0,) for p in result.token_probs)
+
+
+def test_decoder_targets_steps_drop_the_objects_list_and_keep_the_reasoning():
+    """decoder_target=steps: each example's rationale after its opening objects list; a relation's
+    steps name the anchor, the relation and the object that answers, and the scene is not listed."""
+    from lame_tools.data.tasks import make_example
+    from lame_tools.errors import LameError
+    from lame_tools.train import build_config
+    from lame_tools.train.data import make_batch
+
+    ex = next(e for e in (make_example(0, "test", i, task="vqa") for i in range(50)) if e.subtask == "relation_two_step")
+    assert ex.steps == (f"find the {ex.anchor.name} . then look {ex.relation} : {ex.answer_object.name} . "
+                        f"answer : {ex.answer_object.describe()} .")
+    assert ex.rationale.startswith("objects : ") and ex.rationale.endswith(" " + ex.steps)
+    config = build_config("micro-lame", ["decoder_target=steps"])
+    batch = make_batch(config, 0)
+    assert all(not text.startswith("objects") for text in batch.decoder_texts)
+    assert batch.decoder_texts == [e.steps for e in batch.examples]
+    rationale = make_batch(build_config("micro-lame", ["decoder_target=rationale"]), 0)
+    assert [r.endswith(s) and len(r) > len(s) for r, s in zip(rationale.decoder_texts, batch.decoder_texts)] == \
+        [True] * len(batch.decoder_texts)
+    with pytest.raises(LameError, match="decoder_target is one of target, rationale, steps"):
+        build_config("micro-lame", ["decoder_target=answer"])

@@ -75,6 +75,14 @@ class Example:
     answer_object: SceneObject | None = None
 
     @property
+    def steps(self) -> str:
+        """The rationale without its opening objects list: the steps a reader takes after listing the
+        scene (find, look, filter, count, answer). A decoder taught to write these from the reason
+        tokens cannot read the answer off a listed scene in its own teacher-forced prefix."""
+        listed = _list_objects(self.scene) + " "
+        return self.rationale[len(listed):] if self.rationale.startswith(listed) else self.rationale
+
+    @property
     def held_out_pair(self) -> bool:
         """Whether the object that answers is a colour-shape pair never seen in training."""
         obj = self.answer_object

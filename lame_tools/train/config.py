@@ -15,6 +15,8 @@ from lame_tools.errors import LameError
 
 DEFAULT_STAGE0_DIR = Path("runs/stage0/model")
 SCENE_STAGE0_DIR = Path("runs/see/stage0-scene/model")
+# what the latent decoder can reconstruct (`TrainConfig.decoder_target`)
+DECODER_TARGETS = ("target", "rationale", "steps")
 
 
 def _named_subtasks(field_name: str, value: str) -> list[str]:
@@ -46,7 +48,8 @@ class TrainConfig:
             "i2t,t2i": the retrieval queries learn to embed after the model's own rationale while the
             reasoning ones keep reading gold ones); empty = every subtask.
         decoder_target: what the decoder reconstructs: "target" (the target's text; the caption for
-            text->image) or "rationale" (the chain of thought; an ablation that uses CoT annotation).
+            text->image), "rationale" (the chain of thought; an ablation that uses CoT annotation) or
+            "steps" (the chain of thought without its opening objects list: `Example.steps`).
         stage1_steps / stage2_steps / stage0_steps: steps per stage.
         batch_size: global batch (split across processes).
         lr_backbone / lr_latent / lr_decoder: peak learning rates per parameter group.
@@ -533,6 +536,8 @@ def build_config(
     if config.rename_words and not config.scene_words_only:
         raise LameError("rename_words needs scene_words_only=true (the language model must read the words "
                         "alone for a relabelling to be a symmetry).")
+    if config.decoder_target not in DECODER_TARGETS:
+        raise LameError(f"decoder_target is one of {', '.join(DECODER_TARGETS)}, not {config.decoder_target!r}.")
     if config.prompt_format not in ("plain", "plain-text-first"):
         raise LameError(f"prompt_format of a tiny model is plain or plain-text-first, not {config.prompt_format!r}.")
     for name in ("cot_own_rationales", "cot_swap_rationales"):

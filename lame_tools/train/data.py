@@ -245,6 +245,15 @@ def _hard_negative(example: Example, rng: random.Random) -> tuple[Item, str, boo
     return Item(None, "a", TARGET_INSTRUCTION), "none", False
 
 
+def decoder_text(target: str, example) -> str:
+    """What the latent decoder reconstructs for `example` (`TrainConfig.decoder_target`)."""
+    if target == "rationale":
+        return example.rationale
+    if target == "steps":
+        return example.steps
+    return example.target_text or example.scene.caption()
+
+
 def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) -> TrainBatch:
     """This process's slice of the global batch of `step` (queries, targets, keys, decoder texts),
     each example's texts relabelled when `rename_words` draws it (`lame_tools.renaming`)."""
@@ -260,7 +269,7 @@ def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) ->
         queries.append(dataclasses.replace(query, text=named(query.text)))
         targets.append(dataclasses.replace(target, text=named(target.text)))
         keys.append(named(target_key(ex, index)))
-        dec.append(named(ex.rationale if config.decoder_target == "rationale" else ex.target_text or ex.scene.caption()))
+        dec.append(named(decoder_text(config.decoder_target, ex)))
         item, key, valid = _hard_negative(ex, rng)
         hard.append((dataclasses.replace(item, text=named(item.text)), named(key), valid))
     return TrainBatch(

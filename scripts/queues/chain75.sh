@@ -1,5 +1,6 @@
 #!/bin/bash
-# 2026-12-07: replaces chain73 (in git history), adding seed 4 of the 6-layer sequential-latent
+# 2026-12-07: replaces chain74 (in git history), adding the steps decoder (see_68, seed 0) after the
+# seed-4 models. chain74 replaced chain73, adding seed 4 of the 6-layer sequential-latent
 # baseline (see_67) after seed 4 of the others: the four seed-4 models are the ones to ship. chain73
 # replaced chain72 on a new machine, whose runs/ did not carry over:
 # the finished steps (through seed 3 of see_65) are dropped rather than retrained, and so are the
@@ -16,6 +17,7 @@ for stem in see-deep-lame-k16-readsrat see-deep-discriminative see-deep-cot; do
   scripts/queues/pipeline.sh see_65.json "$stem" -s4 || exit 1
 done
 scripts/queues/pipeline.sh see_67.json see-deep-sequential-k16 -s4 || exit 1
+scripts/queues/pipeline.sh see_68.json see-deep-lame-k16-readsteps || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-discriminative || exit 1
 scripts/queues/pipeline.sh see_64.json see-deeper-lame-k16-readsrat || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-cot || exit 1
@@ -26,4 +28,4 @@ for s in 1 2; do scripts/queues/pipeline.sh see_57.json see-deep-lame-k16-reads 
 for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
   scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
 done
-touch logs/chain74.done
+touch logs/chain75.done
