@@ -14,6 +14,12 @@ cell the scene head labels), as -log of that weight, averaged over the rows that
 (`Example.answer_object`, for the subtasks in `lookup_subtasks`). The weight is recomputed from the
 layer's own q / k projections (`lame_tools.probe.hooks.recompute_attention_rows`) with gradients,
 beside the real attention, so the forward pass is unchanged.
+
+The relation look-up (`TrainConfig.relation_lookup_weight`, our departure) names the second step of a
+relational question ("what is left of the red square ?"): at `relation_lookup_layer`, head
+`relation_lookup_head`, the mean attention of the K reason tokens (or `[EMBED]`'s) on the visual token
+of the object that answers (`Example.answer_object` of the queries whose `relation` is set), as -log
+of that weight: the step a written rationale spells out ("then look left : a green triangle").
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ NAMING_ATTRIBUTE = {"colour_of": "shape", "shape_of": "colour"}
 
 @contextlib.contextmanager
 def attention_rows(model, layer: int, attention_mask: torch.Tensor, query_positions: Sequence[int],
-                   once: bool = False) -> Iterator[list[torch.Tensor]]:
+                   once: bool = False, span: int = 1) -> Iterator[list[torch.Tensor]]:
     """Within the block, each forward records the attention rows [batch, head, seq] of layer `layer`
     (with gradients) read by each row's query position (`query_positions[row]`; -1 is the last,
     `[EMBED]`) into the yielded list. `attention_mask`: the batch's [batch, seq] padding mask (a
     forward over its first positions reads its first columns). `once`: record the first forward
     only (the prompt pass of a sequential-latent query; its one-position steps that follow are
-    not a whole sequence)."""
+    not a whole sequence). `span` > 1: the rows of the `span` positions that end at each row's
+    query position, [batch, head, span, seq] (-2 with span K: a latent row's K reason tokens)."""
     layers = language_model(model).layers
     if not 0 <= layer < len(layers):
         raise ValueError(f"lookup_layer must be in 0..{len(layers) - 1}, got {layer}")
@@ -52,12 +59,14 @@ def attention_rows(model, layer: int, attention_mask: torch.Tensor, query_positi
             return
         hidden = args[0] if args else kwargs["hidden_states"]
         batch, seq = hidden.shape[:2]
-        wanted = torch.tensor([p % seq for p in query_positions], device=hidden.device)
+        wanted = torch.tensor([[(p + o) % seq for o in range(1 - span, 1)] for p in query_positions],
+                              device=hidden.device)  # [batch, span]
         every = torch.arange(seq, device=hidden.device)
         mask = attention_mask[:, :seq] if attention_mask.dim() == 2 else attention_mask[:, :seq, :seq]
         pattern = recompute_attention_rows(module, hidden, kwargs["position_embeddings"],
                                            mask.to(hidden.device), every)
-        rows.append(pattern[torch.arange(batch, device=hidden.device), :, wanted])
+        picked = pattern[torch.arange(batch, device=hidden.device)[:, None], :, wanted]  # [batch, span, head, seq]
+        rows.append(picked[:, 0] if span == 1 else picked.transpose(1, 2))
 
     handle = layers[layer].self_attn.register_forward_pre_hook(hook, with_kwargs=True)
     try:
@@ -67,7 +76,8 @@ def attention_rows(model, layer: int, attention_mask: torch.Tensor, query_positi
 
 
 def head_rows(rows: torch.Tensor, head: int) -> torch.Tensor:
-    """One head's rows [batch, seq] of `attention_rows`' [batch, head, seq]."""
+    """One head's rows [batch, seq] of `attention_rows`' [batch, head, seq] ([batch, span, seq] of
+    [batch, head, span, seq])."""
     if not 0 <= head < rows.shape[1]:
         raise ValueError(f"lookup_head must be in 0..{rows.shape[1] - 1}, got {head}")
     return rows[:, head]

@@ -231,3 +231,58 @@ def test_a_cot_query_is_looked_up_from_its_question_not_its_rationale(tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     stage2 = [entry for entry in logged if entry.get("stage") == 2]
     assert stage2 and all(entry["lookup"] > 0 and "cot_lm" in entry for entry in stage2)
+
+
+def _relation_queries(n: int):
+    return [e for e in (make_example(0, "train", i, task="vqa") for i in range(200))
+            if e.subtask == "relation_two_step"][:n]
+
+
+def test_a_span_reads_the_k_reason_rows_each_as_its_own_row():
+    lame = LameModel.build_tiny("micro", num_reason_tokens=3, embed_dim=16, with_decoder=False, seed=0,
+                                vocabulary=VOCABULARY)
+    examples = _relation_queries(2)
+    items = lame.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
+                            [e.instruction for e in examples])
+    batch = lame.prepare(items, "latent")
+    with torch.no_grad(), attention_rows(lame, 0, batch["attention_mask"], [-2] * 2, span=3) as spans:
+        lame.embed_pass(batch, 3)
+    assert spans[0].shape == (2, 2, 3, batch["input_ids"].shape[1])  # [batch, head, K, seq]
+    reason_ids = lame.processor.reason_token_ids(3)
+    for k, position in enumerate((-4, -3, -2)):
+        assert all(int(batch["input_ids"][row, position]) == reason_ids[k] for row in range(2))
+        with torch.no_grad(), attention_rows(lame, 0, batch["attention_mask"], [position] * 2) as single:
+            lame.embed_pass(batch, 3)
+        torch.testing.assert_close(spans[0][:, :, k], single[0])
+    assert head_rows(spans[0], 1).shape == (2, 3, batch["input_ids"].shape[1])
+
+
+def test_the_relation_look_up_trains_the_reason_tokens_toward_the_answer(tmp_path):
+    """A training run with the relation look-up logs it on relational batches, and its gradient
+    raises the reason tokens' attention on the answering object's cell."""
+    import json
+
+    from lame_tools.train import train
+
+    settings = ["relation_lookup_weight=1.0", "relation_lookup_layer=0", "relation_lookup_head=0",
+                "subtasks=relation_two_step", "stage2_steps=12", "lr_backbone=3e-3", "lr_latent=3e-3"]
+    config = build_config("micro-lame", settings)
+    assert train(config, tmp_path / "run", show_progress=False).complete
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    stage2 = [entry for entry in logged if entry.get("stage") == 2]
+    assert stage2 and all(entry["relation_lookup"] > 0 for entry in stage2)
+    assert min(e["relation_lookup"] for e in stage2[-3:]) < stage2[0]["relation_lookup"]
+
+
+def test_the_config_refuses_a_relation_look_up_it_cannot_read():
+    assert build_config("micro-lame", ["relation_lookup_weight=1.0"]).relation_lookup_from == "reasons"
+    assert build_config("micro-discriminative", ["relation_lookup_weight=1.0", "relation_lookup_from=embed"])
+    for preset in ("micro-discriminative", "micro-sequential", "micro-cot"):
+        with pytest.raises(LameError, match="relation_lookup_from=reasons needs parallel reason tokens"):
+            build_config(preset, ["relation_lookup_weight=1.0"])
+    with pytest.raises(LameError, match="relation_lookup_from=embed needs a one-pass mode"):
+        build_config("micro-lame", ["relation_lookup_weight=1.0", "relation_lookup_from=embed", "embed_reads=reasons"])
+    with pytest.raises(LameError, match="reasons or embed"):
+        build_config("micro-lame", ["relation_lookup_weight=1.0", "relation_lookup_from=word"])
+    with pytest.raises(LameError, match=">= 0"):
+        build_config("micro-lame", ["relation_lookup_weight=-1"])

@@ -127,6 +127,12 @@ class TrainConfig:
         lookup_from: whose attention: "embed" (`[EMBED]`) or "word" (the question's word that names
             the object; colour_of / shape_of only).
         lookup_subtasks: comma-separated subtasks whose queries name their object (`answer_object`).
+        relation_lookup_weight: weight of the relation look-up (`lame_tools.lookup_loss`, our departure):
+            -log of the attention, at layer `relation_lookup_layer` and head `relation_lookup_head`, on
+            the visual token of the object that answers a relational query (relation_two_step,
+            relation_attribute, refer), read from the mean of the K reason tokens' rows
+            (`relation_lookup_from=reasons`, latent mode) or from `[EMBED]`'s (`embed`, one-pass modes
+            with `embed_reads=all`). 0 = off.
         scene_words: the tiny model's visual tokens also carry the words its scene head predicts
             (`lame_tools.scene_words`; needs `scene_head_weight` > 0, so the head trains with them).
         scene_words_only: with `scene_words`, the language model reads the words alone, not the raw
@@ -216,6 +222,10 @@ class TrainConfig:
     lookup_head: int = 0
     lookup_subtasks: str = "colour_of,shape_of"
     lookup_from: str = "embed"
+    relation_lookup_weight: float = 0.0
+    relation_lookup_layer: int = 3
+    relation_lookup_head: int = 1
+    relation_lookup_from: str = "reasons"
     prompt_format: str = "plain"
     scene_words: bool = False
     scene_words_only: bool = False
@@ -463,6 +473,24 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
+def check_relation_lookup(config: TrainConfig) -> None:
+    """Refuse a relation look-up the model cannot read (`TrainConfig.relation_lookup_weight`)."""
+    if config.relation_lookup_weight < 0:
+        raise LameError(f"relation_lookup_weight is a loss weight >= 0, not {config.relation_lookup_weight}.")
+    if not config.relation_lookup_weight:
+        return
+    if config.relation_lookup_from == "reasons":
+        if config.default_mode != "latent":
+            raise LameError("relation_lookup_from=reasons needs parallel reason tokens (num_reason_tokens > 0, "
+                            "latent_steps=parallel, not cot).")
+    elif config.relation_lookup_from == "embed":
+        if config.default_mode not in ("latent", "discriminative") or config.embed_reads != "all":
+            raise LameError("relation_lookup_from=embed needs a one-pass mode (latent or discriminative) "
+                            "with embed_reads=all.")
+    else:
+        raise LameError(f"relation_lookup_from is reasons or embed, not {config.relation_lookup_from!r}.")
+
+
 def list_presets() -> list[str]:
     return sorted(PRESETS)
 
@@ -527,6 +555,7 @@ def build_config(
     config.cot_swap_subtask_list  # noqa: B018
     config.max_objects(0, "count")  # refuses a bad object_curriculum now
     config.lookup_subtask_list  # noqa: B018
+    check_relation_lookup(config)
     if config.scene_words and config.scene_head_weight <= 0:
         raise LameError("scene_words needs the scene head: set scene_head_weight > 0.")
     if config.scene_words_only and not config.scene_words:

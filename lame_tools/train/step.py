@@ -156,21 +156,40 @@ def _cot_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: int, o
 
 def _looked_up(model, config: TrainConfig, batch: TrainBatch, prepared: dict[str, torch.Tensor],
                forward: Callable[[], Any], out: dict[str, torch.Tensor], once: bool = False) -> Any:
-    """`forward()` (a pass over the queries of `prepared`) with the look-up loss
-    (`lame_tools.lookup_loss`) read from it into `out["lookup"]` when a row names an object; returns
+    """`forward()` (a pass over the queries of `prepared`) with the look-up losses
+    (`lame_tools.lookup_loss`) read from it: the word look-up into `out["lookup"]` when a row names
+    an object, the relation look-up into `out["relation_lookup"]` when a row asks a relation; returns
     what `forward` returns. The naming word is looked for in the prompt (before a CoT row's
     `[THINK]`, so not in its rationale); `once`: a sequential pass, read on its prompt pass."""
-    readers = ([-1] * len(batch.examples) if config.lookup_from == "embed"
-               else naming_word_positions(prepared["input_ids"], model.processor.tokenizer, batch.examples,
-                                          batch.renamings, stop_id=model.processor.think_token_id))
-    with attention_rows(model, config.lookup_layer, prepared["attention_mask"], readers, once=once) as rows:
+    mask, n = prepared["attention_mask"], len(batch.examples)
+    with contextlib.ExitStack() as stack:
+        word = relation = None
+        if config.lookup_weight > 0:
+            readers = ([-1] * n if config.lookup_from == "embed"
+                       else naming_word_positions(prepared["input_ids"], model.processor.tokenizer, batch.examples,
+                                                  batch.renamings, stop_id=model.processor.think_token_id))
+            word = stack.enter_context(attention_rows(model, config.lookup_layer, mask, readers, once=once))
+        if config.relation_lookup_weight > 0:
+            k = model.num_reason_tokens if config.relation_lookup_from == "reasons" else 1
+            readers = [-2 if config.relation_lookup_from == "reasons" else -1] * n
+            relation = stack.enter_context(attention_rows(model, config.relation_lookup_layer, mask, readers, span=k))
         result = forward()
-    wanted = config.lookup_subtask_list
-    named = [ex.answer_object if ex.subtask in wanted and ex.query_has_image else None for ex in batch.examples]
-    positions = named_token_positions(prepared["input_ids"], model.processor.image_token_id,
-                                      prepared.get("image_grid_thw"), model.processor.merge_size, named)
-    if (loss := lookup_loss(head_rows(rows[0], config.lookup_head), positions)) is not None:
-        out["lookup"] = loss
+
+    def cells(named: list) -> list[int | None]:
+        return named_token_positions(prepared["input_ids"], model.processor.image_token_id,
+                                     prepared.get("image_grid_thw"), model.processor.merge_size, named)
+
+    if word is not None:
+        wanted = config.lookup_subtask_list
+        named = [ex.answer_object if ex.subtask in wanted and ex.query_has_image else None for ex in batch.examples]
+        if (loss := lookup_loss(head_rows(word[0], config.lookup_head), cells(named))) is not None:
+            out["lookup"] = loss
+    if relation is not None:
+        rows = head_rows(relation[0], config.relation_lookup_head)
+        rows = rows.mean(1) if rows.dim() == 3 else rows  # the K reason tokens' mean attention
+        named = [ex.answer_object if ex.relation and ex.query_has_image else None for ex in batch.examples]
+        if (loss := lookup_loss(rows, cells(named))) is not None:
+            out["relation_lookup"] = loss
     return result
 
 
@@ -178,7 +197,7 @@ def _query_pass(model, config: TrainConfig, batch: TrainBatch, out: dict[str, to
     """The queries' pass (as `forward_items`), with the look-up loss (`_looked_up`) when it trains, and
     `[EMBED]`'s state after every layer when the self-distillation does (`embed_layers`)."""
     mode = config.default_mode
-    lookup = config.lookup_weight > 0
+    lookup = config.lookup_weight > 0 or config.relation_lookup_weight > 0
     layers = config.self_distill_weights()[0] > 0  # checked here for every mode (refused where not one pass)
     if mode == SEQUENTIAL_MODE:  # its prompt pass has the latent layout's first positions
         if not lookup:
@@ -228,7 +247,7 @@ def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: i
 def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
     """Stage 1 / 2 losses of a contrastive or CoT run on this process's slice of the step's batch:
     "loss" (with gradients) and its detached parts ("contrastive", "decoder", "cot_lm", "scene",
-    "scene_shape_only", "lookup", "distill", "teacher")."""
+    "scene_shape_only", "lookup", "relation_lookup", "distill", "teacher")."""
     stage = config.stage_of(step)
     batch = make_batch(config, step, rank, world)
     out: dict[str, torch.Tensor] = {}
@@ -283,6 +302,8 @@ def embedding_loss(model, config: TrainConfig, step: int, rank: int, world: int)
             loss = loss + config.scene_head_weight * out[name]
     if "lookup" in out:
         loss = loss + config.lookup_weight * out["lookup"]
+    if "relation_lookup" in out:
+        loss = loss + config.relation_lookup_weight * out["relation_lookup"]
     out = {k: v.detach() for k, v in out.items()}
     out["loss"] = loss
     return out
