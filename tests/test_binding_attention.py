@@ -71,8 +71,10 @@ def test_main_reports_the_shipped_model_and_refuses_a_reference_of_another_size(
     report = json.loads(out.read_text())
     block = report["subtasks"]["colour_of"]
     assert 0 < block["queries"] <= 6 and block["best"]["token"] == "[EMBED]"
-    # the fine backbone: 3 layers, 4 heads; [EMBED] and the question's naming word
-    assert len(block["heads"]) == 3 * 4 * 2 and {e["token"] for e in block["heads"]} == {"[EMBED]", "<word>"}
+    # every layer of the shipped backbone (6 since 2026-12-07), 4 heads; [EMBED] and the question's naming word
+    text = json.loads((Path(model) / "lame_config.json").read_text())["backbone"]["text_config"]
+    assert len(block["heads"]) == text["num_hidden_layers"] * text["num_attention_heads"] * 2
+    assert {e["token"] for e in block["heads"]} == {"[EMBED]", "<word>"}
     held = [e for e in block["heads"] if "held_out" in e]
     assert all(e["held_out"]["top"]["n"] + e["seen"]["top"]["n"] == block["queries"] for e in held)
     reference = tmp_path / "reference.json"
