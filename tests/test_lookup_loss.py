@@ -33,6 +33,15 @@ def _colour_queries(n: int):
     return examples
 
 
+def _latent_batch(examples):
+    """A micro model with K = 3 reason tokens, the examples as its items, and their latent batch."""
+    model = LameModel.build_tiny("micro", num_reason_tokens=3, embed_dim=16, with_decoder=False, seed=0,
+                                 vocabulary=VOCABULARY)
+    items = model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
+                             [e.instruction for e in examples])
+    return model, items, model.prepare(items, "latent")
+
+
 @pytest.fixture()
 def disc_model():
     return LameModel.build_tiny("micro", num_reason_tokens=0, embed_dim=16, with_decoder=False, seed=0,
@@ -163,12 +172,8 @@ def test_a_sequential_query_is_looked_up_on_its_prompt_pass():
     """The sequential baseline's prompt pass holds the question's words and the image: the rows
     recorded there (its first forward; the one-position steps after it are not recorded) are the
     rows of a parallel pass over the same layout, which the words read alike (causal attention)."""
-    model = LameModel.build_tiny("micro", num_reason_tokens=3, embed_dim=16, with_decoder=False, seed=0,
-                                 vocabulary=VOCABULARY)
     examples = _colour_queries(3)
-    items = model.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
-                             [e.instruction for e in examples])
-    batch = model.prepare(items, "latent")
+    model, items, batch = _latent_batch(examples)
     words = naming_word_positions(batch["input_ids"], model.processor.tokenizer, examples)
     prompt = batch["input_ids"].shape[1] - 3 - 1
     with torch.no_grad(), attention_rows(model, 0, batch["attention_mask"], words, once=True) as seq_rows:
@@ -239,12 +244,7 @@ def _relation_queries(n: int):
 
 
 def test_a_span_reads_the_k_reason_rows_each_as_its_own_row():
-    lame = LameModel.build_tiny("micro", num_reason_tokens=3, embed_dim=16, with_decoder=False, seed=0,
-                                vocabulary=VOCABULARY)
-    examples = _relation_queries(2)
-    items = lame.make_items([render(e.scene) for e in examples], [e.query_text for e in examples],
-                            [e.instruction for e in examples])
-    batch = lame.prepare(items, "latent")
+    lame, _, batch = _latent_batch(_relation_queries(2))
     with torch.no_grad(), attention_rows(lame, 0, batch["attention_mask"], [-2] * 2, span=3) as spans:
         lame.embed_pass(batch, 3)
     assert spans[0].shape == (2, 2, 3, batch["input_ids"].shape[1])  # [batch, head, K, seq]
