@@ -44,20 +44,25 @@ from lame_tools.probe import (  # noqa: E402
 
 def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -> dict[str, Any]:
     """Per token (last layer, mean of heads) and per (layer, head) (mean of tokens): attention on the
-    anchor / answer / other objects' cells relative to uniform (within the image)."""
+    anchor / answer / other objects' cells relative to uniform (within the image). A token that never
+    attends to the image (`[EMBED]` of a model with `embed_reads=reasons`) has no "where on the
+    image": its ratios are None and it is left out of the heads' means."""
     per_token: dict[str, dict[str, list[float]]] = {}
     per_head: dict[str, list[np.ndarray]] = {"anchor": [], "answer": [], "other": []}
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         items = [e.query_item() for e in chunk]
         for example, att in zip(chunk, reason_attention_items(model, items, mode="latent")):
+            looks = att.image_attention.sum(axis=(0, 1, 3, 4)) > 0  # [Q]: the tokens that see the image
             last = att.image_attention[-1].mean(0)  # [Q, gh, gw], last layer, mean of heads
-            last = last / last.sum((-1, -2), keepdims=True)  # where on the image, whatever the image's share
+            with np.errstate(invalid="ignore", divide="ignore"):  # a token that never looks: left out below
+                last = last / last.sum((-1, -2), keepdims=True)  # where on the image, whatever the image's share
             boxes = object_boxes(example.scene)
             mass, share = region_mass(last, boxes)  # [Q, n_objects], [n_objects]
             anchor, answer = example.object_index(example.anchor), example.object_index(example.answer_object)
             others = [i for i in range(len(boxes)) if i not in (anchor, answer)]
-            heads = att.image_attention / att.image_attention.sum((-1, -2), keepdims=True)  # [L, H, Q, gh, gw]
+            seeing = att.image_attention[:, :, looks]
+            heads = seeing / seeing.sum((-1, -2), keepdims=True)  # [L, H, Q', gh, gw]
             head_mass, _ = region_mass(heads.mean(2), boxes)  # [L, H, n_objects], mean of tokens
             per_head["anchor"].append(head_mass[..., anchor] / share[anchor])
             per_head["answer"].append(head_mass[..., answer] / share[answer])
@@ -65,15 +70,18 @@ def attention_on_objects(model, examples: list[Example], batch_size: int = 16) -
                 per_head["other"].append(np.mean([head_mass[..., i] / share[i] for i in others], 0))
             for q, token in enumerate(att.query_tokens):
                 row = per_token.setdefault(token, {"anchor": [], "answer": [], "other": [], "image": []})
+                row["image"].append(float(att.image_mass[-1, :, q].mean()))
+                if not looks[q]:
+                    continue
                 row["anchor"].append(mass[q, anchor] / share[anchor])
                 row["answer"].append(mass[q, answer] / share[answer])
                 if others:
                     row["other"].append(float(np.mean([mass[q, i] / share[i] for i in others])))
-                row["image"].append(float(att.image_mass[-1, :, q].mean()))
     heads = {role: np.mean(v, 0) for role, v in per_head.items() if v}  # [L, H]
     return {
         "by_token_last_layer": {
-            token: {k: round(float(np.mean(v)), 3) for k, v in row.items()} for token, row in per_token.items()
+            token: {k: round(float(np.mean(v)), 3) if v else None for k, v in row.items()}
+            for token, row in per_token.items()
         },
         "by_layer_head": {role: v.round(3).tolist() for role, v in heads.items()},
     }
@@ -137,9 +145,8 @@ def print_attention(attention: dict[str, Any], n: int) -> None:
     )
     print(f"{'token':<12} {'anchor':>7} {'answer':>7} {'other':>7} {'image':>7}")
     for token, row in attention["by_token_last_layer"].items():
-        print(
-            f"{token:<12} {row['anchor']:>7.2f} {row['answer']:>7.2f} {row.get('other', float('nan')):>7.2f} {row['image']:>7.2f}"
-        )
+        cells = [f"{v:>7.2f}" if v is not None else f"{'-':>7}" for v in (row["anchor"], row["answer"], row.get("other"))]
+        print(f"{token:<12} {' '.join(cells)} {row['image']:>7.2f}")
     by_head = attention["by_layer_head"]
     print("   per layer and head (mean of the K+1 tokens), anchor / answer / other:")
     for layer, row in enumerate(by_head["anchor"]):
