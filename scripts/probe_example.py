@@ -148,7 +148,7 @@ def print_attention(attention: dict[str, Any], n: int) -> None:
         cells = [f"{v:>7.2f}" if v is not None else f"{'-':>7}" for v in (row["anchor"], row["answer"], row.get("other"))]
         print(f"{token:<12} {' '.join(cells)} {row['image']:>7.2f}")
     by_head = attention["by_layer_head"]
-    print("   per layer and head (mean of the K+1 tokens), anchor / answer / other:")
+    print("   per layer and head (mean of the tokens that see the image), anchor / answer / other:")
     for layer, row in enumerate(by_head["anchor"]):
         cells = [
             f"H{h} {a:.2f}/{by_head['answer'][layer][h]:.2f}/{by_head['other'][layer][h]:.2f}"

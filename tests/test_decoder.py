@@ -132,12 +132,12 @@ def test_beam_readout_has_ids_but_no_probabilities(micro_model):
 def test_decoder_targets_steps_drop_the_objects_list_and_keep_the_reasoning():
     """decoder_target=steps: each example's rationale after its opening objects list; a relation's
     steps name the anchor, the relation and the object that answers, and the scene is not listed."""
-    from lame_tools.data.tasks import make_example
+    from lame_tools.data.shapes import balanced_examples
     from lame_tools.errors import LameError
     from lame_tools.train import build_config
     from lame_tools.train.data import make_batch
 
-    ex = next(e for e in (make_example(0, "test", i, task="vqa") for i in range(50)) if e.subtask == "relation_two_step")
+    ex = balanced_examples(0, "test", 1, ("relation_two_step",))[0][1]
     assert ex.steps == (f"find the {ex.anchor.name} . then look {ex.relation} : {ex.answer_object.name} . "
                         f"answer : {ex.answer_object.describe()} .")
     assert ex.rationale.startswith("objects : ") and ex.rationale.endswith(" " + ex.steps)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lame_tools.data.render import render
-from lame_tools.data.shapes import VOCABULARY, make_example
+from lame_tools.data.shapes import VOCABULARY, balanced_examples, make_example
 from lame_tools.errors import LameError
 from lame_tools.lookup_loss import (
     attention_rows,
@@ -238,13 +238,8 @@ def test_a_cot_query_is_looked_up_from_its_question_not_its_rationale(tmp_path):
     assert stage2 and all(entry["lookup"] > 0 and "cot_lm" in entry for entry in stage2)
 
 
-def _relation_queries(n: int):
-    return [e for e in (make_example(0, "train", i, task="vqa") for i in range(200))
-            if e.subtask == "relation_two_step"][:n]
-
-
 def test_a_span_reads_the_k_reason_rows_each_as_its_own_row():
-    lame, _, batch = _latent_batch(_relation_queries(2))
+    lame, _, batch = _latent_batch([e for _, e in balanced_examples(0, "train", 2, ("relation_two_step",))])
     with torch.no_grad(), attention_rows(lame, 0, batch["attention_mask"], [-2] * 2, span=3) as spans:
         lame.embed_pass(batch, 3)
     assert spans[0].shape == (2, 2, 3, batch["input_ids"].shape[1])  # [batch, head, K, seq]

@@ -7,21 +7,16 @@ from pathlib import Path
 
 from _app_server import import_file
 
-from lame_tools.data.shapes import VOCABULARY, make_example
+from lame_tools.data.shapes import VOCABULARY, balanced_examples
 from lame_tools.model import LameModel
 
 ROOT = Path(__file__).resolve().parent.parent
 script = import_file(ROOT / "scripts" / "probe_example.py", "probe_example_script")
 
 
-def _relational(n: int):
-    return [e for e in (make_example(0, "test", i, task="vqa") for i in range(200))
-            if e.subtask == "relation_two_step"][:n]
-
-
 def test_a_token_that_never_looks_at_the_image_is_left_out_not_nan():
     build = dict(num_reason_tokens=3, embed_dim=16, seed=0, vocabulary=VOCABULARY, with_decoder=False)
-    examples = _relational(3)
+    examples = [e for _, e in balanced_examples(0, "test", 3, ("relation_two_step",))]
     full = script.attention_on_objects(LameModel.build_tiny("micro", **build), examples)
     restricted = script.attention_on_objects(LameModel.build_tiny("micro", embed_reads="reasons", **build), examples)
     # with embed_reads=reasons [EMBED] gives the image nothing: no ratios, image share 0

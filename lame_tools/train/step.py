@@ -170,9 +170,9 @@ def _looked_up(model, config: TrainConfig, batch: TrainBatch, prepared: dict[str
                                                   batch.renamings, stop_id=model.processor.think_token_id))
             word = stack.enter_context(attention_rows(model, config.lookup_layer, mask, readers, once=once))
         if config.relation_lookup_weight > 0:
-            k = model.num_reason_tokens if config.relation_lookup_from == "reasons" else 1
-            readers = [-2 if config.relation_lookup_from == "reasons" else -1] * n
-            relation = stack.enter_context(attention_rows(model, config.relation_lookup_layer, mask, readers, span=k))
+            # the K reason tokens end one before [EMBED]; [EMBED] is the last position
+            last, span = (-2, model.num_reason_tokens) if config.relation_lookup_from == "reasons" else (-1, 1)
+            relation = stack.enter_context(attention_rows(model, config.relation_lookup_layer, mask, [last] * n, span=span))
         result = forward()
 
     def cells(named: list) -> list[int | None]:
