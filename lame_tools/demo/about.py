@@ -46,7 +46,7 @@ Nothing is downloaded unless you pass `--allow-hub`; remote code never runs with
 Every number this page shows is measured live on the machine serving it, unless it is labelled as recorded.
 """
 
-MODEL_COLUMNS = ("mode", "checkpoint", "K", "embedding", "parameters", "trained")
+MODEL_COLUMNS = ("mode", "checkpoint", "K", "layers", "embedding", "parameters", "trained")
 
 
 def training_summary(info: dict[str, Any]) -> str:
@@ -75,12 +75,19 @@ def training_summary(info: dict[str, Any]) -> str:
     return "; ".join(parts) or "see training.json"
 
 
+def language_layers(model: LameModel) -> int:
+    """The depth of the model's language model (the text config of a vision-language backbone)."""
+    config = model.backbone.config
+    return int(getattr(config, "text_config", config).num_hidden_layers)
+
+
 def facts_table(facts: list[dict[str, Any]]) -> str:
     """`model_facts` as a Markdown table (one row per mode)."""
     lines = ["| " + " | ".join(MODEL_COLUMNS) + " |", "|" + "---|" * len(MODEL_COLUMNS)]
     for fact in facts:
         lines.append(
-            f"| {fact['mode']} | {fact['checkpoint']} | {fact['reason tokens (K)']} | {fact['embedding size']} | "
+            f"| {fact['mode']} | {fact['checkpoint']} | {fact['reason tokens (K)']} | {fact['language-model layers']} | "
+            f"{fact['embedding size']} | "
             f"{fact['parameters'] / 1e6:.2f} M | {'yes' if fact['trained'] else 'no'} |"
         )
     return "\n".join(lines)
@@ -93,8 +100,9 @@ class AboutActions:
     gallery: Gallery
 
     def model_facts(self) -> list[dict[str, Any]]:
-        """Per mode (and the race's sequential lane when it has its own model): the checkpoint, K,
-        embedding size, parameters and how it was trained."""
+        """Per mode (and the race's sequential lane when it has its own model): the checkpoint, K, the
+        language model's depth (lanes of unequal depth are not a like-for-like race), embedding size,
+        parameters and how it was trained."""
         facts = []
         for mode in [*MODES, *[m for m in self.models.models if m not in MODES]]:
             model: LameModel = self.models.model_for(mode)
@@ -104,6 +112,7 @@ class AboutActions:
                     "mode": mode,
                     "checkpoint": self.models.sources[mode],
                     "reason tokens (K)": model.num_reason_tokens,
+                    "language-model layers": language_layers(model),
                     "embedding size": model.config.embed_dim,
                     "parameters": sum(p.numel() for p in model.parameters()),
                     "device": str(model.device),
