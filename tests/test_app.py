@@ -115,6 +115,8 @@ def test_known_words_and_model_info(client):
     assert {row["mode"] for row in info} == {"latent", "discriminative", "cot", "sequential"}
     sequential = next(row for row in info if row["mode"] == "sequential")
     assert "sequential-shapes" in sequential["checkpoint"] and sequential["reason tokens (K)"] == 16
+    # the four shipped models share one depth, so the race compares like with like
+    assert {row["language-model layers"] for row in info} == {6}
 
 
 def test_attention_tab(client):
