@@ -35,7 +35,7 @@ def causal_cell(causal: dict | None, how: str) -> str:
         return "-"
     pool = condition["reasoning"]
     low, high = pool["interval"]
-    return f"{100 * pool['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+    return points({"estimate": pool["difference"], "low": low, "high": high})
 
 
 def row(label: str, compare: dict, causal: dict | None, subtasks: list[str]) -> dict:

@@ -75,20 +75,13 @@ def training_summary(info: dict[str, Any]) -> str:
     return "; ".join(parts) or "see training.json"
 
 
-def language_layers(model: LameModel) -> int:
-    """The depth of the model's language model (the text config of a vision-language backbone)."""
-    config = model.backbone.config
-    return int(getattr(config, "text_config", config).num_hidden_layers)
-
-
 def facts_table(facts: list[dict[str, Any]]) -> str:
     """`model_facts` as a Markdown table (one row per mode)."""
     lines = ["| " + " | ".join(MODEL_COLUMNS) + " |", "|" + "---|" * len(MODEL_COLUMNS)]
     for fact in facts:
         lines.append(
             f"| {fact['mode']} | {fact['checkpoint']} | {fact['reason tokens (K)']} | {fact['language-model layers']} | "
-            f"{fact['embedding size']} | "
-            f"{fact['parameters'] / 1e6:.2f} M | {'yes' if fact['trained'] else 'no'} |"
+            f"{fact['embedding size']} | {fact['parameters'] / 1e6:.2f} M | {'yes' if fact['trained'] else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -112,7 +105,7 @@ class AboutActions:
                     "mode": mode,
                     "checkpoint": self.models.sources[mode],
                     "reason tokens (K)": model.num_reason_tokens,
-                    "language-model layers": language_layers(model),
+                    "language-model layers": model.backbone.config.text_config.num_hidden_layers,
                     "embedding size": model.config.embed_dim,
                     "parameters": sum(p.numel() for p in model.parameters()),
                     "device": str(model.device),
