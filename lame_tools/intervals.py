@@ -36,6 +36,12 @@ class Interval:
         return asdict(self)
 
 
+def format_points(estimate: float, low: float, high: float, width: int = 0) -> str:
+    """A difference of two scores (fractions) in points with its interval, e.g. '+1.2 [-0.3, +2.8]';
+    `width` pads each number for aligned columns. The one way every report and table writes one."""
+    return f"{100 * estimate:+{width}.1f} [{100 * low:+{width}.1f}, {100 * high:+{width}.1f}]"
+
+
 def _z(confidence: float) -> float:
     from scipy.stats import norm
 

@@ -22,11 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lame_tools.atomic import atomic_write_json  # noqa: E402
+from lame_tools.intervals import format_points  # noqa: E402
 
 
 def points(difference: dict) -> str:
     """A paired difference as '+1.2 [-0.3, +2.8]' points."""
-    return f"{100 * difference['estimate']:+.1f} [{100 * difference['low']:+.1f}, {100 * difference['high']:+.1f}]"
+    return format_points(difference["estimate"], difference["low"], difference["high"])
 
 
 def causal_cell(causal: dict | None, how: str) -> str:

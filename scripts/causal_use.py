@@ -60,7 +60,7 @@ from lame_tools.data.shapes import (  # noqa: E402
 )
 from lame_tools.errors import InputError, LameError  # noqa: E402
 from lame_tools.fingerprint import model_fingerprint  # noqa: E402
-from lame_tools.intervals import paired_comparison  # noqa: E402
+from lame_tools.intervals import format_points, paired_comparison  # noqa: E402
 from lame_tools.probe import ablate  # noqa: E402
 
 HOWS = ("zero", "swap", "swap-task", "drop", "mask")
@@ -115,8 +115,8 @@ def verdict(
     excludes_zero = high < 0 or low > 0
     used = drop >= min_drop - 1e-9 and high < 0
     found = (
-        f"{how} all reason tokens changes pooled reasoning Hit@1 by {100 * block['difference']:+.1f} points "
-        f"[{100 * low:+.1f}, {100 * high:+.1f}] (McNemar p = {block['p_mcnemar']:.2g}, "
+        f"{how} all reason tokens changes pooled reasoning Hit@1 by {format_points(block['difference'], low, high)} points "
+        f"(McNemar p = {block['p_mcnemar']:.2g}, "
         f"{block['lost']} queries lost, {block['gained']} gained, n = {block['n']})"
     )
     bar = f"{100 * min_drop:g}"
@@ -380,7 +380,7 @@ def run_causal_use(
 
 def _points(block: dict) -> str:
     low, high = block["interval"]
-    return f"{100 * block['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+    return format_points(block["difference"], low, high)
 
 
 def _p(value: float | None) -> str:

@@ -285,6 +285,7 @@ def _fixed(value: float | None, digits: int = 3) -> str:
 def format_markdown(report: dict) -> str:
     """The markdown table: per rendering its overall Hit@1 [95% interval], ratio to the default, worst
     subtask ratio (and which), within 5%, the paired difference in points [95% interval], and seconds."""
+    from lame_tools.intervals import format_points
 
     def overall(block: dict) -> str:
         low_high = block.get("interval")
@@ -301,7 +302,7 @@ def format_markdown(report: dict) -> str:
         worst = f"{_fixed(s['worst_subtask_ratio'])} ({s['worst_subtask']})" if s["worst_subtask"] else "-"
         within = "-" if s["within_5pct"] is None else ("yes" if s["within_5pct"] else "no")
         diff = s["paired"]["difference"]
-        paired = f"{100 * diff['estimate']:+.1f} [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}]"
+        paired = format_points(diff["estimate"], diff["low"], diff["high"])
         lines.append(f"| {name} | {overall(s)} | {_fixed(s['ratio'])} | {worst} | {within} | {paired} "
                      f"| {_fixed(s['eval_seconds'], 1)} |")
     return "\n".join(lines)

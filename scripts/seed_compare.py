@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.errors import InputError  # noqa: E402
 from lame_tools.evaluate.compare import compare_results, format_comparison, query_group_labels  # noqa: E402
-from lame_tools.intervals import t_interval  # noqa: E402
+from lame_tools.intervals import format_points, t_interval  # noqa: E402
 
 
 def seed_mean(results: list[dict]) -> dict:
@@ -149,25 +149,25 @@ def main() -> int:
     for name, block in report.get("over_seeds", {}).items():
         ci = block["t_interval"]
         print(f"{name} per seed (A_i - B_i): " + ", ".join(f"{100 * d:+.1f}" for d in block["per_seed"])
-              + f"; over seeds {100 * ci['estimate']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]"
+              + f"; over seeds {format_points(ci['estimate'], ci['low'], ci['high'])}"
               f" (t, {ci['n'] - 1} df)")
     by_queries = report.get("gain_share_by_queries", {})
     for name, d in by_queries.items():
         if name not in ("share", "tasks"):
             print(f"{name}: A-B minus {by_queries['share']:g} x (C-B) on the seed means, by queries "
-                  f"{100 * d['estimate']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]")
+                  + format_points(d["estimate"], d["low"], d["high"]))
     for name, row in report.get("share_by_task", {}).items():
         margin = by_queries["tasks"][name]
         print(f"{name}: A {100 * row['gain_a']:+.1f}, C {100 * row['gain_c']:+.1f} over B"
               + ("" if row["share"] is None else f" ({100 * row['share']:.0f}% of C's gain)")
-              + f"; A-B minus {by_queries['share']:g} x (C-B) {100 * margin['estimate']:+.1f}"
-              f" [{100 * margin['low']:+.1f}, {100 * margin['high']:+.1f}]")
+              + f"; A-B minus {by_queries['share']:g} x (C-B) "
+              + format_points(margin["estimate"], margin["low"], margin["high"]))
     for name, block in report.get("gain_share", {}).items():
         ci, ratio = block["margin_t_interval"], block["ratio_of_means"]
         print(f"{name}: A's gain over B is {'-' if ratio is None else f'{100 * ratio:.0f}%'} of C's;"
               f" per seed A-B minus {block['share']:g} x (C-B): "
               + ", ".join(f"{100 * d:+.1f}" for d in block["margin_per_seed"])
-              + f"; over seeds {100 * ci['estimate']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]")
+              + f"; over seeds {format_points(ci['estimate'], ci['low'], ci['high'])}")
     if args.out:
         atomic_write_json(args.out, report)
     return 0

@@ -9,6 +9,7 @@ import pytest
 
 from lame_tools.intervals import (
     bootstrap_interval,
+    format_points,
     mcnemar_exact,
     paired_comparison,
     score_interval,
@@ -136,3 +137,9 @@ def test_t_interval_matches_a_hand_computation():
     assert ci.low == pytest.approx(2.5 - 2.05426, abs=1e-5) and ci.high == pytest.approx(2.5 + 2.05426, abs=1e-5)
     with pytest.raises(ValueError, match="at least two"):
         t_interval([1.0])
+
+
+def test_format_points_writes_points_with_signs_and_pads_for_columns():
+    assert format_points(0.0123, -0.0031, 0.0284) == "+1.2 [-0.3, +2.8]"
+    assert format_points(-0.05, -0.1, 0.0) == "-5.0 [-10.0, +0.0]"
+    assert format_points(0.012, -0.003, 0.028, width=6) == "  +1.2 [  -0.3,   +2.8]"

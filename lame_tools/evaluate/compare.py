@@ -16,7 +16,7 @@ from typing import Any
 
 from lame_tools.data.tasks import PERCEPTION_SUBTASKS, REASONING_SUBTASKS
 from lame_tools.errors import InputError
-from lame_tools.intervals import paired_comparison
+from lame_tools.intervals import format_points, paired_comparison
 
 # Shapes subtask pools compared as one (stratified by subtask) when both results hold all of them
 POOLS = {"perception": PERCEPTION_SUBTASKS, "reasoning": REASONING_SUBTASKS}
@@ -97,7 +97,7 @@ def format_comparison(report: Mapping[str, Any]) -> str:
         d = c["difference"]
         p = "   -  " if c["p_mcnemar"] is None else f"{c['p_mcnemar']:.4f}"
         verdict = "A better" if d["low"] > 0 else "B better" if d["high"] < 0 else "no difference"
-        return (f"{label:<24} {100 * d['estimate']:+6.1f} [{100 * d['low']:+6.1f}, {100 * d['high']:+6.1f}]"
+        return (f"{label:<24} {format_points(d['estimate'], d['low'], d['high'], width=6)}"
                 f"  p={p}  n={d['n']:<5} {verdict}")
 
     lines = [f"{'A - B (points)':<24} {'diff':>6} {'95% interval':>17}"]
