@@ -36,7 +36,7 @@ def causal_cell(causal: dict | None, how: str) -> str:
         return "-"
     pool = condition["reasoning"]
     low, high = pool["interval"]
-    return points({"estimate": pool["difference"], "low": low, "high": high})
+    return format_points(pool["difference"], low, high)
 
 
 def row(label: str, compare: dict, causal: dict | None, subtasks: list[str]) -> dict:
