@@ -1,18 +1,13 @@
 #!/bin/bash
-# 2026-12-07: replaces chain78 (in git history). After the decoder ablation's seeds 1-2 (see_57) it adds
-# - the one pass at the rationale recipe's training wall time, seeds 0-4 (see_72, `see-deep-disc-ewr`):
-#   median step 0.462 / 0.471 / 0.491 s per phase (one pass, see-deep-discriminative-ew14) against
-#   0.601 / 0.604 / 0.626 s (see-deep-lame-k16-readsrat-*-s4), 1.29x the steps: 1,419 (100 + 1,319)
-#   and 774 and 774 against 1,100, 600, 600. (see_60's ew14 gave the one pass 1.46x the steps,
-#   about 1.14x the recipe's time.)
-# - the decoder ablation at equal wall time (see_70: the recipe without its decoder, median step
-#   0.527 s in see-deep-lame-k16-reads-bind-s1 against 0.601 s, 1.14x the steps);
-# - the scene head that sees its neighbours from scratch (stage 0 with scene_head_context=3 at its
-#   full 2,500 steps, its scene read-out, then the 6-layer one-pass pipeline on it, see_71, seed 0),
-#   the count route;
-# then the 12-layer search (see_59, see_64) as before. chain78 moved see_57 before the 12-layer
-# search; chain77 put the rationale recipe's K ablation (see_66) and ew14 (see_60) first; chain73 was
-# written on a new machine whose runs/ did not carry over. Every step starts from stage 0
+# 2026-12-07: replaces chain79 (in git history). After the decoder ablation at equal wall time (see_70)
+# it adds the rationale recipe's K ablation at equal wall time (see_73, seed 0, `see-deep-lame-kK-readsrat-ew`):
+# K = 8, 4, 2 and 1 given the K = 16 recipe's training time, from the median step per phase of the
+# equal-steps runs on this machine (K = 16: see-deep-lame-k16-readsrat-*-s4, 0.599 / 0.608 / 0.629 s;
+# K = 8, 4, 2, 1: see-deep-lame-kK-readsrat-*): 1.08x, 1.08x, 1.15x and 1.20x the steps.
+# chain79 added the one pass at the recipe's wall time (see_72, seeds 0-4, 1.29x the steps), the decoder
+# ablation at equal wall time (see_70, 1.14x) and the scene head that sees its neighbours from scratch
+# (stage 0 with scene_head_context=3, then see_71), before the 12-layer search (see_59, see_64).
+# chain73 was written on a new machine whose runs/ did not carry over: every step starts from stage 0
 # (runs/see/stage0-scene, a copy of assets/models/stage0-scene) or from a stage 0 trained here.
 # Resumable: each step skips what is done.
 cd "$(dirname "$0")/../.."
@@ -31,6 +26,7 @@ scripts/queues/pipeline.sh see_60.json see-deep-discriminative-ew14 || exit 1
 for s in 1 2; do scripts/queues/pipeline.sh see_57.json see-deep-lame-k16-reads "-s$s" || exit 1; done
 for s in "" -s1 -s2 -s3 -s4; do scripts/queues/pipeline.sh see_72.json see-deep-disc-ewr "$s" || exit 1; done
 scripts/queues/pipeline.sh see_70.json see-deep-lame-k16-reads-ew || exit 1
+for k in 8 4 2 1; do scripts/queues/pipeline.sh see_73.json "see-deep-lame-k$k-readsrat-ew" || exit 1; done
 ctx=runs/see/stage0-scene-ctx
 test -f $ctx/model/model.safetensors || .venv/bin/python -m lame_tools train --preset stage0-scene --out $ctx \
   --resume --quiet --set scene_head_context=3 > logs/train_stage0-scene-ctx.log 2>&1 || exit 1
@@ -44,4 +40,4 @@ scripts/queues/pipeline.sh see_59.json see-deeper-lame-k16 || exit 1
 for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
   scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
 done
-touch logs/chain79.done
+touch logs/chain80.done
