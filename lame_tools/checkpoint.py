@@ -7,6 +7,8 @@ One checkpoint is a folder `step-XXXXXXXX/` holding
     state.json              step, stage, data position, python / numpy RNG states, optimizer
                             hyper-parameters, the lr scheduler's state (when there is one),
                             anything else the trainer passes
+    NAME.safetensors        optional extra tensors the trainer passes by name (e.g. `ema`, the
+                            running average of the weights)
     MANIFEST.json           size and sha256 of each file above; written last
 Each file is written atomically (`lame_tools.atomic`) into a hidden staging folder that is renamed
 into place once complete, so a run killed at any moment leaves only whole checkpoints. Loading
@@ -130,12 +132,15 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int = 2,
     scheduler: Any = None,
+    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write the checkpoint of `step` under `directory` and keep only the newest `keep` of them.
 
     Args:
         state: JSON-able trainer state (stage, data position, config ...); `step`, the RNG states and
             the state of `scheduler` (a torch lr scheduler, whose state is plain data) are added here.
+        extra_tensors: more tensors to keep, by file stem (`{"ema": {...}}` writes `ema.safetensors`);
+            read back with `load_extra_tensors`. The manifest covers them like the other files.
 
     Returns:
         the checkpoint folder.
@@ -148,17 +153,23 @@ def save_checkpoint(
         model_tensors = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # clone: tied weights
         optim_tensors, optim_plain = optimizer_to_parts(optimizer)
         rng_plain, rng_tensors = rng_state()
+        extras = {f"{stem}.safetensors": {k: v.detach().cpu().clone() for k, v in tensors.items()}
+                  for stem, tensors in (extra_tensors or {}).items()}
+        if set(extras) & set(FILES):
+            raise ValueError(f"extra tensors may not be named like a checkpoint's own files: {sorted(extras)}")
         for name, tensors in (
             ("model.safetensors", model_tensors),
             ("optimizer.safetensors", optim_tensors),
             ("rng.safetensors", rng_tensors),
+            *extras.items(),
         ):
             atomic_write(staging / name, lambda f, t=tensors: f.write(_safetensors_bytes(t)))
         extra = {"scheduler": scheduler.state_dict()} if scheduler is not None else {}
         atomic_write_json(
             staging / "state.json", {**state, **extra, "step": step, "optimizer": optim_plain, "rng": rng_plain}
         )
-        manifest = {name: {"bytes": (staging / name).stat().st_size, "sha256": _sha256(staging / name)} for name in FILES}
+        manifest = {name: {"bytes": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
+                    for name in (*FILES, *extras)}
         atomic_write_json(staging / MANIFEST, {"step": step, "files": manifest})
         if final.exists():
             shutil.rmtree(final)
@@ -196,7 +207,7 @@ def verify_checkpoint(path: str | os.PathLike) -> str | None:
         files = manifest["files"]
     except (ValueError, KeyError, TypeError):
         return f"checkpoint {path} has an unreadable {MANIFEST}"
-    for name in FILES:
+    for name in dict.fromkeys((*FILES, *files)):  # the checkpoint's own files, then any extra ones
         file = path / name
         expected = files.get(name)
         if expected is None or not file.is_file():
@@ -232,6 +243,12 @@ def load_checkpoint(
     return state
 
 
+def load_extra_tensors(path: str | os.PathLike, stem: str) -> dict[str, torch.Tensor] | None:
+    """The extra tensors saved under `stem` in the (verified) checkpoint `path`, or None when it has none."""
+    file = Path(path) / f"{stem}.safetensors"
+    return load_file(str(file)) if file.is_file() else None
+
+
 def load_latest(
     directory: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None
 ) -> Resumed | None:
@@ -254,6 +271,7 @@ __all__ = [
     "Resumed",
     "list_checkpoints",
     "load_checkpoint",
+    "load_extra_tensors",
     "load_latest",
     "save_checkpoint",
     "verify_checkpoint",

@@ -18,6 +18,7 @@ from lame_tools.checkpoint import (
     CorruptCheckpointWarning,
     list_checkpoints,
     load_checkpoint,
+    load_extra_tensors,
     load_latest,
     optimizer_from_parts,
     optimizer_to_parts,
@@ -83,6 +84,24 @@ def test_the_manifest_names_every_file_with_its_size_and_sha256(tmp_path):
         assert entry == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     assert verify_checkpoint(path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000001"]  # no staging folder left
+
+
+def test_extra_tensors_round_trip_under_the_manifest(tmp_path):
+    model, optimizer, scheduler = _setup()
+    average = {"0.weight": torch.randn(3, 4), "n_averaged": torch.tensor(7)}
+    path = save_checkpoint(tmp_path, 1, model, optimizer, {}, scheduler=scheduler, extra_tensors={"ema": average})
+    assert set(json.loads((path / MANIFEST).read_text())["files"]) == {*FILES, "ema.safetensors"}
+    loaded = load_extra_tensors(path, "ema")
+    assert loaded.keys() == average.keys() and all(torch.equal(loaded[k], average[k]) for k in average)
+    assert load_extra_tensors(path, "other") is None
+    extra = path / "ema.safetensors"  # damaged like the checkpoint's own files: the checkpoint is skipped
+    extra.write_bytes(extra.read_bytes()[:-4])
+    assert "ema.safetensors is truncated" in verify_checkpoint(path)
+    extra.unlink()
+    assert "missing ema.safetensors" in verify_checkpoint(path)
+    with pytest.raises(ValueError, match="named like"):
+        save_checkpoint(tmp_path, 2, model, optimizer, {}, extra_tensors={"model": average})
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000001"]
 
 
 def test_only_the_newest_checkpoints_are_kept(tmp_path):

@@ -299,6 +299,42 @@ def test_a_checkpoint_without_scheduler_state_resumes_on_the_same_schedule(tmp_p
         assert torch.equal(a, b), name
 
 
+def test_ema_saves_the_running_average_of_the_weights_and_resumes_it_exactly(tmp_path):
+    """With ema_decay the weights train exactly as without it; the saved model is the average of the
+    weights after each step (the first step's copied, then decay * average + (1 - decay) * weights),
+    and a run stopped and resumed saves the same average bit for bit."""
+    decay = 0.6
+    plain = dataclasses.replace(get_train_preset("micro-lame"), save_every=1, keep_checkpoints=100)
+    train(plain, tmp_path / "plain", show_progress=False)
+    steps = list_checkpoints(tmp_path / "plain" / "ckpt")
+    assert len(steps) == plain.total_steps
+    expected = None
+    for path in steps:  # the raw weights after each step
+        weights = load_file(str(path / "model.safetensors"))
+        expected = weights if expected is None else {k: decay * expected[k] + (1 - decay) * v for k, v in weights.items()}
+
+    config = build_config("micro-lame", [f"ema_decay={decay}"])
+    averaged = train(config, tmp_path / "ema", show_progress=False).model
+    last = load_file(str(steps[-1] / "model.safetensors"))
+    saved = load_file(str(tmp_path / "ema" / "model" / "model.safetensors"))
+    moved = 0
+    for name, value in averaged.named_parameters():
+        assert torch.allclose(value, expected[name], atol=1e-6), name
+        moved += not torch.allclose(value, last[name], atol=1e-6)
+    assert moved > 0  # the average is not the last step's weights
+    for name in saved:
+        assert torch.equal(saved[name], averaged.state_dict()[name]), name
+    raw = load_file(str(list_checkpoints(tmp_path / "ema" / "ckpt")[-1] / "model.safetensors"))
+    assert all(torch.equal(raw[k], last[k]) for k in last)  # training itself is untouched
+
+    train(config, tmp_path / "split", show_progress=False, stop_after=5)
+    resumed = train(config, tmp_path / "split", resume=True, show_progress=False).model
+    for (name, a), b in zip(averaged.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(LameError, match="ema_decay"):
+        build_config("micro-lame", ["ema_decay=1.0"])
+
+
 @pytest.mark.slow
 def test_sigkill_at_a_random_step_then_resume_gives_bit_identical_weights(tmp_path):
     args = ["--preset", "micro-lame", "--set", "stage2_steps=11", "--set", "save_every=1", "--set", "log_every=1"]

@@ -75,6 +75,10 @@ class TrainConfig:
             its latent decoder is sized from the base's hidden size.
         world_seed: the Shapes world seed (splits); seed: this run's seed (init and data order).
         save_every: steps between resume checkpoints; eval_every: steps between quick validations.
+        ema_decay: keep an exponential moving average of the weights (`torch.optim.swa_utils`,
+            each step `ema = decay * ema + (1 - decay) * weights`, from this run's first step) and
+            save it as the final model instead of the last step's weights; it is part of each
+            checkpoint, so a resumed run averages exactly as an unbroken one. 0 = off.
         render_cache: a folder of pre-rendered train scenes (`prerender`); the images are the same
             as `render`'s (PNG is lossless), only cheaper to get. Missing files are rendered and added.
         image_pixels: the tiny model's image size in pixels (0: 112 x 112, or the `init_from`
@@ -197,6 +201,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 100
     keep_checkpoints: int = 2
+    ema_decay: float = 0.0
     eval_every: int = 0
     eval_examples: int = 96
     log_every: int = 10
@@ -569,6 +574,8 @@ def build_config(
         raise LameError(f"decoder_target is one of {', '.join(DECODER_TARGETS)}, not {config.decoder_target!r}.")
     if config.prompt_format not in ("plain", "plain-text-first"):
         raise LameError(f"prompt_format of a tiny model is plain or plain-text-first, not {config.prompt_format!r}.")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise LameError(f"ema_decay is the average's decay per step in [0, 1) (0 = off), not {config.ema_decay}.")
     for name in ("cot_own_rationales", "cot_swap_rationales"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise LameError(f"{name} is a share of each step's queries in [0, 1], not {getattr(config, name)}.")

@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lame_tools.atomic import atomic_write_json, atomic_write_text
-from lame_tools.checkpoint import load_latest, save_checkpoint
+from lame_tools.checkpoint import load_extra_tensors, load_latest, save_checkpoint
 from lame_tools.data.shapes import TARGET_INSTRUCTION, make_example, render
 from lame_tools.errors import LameError
 from lame_tools.inputs import Item
@@ -124,6 +124,7 @@ class _Run:
     checkpoint_s: float = 0.0
     step_times: list[float] = field(default_factory=list)
     last_metrics: dict[str, float] = field(default_factory=dict)
+    ema: Any = None  # torch.optim.swa_utils.AveragedModel of the weights, with ema_decay
 
     @property
     def ckpt_dir(self) -> Path:
@@ -140,6 +141,11 @@ def _resume(run: _Run) -> None:
     if resumed is None:
         return
     run.step = int(resumed.state["step"])
+    saved_ema = load_extra_tensors(resumed.path, "ema")
+    if run.ema is not None and saved_ema is not None:
+        _load_ema(run.ema, saved_ema)
+    elif run.ema is not None and run.main:  # a checkpoint of a run without one: average from here
+        print(f"{resumed.path} holds no weight average; it starts at step {run.step}", file=sys.stderr)
     if "scheduler" not in resumed.state:  # written before the schedule was saved: re-seat it at the step
         run.scheduler = make_scheduler(run.optimizer, run.config, run.step)
     if run.main:
@@ -164,6 +170,10 @@ def _open_run(config: TrainConfig, out_dir: Path, resume: bool, command: str | N
     model.train()
     optimizer = make_optimizer(model, config)
     run = _Run(config, out_dir, accelerator, model, optimizer, make_scheduler(optimizer, config))
+    if config.ema_decay:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
     if resume:
         _resume(run)
     log_path = out_dir / "log.jsonl"
@@ -175,6 +185,22 @@ def _open_run(config: TrainConfig, out_dir: Path, resume: bool, command: str | N
     run.previous_wall = float(rows[-1].get("wall_s", 0.0)) if rows else 0.0
     run.checkpoint_s = float(rows[-1].get("checkpoint_s", 0.0)) if rows else 0.0
     return run
+
+
+def _ema_tensors(ema) -> dict[str, torch.Tensor]:
+    """The average's parameters by name, and how many steps it has averaged (for the checkpoint)."""
+    return {**dict(ema.module.named_parameters()), "n_averaged": ema.n_averaged}
+
+
+def _load_ema(ema, tensors: dict[str, torch.Tensor]) -> None:
+    params = dict(ema.module.named_parameters())
+    if set(params) | {"n_averaged"} != set(tensors):
+        raise LameError("the checkpoint's weight average does not match the model; resume without ema_decay "
+                        "or start the run again.")
+    with torch.no_grad():
+        for name, value in params.items():
+            value.copy_(tensors[name])
+        ema.n_averaged.copy_(tensors["n_averaged"])
 
 
 def _mean_over_processes(losses: dict[str, torch.Tensor], world: int, device) -> dict[str, float]:
@@ -192,7 +218,8 @@ def _save(run: _Run) -> None:
     if run.main:
         state = {"stage": run.config.stage_of(run.step), "data_position": run.step, "config": run.config.to_dict()}
         save_checkpoint(run.ckpt_dir, run.step, run.model, run.optimizer, state, keep=run.config.keep_checkpoints,
-                        scheduler=run.scheduler)
+                        scheduler=run.scheduler,
+                        extra_tensors={"ema": _ema_tensors(run.ema)} if run.ema is not None else None)
     run.accelerator.wait_for_everyone()
     run.checkpoint_s += time.perf_counter() - c0
 
@@ -206,6 +233,8 @@ def _step_once(run: _Run, stage: int, started: float) -> tuple[dict[str, Any], b
     factor = lr_factor(config, run.step)
     out = train_step(run.model, run.optimizer, run.scheduler, config, run.step, accelerator.process_index,
                      accelerator.num_processes, autocast=accelerator.autocast)
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
     run.step += 1
     step = run.step
     run.step_times.append(time.perf_counter() - t0)
@@ -289,6 +318,10 @@ def train(
     summary = _summary(run, command, run.previous_wall + time.perf_counter() - started)
     if run.main and summary["complete"]:
         summary["model_dir"] = str(out_dir / "model")
+        if run.ema is not None:  # the saved (and returned) model is the average
+            with torch.no_grad():
+                for mine, averaged in zip(run.model.parameters(), run.ema.module.parameters()):
+                    mine.copy_(averaged)
         run.model.eval()
         run.model.save_pretrained(out_dir / "model", training_info=training_info(summary))
         atomic_write_json(out_dir / "summary.json", summary)

@@ -1,4 +1,8 @@
 #!/bin/bash
+# 2026-12-07: replaces chain82 (in git history). After the neighbour-seeing stage 0's one pass (see_71) it
+# adds the weight average (`ema_decay=0.99`) on the last phase of seed 4's recipe, one pass and CoT (see_75,
+# from their lookup-phase models): does the score at the end of a run move less, or rise, when the saved
+# weights are the average of the last few hundred steps rather than the last step's?
 # 2026-12-07: replaces chain81 (in git history). Seed 1 of K = 4 at equal time (see_74) fell far below the
 # one pass at equal time (reasoning -15.2 [-17.8, -12.3], counting by attribute -56.7) where seed 0 was
 # +5.3: over two seeds -4.9, so three more seeds would each need about +11.5 for the five-seed mean to reach half
@@ -43,6 +47,8 @@ test -f $ctx/model/model.safetensors || .venv/bin/python -m lame_tools train --p
 test -f $ctx/scene_readout_count.json || .venv/bin/python scripts/scene_readout.py $ctx/model \
   --out $ctx/scene_readout_count.json > logs/readout_stage0-scene-ctx.log 2>&1 || exit 1
 scripts/queues/pipeline.sh see_71.json see-deep-disc-ctx || exit 1
+scripts/queues/chain_pairs.sh see_75.json see-deep-lame-k16-readsrat-ema-bind-mixed-s4 see-deep-disc-ema-bind-mixed-s4 \
+  see-deep-cot-ema-bind-mixed-s4 || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-discriminative || exit 1
 scripts/queues/pipeline.sh see_64.json see-deeper-lame-k16-readsrat || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-cot || exit 1
@@ -50,4 +56,4 @@ scripts/queues/pipeline.sh see_59.json see-deeper-lame-k16 || exit 1
 for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
   scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
 done
-touch logs/chain82.done
+touch logs/chain83.done
