@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _app_server import import_file
 from safetensors.torch import load_file
 
 from lame_tools.checkpoint import (
@@ -333,6 +334,21 @@ def test_ema_saves_the_running_average_of_the_weights_and_resumes_it_exactly(tmp
         assert torch.equal(a, b), name
     with pytest.raises(LameError, match="ema_decay"):
         build_config("micro-lame", ["ema_decay=1.0"])
+
+    # scripts/checkpoint_model.py: a model folder from a checkpoint's own weights or from its average
+    script = import_file(ROOT / "scripts" / "checkpoint_model.py", "checkpoint_model_script")
+    newest = list_checkpoints(tmp_path / "ema" / "ckpt")[-1]
+    script.checkpoint_model(newest, tmp_path / "ema" / "model", tmp_path / "as-ema", tensors="ema")
+    script.checkpoint_model(newest, tmp_path / "ema" / "model", tmp_path / "as-step")
+    assert load_file(str(tmp_path / "as-ema" / "model.safetensors")).keys() == saved.keys()
+    assert all(torch.equal(load_file(str(tmp_path / "as-ema" / "model.safetensors"))[k], saved[k]) for k in saved)
+    step = LameModel.from_pretrained(tmp_path / "as-step", device="cpu")
+    assert step.training_info["from_checkpoint"] == str(newest)
+    for name, value in step.named_parameters():
+        assert torch.equal(value, raw[name]), name
+    with pytest.raises(LameError, match="holds no 'other' tensors"):
+        script.checkpoint_model(newest, tmp_path / "ema" / "model", tmp_path / "bad", tensors="other")
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow
