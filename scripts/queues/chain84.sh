@@ -1,4 +1,8 @@
 #!/bin/bash
+# 2026-12-07: replaces chain83 (in git history). A rerun of seed 4's last phase moved the recipe's margin to
+# half of CoT's gain from +5.5 to +0.4, and the rerun one pass's count fell from 84.0 at step 500 to 46.7 at
+# step 600, with the learning rate still at a tenth of its peak. Before the 12-layer trio, the same three
+# last phases with the rate decayed to zero (see_76, `min_lr_ratio=0.0`): is the end of a run steadier?
 # 2026-12-07: replaces chain82 (in git history). After the neighbour-seeing stage 0's one pass (see_71) it
 # adds the weight average (`ema_decay=0.99`) on the last phase of seed 4's recipe, one pass and CoT (see_75,
 # from their lookup-phase models): does the score at the end of a run move less, or rise, when the saved
@@ -49,6 +53,8 @@ test -f $ctx/scene_readout_count.json || .venv/bin/python scripts/scene_readout.
 scripts/queues/pipeline.sh see_71.json see-deep-disc-ctx || exit 1
 scripts/queues/chain_pairs.sh see_75.json see-deep-lame-k16-readsrat-ema-bind-mixed-s4 see-deep-disc-ema-bind-mixed-s4 \
   see-deep-cot-ema-bind-mixed-s4 || exit 1
+scripts/queues/chain_pairs.sh see_76.json see-deep-lame-k16-readsrat-lr0-bind-mixed-s4 see-deep-disc-lr0-bind-mixed-s4 \
+  see-deep-cot-lr0-bind-mixed-s4 || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-discriminative || exit 1
 scripts/queues/pipeline.sh see_64.json see-deeper-lame-k16-readsrat || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-cot || exit 1
@@ -56,4 +62,4 @@ scripts/queues/pipeline.sh see_59.json see-deeper-lame-k16 || exit 1
 for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
   scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
 done
-touch logs/chain83.done
+touch logs/chain84.done
