@@ -1,4 +1,9 @@
 #!/bin/bash
+# 2026-12-07: replaces chain84 (in git history). With the rate decayed to zero (see_76) seed 4's last phase
+# ended steadier (step 500 to 600: recipe 47.8 -> 49.6, one pass 41.9 -> 43.1, CoT 51.7 -> 52.7; the one
+# pass's count 90.7 at both) and the recipe's share was 68%. Before the 12-layer trio: seeds 0-3 of the
+# three pipelines with that last phase (see_77, stems `see-deep-{lame-k16-readsrat,disc,cot}-lr0`), so the
+# share with `min_lr_ratio=0.0` rests on five seeds.
 # 2026-12-07: replaces chain83 (in git history). A rerun of seed 4's last phase moved the recipe's margin to
 # half of CoT's gain from +5.5 to +0.4, and the rerun one pass's count fell from 84.0 at step 500 to 46.7 at
 # step 600, with the learning rate still at a tenth of its peak. Before the 12-layer trio, the same three
@@ -55,6 +60,11 @@ scripts/queues/chain_pairs.sh see_75.json see-deep-lame-k16-readsrat-ema-bind-mi
   see-deep-cot-ema-bind-mixed-s4 || exit 1
 scripts/queues/chain_pairs.sh see_76.json see-deep-lame-k16-readsrat-lr0-bind-mixed-s4 see-deep-disc-lr0-bind-mixed-s4 \
   see-deep-cot-lr0-bind-mixed-s4 || exit 1
+for s in "" -s1 -s2 -s3; do
+  for stem in see-deep-lame-k16-readsrat-lr0 see-deep-disc-lr0 see-deep-cot-lr0; do
+    scripts/queues/pipeline.sh see_77.json "$stem" "$s" || exit 1
+  done
+done
 scripts/queues/pipeline.sh see_59.json see-deeper-discriminative || exit 1
 scripts/queues/pipeline.sh see_64.json see-deeper-lame-k16-readsrat || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-cot || exit 1
@@ -62,4 +72,4 @@ scripts/queues/pipeline.sh see_59.json see-deeper-lame-k16 || exit 1
 for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
   scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
 done
-touch logs/chain84.done
+touch logs/chain85.done
