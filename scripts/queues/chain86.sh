@@ -1,4 +1,7 @@
 #!/bin/bash
+# 2026-12-07: replaces chain85 (in git history). After seeds 0-3 of the zero-final-rate pipelines (see_77) it
+# adds the one pass at the recipe's wall time with that last phase (see_78: 774 steps with min_lr_ratio=0.0
+# from the equal-time one pass's lookup-phase models of seeds 0-4, see_72's), for the share at equal time.
 # 2026-12-07: replaces chain84 (in git history). With the rate decayed to zero (see_76) seed 4's last phase
 # ended steadier (step 500 to 600: recipe 47.8 -> 49.6, one pass 41.9 -> 43.1, CoT 51.7 -> 52.7; the one
 # pass's count 90.7 at both) and the recipe's share was 68%. Before the 12-layer trio: seeds 0-3 of the
@@ -65,6 +68,8 @@ for s in "" -s1 -s2 -s3; do
     scripts/queues/pipeline.sh see_77.json "$stem" "$s" || exit 1
   done
 done
+scripts/queues/chain_pairs.sh see_78.json see-deep-disc-ewr-lr0-bind-mixed see-deep-disc-ewr-lr0-bind-mixed-s1 \
+  see-deep-disc-ewr-lr0-bind-mixed-s2 see-deep-disc-ewr-lr0-bind-mixed-s3 see-deep-disc-ewr-lr0-bind-mixed-s4 || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-discriminative || exit 1
 scripts/queues/pipeline.sh see_64.json see-deeper-lame-k16-readsrat || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-cot || exit 1
@@ -72,4 +77,4 @@ scripts/queues/pipeline.sh see_59.json see-deeper-lame-k16 || exit 1
 for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
   scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
 done
-touch logs/chain85.done
+touch logs/chain86.done
