@@ -340,8 +340,8 @@ def test_ema_saves_the_running_average_of_the_weights_and_resumes_it_exactly(tmp
     newest = list_checkpoints(tmp_path / "ema" / "ckpt")[-1]
     script.checkpoint_model(newest, tmp_path / "ema" / "model", tmp_path / "as-ema", tensors="ema")
     script.checkpoint_model(newest, tmp_path / "ema" / "model", tmp_path / "as-step")
-    assert load_file(str(tmp_path / "as-ema" / "model.safetensors")).keys() == saved.keys()
-    assert all(torch.equal(load_file(str(tmp_path / "as-ema" / "model.safetensors"))[k], saved[k]) for k in saved)
+    as_ema = load_file(str(tmp_path / "as-ema" / "model.safetensors"))
+    assert as_ema.keys() == saved.keys() and all(torch.equal(as_ema[k], saved[k]) for k in saved)
     step = LameModel.from_pretrained(tmp_path / "as-step", device="cpu")
     assert step.training_info["from_checkpoint"] == str(newest)
     for name, value in step.named_parameters():

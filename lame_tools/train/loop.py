@@ -316,12 +316,12 @@ def train(
     if log_file is not None:
         log_file.close()
     summary = _summary(run, command, run.previous_wall + time.perf_counter() - started)
+    if run.ema is not None and summary["complete"]:  # the saved model, and each process's returned one, is the average
+        with torch.no_grad():
+            for mine, averaged in zip(run.model.parameters(), run.ema.module.parameters()):
+                mine.copy_(averaged)
     if run.main and summary["complete"]:
         summary["model_dir"] = str(out_dir / "model")
-        if run.ema is not None:  # the saved (and returned) model is the average
-            with torch.no_grad():
-                for mine, averaged in zip(run.model.parameters(), run.ema.module.parameters()):
-                    mine.copy_(averaged)
         run.model.eval()
         run.model.save_pretrained(out_dir / "model", training_info=training_info(summary))
         atomic_write_json(out_dir / "summary.json", summary)
