@@ -1,4 +1,9 @@
 #!/bin/bash
+# 2026-12-07: replaces chain86 (in git history). After seeds 0-3 of the zero-final-rate pipelines (see_77) and
+# before the one pass at equal time (see_78): seed 4's last phase of all three models with the zero final rate
+# and the reasoning subtasks drawn twice as often (see_79, stems `-rw`): 8 of 20 draws instead of 4 of 16.
+# CoT gains most on relation_two_step (+24.3) where the recipe keeps 23% of it: does more practice there
+# lift the recipe more than the one pass?
 # 2026-12-07: replaces chain85 (in git history). After seeds 0-3 of the zero-final-rate pipelines (see_77) it
 # adds the one pass at the recipe's wall time with that last phase (see_78: 774 steps with min_lr_ratio=0.0
 # from the equal-time one pass's lookup-phase models of seeds 0-4, see_72's), for the share at equal time.
@@ -68,6 +73,8 @@ for s in "" -s1 -s2 -s3; do
     scripts/queues/pipeline.sh see_77.json "$stem" "$s" || exit 1
   done
 done
+scripts/queues/chain_pairs.sh see_79.json see-deep-lame-k16-readsrat-rw-bind-mixed-s4 see-deep-disc-rw-bind-mixed-s4 \
+  see-deep-cot-rw-bind-mixed-s4 || exit 1
 scripts/queues/chain_pairs.sh see_78.json see-deep-disc-ewr-lr0-bind-mixed see-deep-disc-ewr-lr0-bind-mixed-s1 \
   see-deep-disc-ewr-lr0-bind-mixed-s2 see-deep-disc-ewr-lr0-bind-mixed-s3 see-deep-disc-ewr-lr0-bind-mixed-s4 || exit 1
 scripts/queues/pipeline.sh see_59.json see-deeper-discriminative || exit 1
@@ -77,4 +84,4 @@ scripts/queues/pipeline.sh see_59.json see-deeper-lame-k16 || exit 1
 for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
   scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
 done
-touch logs/chain86.done
+touch logs/chain87.done
