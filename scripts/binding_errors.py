@@ -6,7 +6,9 @@ intervals; and by how near the closest other object's centre is (fraction of the
 tell a resolution limit (objects sharing a visual token's cell) from a binding one. For count: the
 confusion of the true count and the model's top candidate, and whether the scene head's own count
 (the merged cells it labels with a shape, not "none") was right, to tell a head that misses objects
-from a language model that miscounts what the head saw.
+from a language model that miscounts what the head saw. For the relational subtasks (relation_two_step,
+relation_attribute, refer): whether a wrong answer names the anchor (the object the question names),
+another object of the scene, or nothing in it; by relation and by the number of objects.
 
     .venv/bin/python scripts/binding_errors.py assets/models/discriminative-shapes --split test \
         --reference assets/results/eval_balanced_discriminative-shapes_discriminative.json \
@@ -33,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.render import render  # noqa: E402
 from lame_tools.data.shapes import BALANCED_SIZES, TARGET_INSTRUCTION, balanced_examples  # noqa: E402
+from lame_tools.data.tasks import RELATIONAL_SUBTASKS as RELATIONAL  # noqa: E402
+from lame_tools.data.tasks import relational_answer  # noqa: E402
 from lame_tools.intervals import wilson_share  # noqa: E402
 from lame_tools.model import LameModel  # noqa: E402
 from lame_tools.ranking import top_k_pessimistic  # noqa: E402
@@ -40,6 +44,8 @@ from lame_tools.scene_head import head_counts  # noqa: E402
 
 ATTRIBUTE = {"colour_of": "colour", "shape_of": "shape"}
 OUTCOMES = ("right", "another_object", "not_in_scene")
+# the anchor's answer is counted as the anchor's even where another object shares it
+RELATION_OUTCOMES = ("right", "anchor", "another_object", "not_in_scene")
 # nearest other object's centre, as a fraction of the canvas width: within a `fine` token's cell
 # (a quarter of the canvas), within two, farther
 NEAREST_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, float("inf")))
@@ -82,6 +88,22 @@ def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None
     return rows
 
 
+def classify_relation(model, subtask: str, split: str, per_subtask: int, mode: str | None) -> list[dict]:
+    """One row per relational query: the answer, the top candidate, the outcome (right, the anchor's,
+    another object's, in no object of the scene), the relation and the scene's object count."""
+    examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=(subtask,))]
+    name = partial(relational_answer, subtask)
+    rows = []
+    for top, example in zip(top_candidates(model, examples, mode), examples):
+        others = {name(o) for o in example.scene.objects if o is not example.answer_object and o is not example.anchor}
+        outcome = ("right" if top == example.target_text else "anchor" if top == name(example.anchor)
+                   else "another_object" if top in others else "not_in_scene")
+        rows.append({"answer": example.target_text, "top": top, "outcome": outcome, "relation": example.relation,
+                     "objects": len(example.scene.objects),
+                     "nearest": nearest_other(example.scene, example.answer_object)})
+    return rows
+
+
 def classify_count(model, split: str, per_subtask: int, mode: str | None) -> list[dict]:
     """One row per count query: the answer, the top candidate, the objects, the scene head's count."""
     examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=("count",))]
@@ -115,16 +137,21 @@ def summarize_count(rows: list[dict]) -> dict:
     return block
 
 
-def summarize(rows: list[dict]) -> dict:
+def _right_by(rows: list[dict], key: str) -> dict:
+    return {str(v): wilson_share(sum(r["outcome"] == "right" for r in rows if r[key] == v), sum(r[key] == v for r in rows))
+            for v in sorted({r[key] for r in rows})}
+
+
+def summarize(rows: list[dict], outcomes: tuple[str, ...] = OUTCOMES) -> dict:
     counts = Counter(r["outcome"] for r in rows)
     wrong = len(rows) - counts["right"]
-    block = {o: wilson_share(counts[o], len(rows)) for o in OUTCOMES}
+    block = {o: wilson_share(counts[o], len(rows)) for o in outcomes}
     block["binding_share_of_errors"] = wilson_share(counts["another_object"], wrong) if wrong else None
-    block["by_objects"] = {
-        str(n): wilson_share(sum(r["outcome"] == "right" for r in rows if r["objects"] == n),
-                       sum(r["objects"] == n for r in rows))
-        for n in sorted({r["objects"] for r in rows})
-    }
+    if "anchor" in outcomes:
+        block["anchor_share_of_errors"] = wilson_share(counts["anchor"], wrong) if wrong else None
+    block["by_objects"] = _right_by(rows, "objects")
+    if rows and "relation" in rows[0]:
+        block["by_relation"] = _right_by(rows, "relation")
     block["by_nearest"] = {}
     for low, high in NEAREST_BINS:
         inside = [r for r in rows if r["nearest"] is not None and low <= r["nearest"] < high]
@@ -140,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-subtask", type=int, default=None, help="default: the balanced split's size")
     parser.add_argument("--mode", default=None, help="latent / discriminative / cot / sequential (default: the model's)")
     parser.add_argument("--reference", type=Path, default=None, help="an eval JSON to check the hits against")
-    parser.add_argument("--subtasks", default="colour_of,shape_of,count", help="any of colour_of, shape_of, count")
+    parser.add_argument("--subtasks", default="colour_of,shape_of,count",
+                        help="any of colour_of, shape_of, count, relation_two_step, relation_attribute, refer")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     per_subtask = args.per_subtask or BALANCED_SIZES[args.split]
@@ -148,9 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     reference = json.loads(args.reference.read_text()) if args.reference else None
     report = {"model": str(args.model), "split": args.split, "per_subtask": per_subtask, "mode": args.mode,
               "subtasks": {}}
-    for subtask in args.subtasks.split(","):
-        rows = (classify_count if subtask == "count" else partial(classify, subtask=subtask))(
-            model, split=args.split, per_subtask=per_subtask, mode=args.mode)
+    subtasks = args.subtasks.split(",")
+    unknown = [t for t in subtasks if t != "count" and t not in ATTRIBUTE and t not in RELATIONAL]
+    if unknown:
+        parser.error(f"unknown subtask {unknown[0]!r}; expected any of count, {', '.join([*ATTRIBUTE, *RELATIONAL])}")
+    for subtask in subtasks:
+        classifier = (classify_count if subtask == "count" else partial(classify_relation, subtask=subtask)
+                      if subtask in RELATIONAL else partial(classify, subtask=subtask))
+        rows = classifier(model, split=args.split, per_subtask=per_subtask, mode=args.mode)
         if reference is not None:
             expected = reference["tasks"][subtask]["per_query"]
             got = [float(r["outcome"] == "right") for r in rows]
@@ -170,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"right where the head was right {shown['right_where_head_right']}, where wrong "
                   f"{shown['right_where_head_wrong']}; errors with a wrong head count "
                   f"{shown['errors_where_head_wrong']}", flush=True)
+            continue
+        if subtask in RELATIONAL:
+            report["subtasks"][subtask] = block = summarize(rows, RELATION_OUTCOMES)
+            shares = ", ".join(f"{o.replace('_', ' ')} {100 * block[o]['share']:.1f}" for o in RELATION_OUTCOMES)
+            by = "  ".join(f"{n} obj {100 * b['share']:.0f}% (n={b['n']})" for n, b in block["by_objects"].items())
+            rel = "  ".join(f"{k} {100 * b['share']:.0f}%" for k, b in block["by_relation"].items())
+            print(f"{subtask}: {shares} | {by} | {rel}", flush=True)
             continue
         report["subtasks"][subtask] = block = summarize(rows)
         by = "  ".join(f"{n} obj {100 * b['share']:.0f}% (n={b['n']})" for n, b in block["by_objects"].items())

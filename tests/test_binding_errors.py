@@ -1,6 +1,7 @@
 """scripts/binding_errors.py: its per-query hits are the evaluation harness's, every query falls in
 exactly one outcome, a wrong answer is "another object's" exactly when another object of the scene
-has it, and a reference that disagrees stops the script."""
+has it, a relational query's wrong answer is "the anchor's" exactly when it names the object the
+question names, and a reference that disagrees stops the script."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from _app_server import import_file
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "binding_errors.py"
 PER_SUBTASK = 6
+RELATIONAL = ("relation_two_step", "relation_attribute", "refer")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def reference(shipped_model, tmp_path_factory):
     from lame_tools.evaluate.harness import evaluate_shapes
 
     result = evaluate_shapes(shipped_model, split="validation", per_subtask=PER_SUBTASK,
-                             tasks=["colour_of", "shape_of", "count"])
+                             tasks=["colour_of", "shape_of", "count", *RELATIONAL])
     path = tmp_path_factory.mktemp("binding") / "reference.json"
     path.write_text(json.dumps(result))
     return path, result
@@ -59,6 +61,29 @@ def test_count_hits_match_the_harness_and_the_head_counts_objects(binding, shipp
     assert all(0 <= r["head_count"] <= 16 for r in rows)
     assert sum(abs(r["head_count"] - r["objects"]) <= 1 for r in rows) >= PER_SUBTASK - 1
     assert sum((block[k] or {"n": 0})["n"] for k in ("right_where_head_right", "right_where_head_wrong")) == len(rows)
+
+
+def test_relational_hits_match_the_harness_and_the_anchor_is_the_named_object(binding, shipped_model, reference):
+    from lame_tools.data.shapes import balanced_examples
+    from lame_tools.data.tasks import relational_answer
+
+    _, result = reference
+    assert set(binding.RELATIONAL) == set(RELATIONAL)
+    for subtask in RELATIONAL:
+        rows = binding.classify_relation(shipped_model, subtask, "validation", PER_SUBTASK, None)
+        assert [float(r["outcome"] == "right") for r in rows] == result["tasks"][subtask]["per_query"]
+        block = binding.summarize(rows, binding.RELATION_OUTCOMES)
+        assert sum(block[o]["count"] for o in binding.RELATION_OUTCOMES) == len(rows) == PER_SUBTASK
+        assert sum(b["n"] for b in block["by_relation"].values()) == len(rows)
+        examples = [e for _, e in balanced_examples(0, "validation", PER_SUBTASK, subtasks=(subtask,))]
+        for row, example in zip(rows, examples):
+            assert row["relation"] == example.relation and row["answer"] == example.target_text
+            anchor = relational_answer(subtask, example.anchor)
+            assert example.anchor.name in example.query_text  # the object the question names
+            if row["outcome"] != "right":
+                assert (row["outcome"] == "anchor") == (row["top"] == anchor)
+            if row["outcome"] == "another_object":
+                assert row["top"] in {relational_answer(subtask, o) for o in example.scene.objects}
 
 
 def test_nearest_other_is_the_closest_centre(binding):

@@ -467,6 +467,34 @@ def test_subtask_batches_hold_one_subtask_and_are_deterministic():
     assert len(halves[0]) + len(halves[1]) == config.batch_size
 
 
+def test_anchor_hard_negatives_name_the_anchor_and_candidates_stay_the_default():
+    from lame_tools.data.tasks import relational_answer
+    from lame_tools.train import get_train_preset
+    from lame_tools.train.config import build_config
+    from lame_tools.train.data import make_batch
+
+    subtasks = "relation_two_step,relation_attribute,refer,count"
+    base = dataclasses.replace(get_train_preset("micro-discriminative"), subtasks=subtasks, batch_size=8)
+    anchor = dataclasses.replace(base, hard_negative_from="anchor")
+    kinds, fell_back = set(), 0
+    for step in range(24):
+        plain, named = make_batch(base, step), make_batch(anchor, step)
+        assert [e.query_text for e in plain.examples] == [e.query_text for e in named.examples]
+        for ex, item, valid in zip(named.examples, named.hard_negatives, named.hard_negative_valid.tolist()):
+            kinds.add(ex.subtask)
+            assert valid and item.text != ex.target_text
+            if ex.anchor is not None and relational_answer(ex.subtask, ex.anchor) != ex.target_text:
+                assert item.text == relational_answer(ex.subtask, ex.anchor)  # the object the question names
+            else:  # count, or an anchor that shares the answer's colour: a wrong candidate
+                assert item.text in ex.candidates[1:]
+                fell_back += 1
+        # the default draws a wrong candidate, as before
+        assert all(item.text in ex.candidates[1:] for ex, item in zip(plain.examples, plain.hard_negatives))
+    assert kinds == set(subtasks.split(",")) and fell_back > 0
+    with pytest.raises(LameError, match="hard_negative_from is one of candidates, anchor"):
+        build_config("micro-discriminative", ["hard_negative_from=scene"])
+
+
 def test_object_curriculum_caps_the_scenes_of_its_subtasks_until_its_steps():
     from lame_tools.train import get_train_preset
     from lame_tools.train.config import build_config

@@ -53,6 +53,8 @@ SUBTASKS = tuple(SUBTASK_KIND)
 PERCEPTION_SUBTASKS = ("count", "colour_of", "shape_of")
 # ... and those that need a step more: find an anchor, then look in a direction, or filter then count.
 REASONING_SUBTASKS = ("relation_two_step", "relation_attribute", "count_attribute", "refer")
+# the subtasks about an anchor object and the object in a relation to it (`Example.anchor`)
+RELATIONAL_SUBTASKS = ("relation_two_step", "relation_attribute", "refer")
 
 @dataclass(frozen=True)
 class Example:
@@ -136,6 +138,18 @@ def _relation_pairs(scene: Scene) -> list[tuple[SceneObject, str, SceneObject]]:
     return found
 
 
+def relational_answer(subtask: str, obj: SceneObject) -> str:
+    """The answer text a relational subtask (relation_two_step, relation_attribute, refer) gives when
+    `obj` is the object that answers: its name, its colour, its size and name."""
+    if subtask == "relation_two_step":
+        return obj.describe()
+    if subtask == "relation_attribute":
+        return obj.colour
+    if subtask == "refer":
+        return obj.describe(with_size=True)
+    raise ValueError(f"{subtask!r} is not a relational subtask ({', '.join(RELATIONAL_SUBTASKS)})")
+
+
 def _relation_phrase(relation: str) -> str:
     return f"{relation} of" if relation in ("left", "right") else relation
 
@@ -167,7 +181,7 @@ def _count(scene: Scene, objects_line: str) -> Example:
 def _relation_two_step(scene: Scene, triple, objects_line: str, rng: random.Random, n_candidates: int) -> Example:
     answer_obj, relation, anchor = triple
     question = f"what is {_relation_phrase(relation)} the {anchor.name} ?"
-    answer = answer_obj.describe()
+    answer = relational_answer("relation_two_step", answer_obj)
     rationale = f"{objects_line} find the {anchor.name} . then look {relation} : {answer_obj.name} . answer : {answer} ."
     return Example(
         "vqa", "relation_two_step", INSTRUCTIONS["relation_two_step"], question, True, answer, False,
@@ -209,7 +223,7 @@ def _i2t(scene: Scene, objects_line: str, pool: list[str], n_candidates: int) ->
 def _refer(scene: Scene, triple, objects_line: str, rng: random.Random, n_candidates: int) -> Example:
     answer_obj, relation, anchor = triple
     reference = f"the shape {_relation_phrase(relation)} the {anchor.name}"
-    answer = answer_obj.describe(with_size=True)
+    answer = relational_answer("refer", answer_obj)
     rationale = (
         f"{objects_line} find the {anchor.name} . then look {relation} : {answer_obj.name} . "
         f"answer : {answer} ."
@@ -229,9 +243,10 @@ def _relation_attribute(scene: Scene, triple, objects_line: str, rng: random.Ran
         f"{objects_line} find the {anchor.name} . then look {relation} : {answer_obj.name} . "
         f"answer : {answer_obj.colour} ."
     )
+    answer = relational_answer("relation_attribute", answer_obj)
     return Example(
-        "vqa", "relation_attribute", INSTRUCTIONS["relation_attribute"], question, True, answer_obj.colour, False,
-        rationale, scene, candidates=_distractors(answer_obj.colour, COLOURS, rng, len(COLOURS) - 1),
+        "vqa", "relation_attribute", INSTRUCTIONS["relation_attribute"], question, True, answer, False,
+        rationale, scene, candidates=_distractors(answer, COLOURS, rng, len(COLOURS) - 1),
         anchor=anchor, relation=relation, answer_object=answer_obj,
     )
 

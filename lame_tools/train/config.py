@@ -17,6 +17,8 @@ DEFAULT_STAGE0_DIR = Path("runs/stage0/model")
 SCENE_STAGE0_DIR = Path("runs/see/stage0-scene/model")
 # what the latent decoder can reconstruct (`TrainConfig.decoder_target`)
 DECODER_TARGETS = ("target", "rationale", "steps")
+# where a hard negative comes from (`TrainConfig.hard_negative_from`)
+HARD_NEGATIVE_SOURCES = ("candidates", "anchor")
 
 
 def _named_subtasks(field_name: str, value: str) -> list[str]:
@@ -59,6 +61,10 @@ class TrainConfig:
             latent embeddings, head, temperature) and the decoder.
         learnable_temperature: train `logit_scale`; else it stays at its initial value.
         hard_negatives: add one hard negative (a wrong candidate of the example) per text target.
+        hard_negative_from: "candidates" (a wrong candidate drawn at random) or "anchor": for a
+            relational example, the answer naming the object its question names (the anchor), which
+            one pass answers in a fifth to a third of relational test queries; a wrong candidate where
+            the example has no anchor or the anchor's answer is the right one.
         homogeneous_batches: draw each step's batch from one task kind (see `batch_indices`).
         task_kinds: comma list of task kinds to train on ("" = all four).
         stage1_trainable: parameter groups trained in stage 1 (see `parameter_groups`): the paper's
@@ -189,6 +195,7 @@ class TrainConfig:
     learnable_temperature: bool = True
     temperature: float = 0.05
     hard_negatives: bool = False
+    hard_negative_from: str = "candidates"
     homogeneous_batches: bool = True
     task_kinds: str = ""
     stage1_trainable: str = "latent,decoder"
@@ -570,6 +577,9 @@ def build_config(
     if config.rename_words and not config.scene_words_only:
         raise LameError("rename_words needs scene_words_only=true (the language model must read the words "
                         "alone for a relabelling to be a symmetry).")
+    if config.hard_negative_from not in HARD_NEGATIVE_SOURCES:
+        raise LameError(f"hard_negative_from is one of {', '.join(HARD_NEGATIVE_SOURCES)}, "
+                        f"not {config.hard_negative_from!r}.")
     if config.decoder_target not in DECODER_TARGETS:
         raise LameError(f"decoder_target is one of {', '.join(DECODER_TARGETS)}, not {config.decoder_target!r}.")
     if config.prompt_format not in ("plain", "plain-text-first"):

@@ -25,6 +25,7 @@ from lame_tools.data.shapes import (
     random_style,
     render,
 )
+from lame_tools.data.tasks import relational_answer
 from lame_tools.errors import LameError
 from lame_tools.inputs import Item
 from lame_tools.losses import text_keys
@@ -236,8 +237,14 @@ def target_key(example: Example, index: int) -> str:
     return f"text:{example.target_text}" if not example.target_has_image else f"image:{index}"
 
 
-def _hard_negative(example: Example, rng: random.Random) -> tuple[Item, str, bool]:
-    """(item, key, valid): a wrong candidate of a text target, else a placeholder marked invalid."""
+def _hard_negative(example: Example, rng: random.Random, source: str = "candidates") -> tuple[Item, str, bool]:
+    """(item, key, valid): with `source` "anchor", a relational example's answer about its anchor
+    (`TrainConfig.hard_negative_from`) where that is wrong; else a wrong candidate of a text target,
+    else a placeholder marked invalid."""
+    if source == "anchor" and example.anchor is not None:
+        wrong = relational_answer(example.subtask, example.anchor)
+        if wrong != example.target_text:
+            return Item(None, wrong, TARGET_INSTRUCTION), f"text:{wrong}", True
     negatives = [c for c in example.candidates[1:] if c != example.target_text]
     if negatives and not example.target_has_image:
         choice = rng.choice(negatives)
@@ -270,7 +277,7 @@ def make_batch(config: TrainConfig, step: int, rank: int = 0, world: int = 1) ->
         targets.append(dataclasses.replace(target, text=named(target.text)))
         keys.append(named(target_key(ex, index)))
         dec.append(named(decoder_text(config.decoder_target, ex)))
-        item, key, valid = _hard_negative(ex, rng)
+        item, key, valid = _hard_negative(ex, rng, config.hard_negative_from)
         hard.append((dataclasses.replace(item, text=named(item.text)), named(key), valid))
     return TrainBatch(
         examples, queries, targets, text_keys(keys), dec, [h[0] for h in hard], text_keys([h[1] for h in hard]),
