@@ -54,6 +54,8 @@ class LameConfig:
             colour words its scene head predicts (`lame_tools.scene_words`; needs `scene_head`).
         scene_words_only: with `scene_words`, the language model reads the words alone instead of the
             raw visual token plus the words (`lame_tools.scene_words`).
+        visual_positions: each merged visual token also carries a learned map of its cell's position
+            in the image (`lame_tools.visual_positions`; our departure, for reading spatial relations).
         reason_layer: the language-model layer whose reason-token states are the model's
             `reason_states` (what the latent decoder reads, in training and in the read-out probes):
             0 = the last layer's (normed) output, n = the output of layer n (1-based; n = the layer
@@ -89,6 +91,7 @@ class LameConfig:
     scene_head_context: int = 1
     scene_words: bool = False
     scene_words_only: bool = False
+    visual_positions: bool = False
     reason_layer: int = 0
     embed_reads: str = "all"
     reason_reads: str = "all"

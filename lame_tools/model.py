@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen3Config
 
-from lame_tools import scene_words
+from lame_tools import scene_words, visual_positions
 from lame_tools.backbone import (
     build_backbone,
     build_decoder_config,
@@ -58,6 +58,7 @@ from lame_tools.inputs import Item, make_items
 from lame_tools.model_files import CONFIG_FILE, TRAINING_FILE, WEIGHTS_FILE, load_folder, save_folder
 from lame_tools.processor import LameProcessor
 from lame_tools.scene_head import SceneHead
+from lame_tools.visual_positions import VisualPositions
 
 __all__ = ["CONFIG_FILE", "TRAINING_FILE", "WEIGHTS_FILE", "EmbedOutput", "LameModel"]
 
@@ -110,6 +111,10 @@ class LameModel(nn.Module):
         self.scene_head = SceneHead(hidden, config.scene_head_context) if config.scene_head else None
         if config.scene_words:
             scene_words.attach(self)
+        # after the scene head, so a model without positions initialises exactly as before
+        self.visual_positions = VisualPositions(hidden) if config.visual_positions else None
+        if config.visual_positions:
+            visual_positions.attach(self)  # after the scene words' hook: the positions add to the words
         self.training_info: dict[str, Any] = {}
 
     # ---- construction ---------------------------------------------------------------------------
@@ -135,6 +140,7 @@ class LameModel(nn.Module):
         scene_words: bool = False,
         scene_words_only: bool = False,
         scene_head_context: int = 1,
+        visual_positions: bool = False,
     ) -> LameModel:
         """A randomly initialised tiny LaME whose word-level tokenizer knows `vocabulary`, built offline
         (the shipped models use `lame_tools.data.shapes.VOCABULARY`). `image_pixels`: every image is
@@ -147,7 +153,8 @@ class LameModel(nn.Module):
         `prompt_format`: "plain" or "plain-text-first" (`LameConfig.prompt_format`).
         `scene_words`: visual tokens also carry their scene head's words (`lame_tools.scene_words`);
         `scene_words_only`: they carry the words alone; `scene_head_context`: the scene head's
-        neighbourhood (`LameConfig.scene_head_context`)."""
+        neighbourhood (`LameConfig.scene_head_context`); `visual_positions`: they also carry their
+        cell's position (`lame_tools.visual_positions`)."""
         sizes = get_preset(preset)
         tokenizer = build_tokenizer(list(vocabulary))
         backbone_config = build_tiny_backbone_config(tokenizer, sizes)
@@ -156,7 +163,7 @@ class LameModel(nn.Module):
                                  reason_reads=reason_reads, embed_pool=embed_pool,
                                  prompt_format=prompt_format, scene_words=scene_words,
                                  scene_words_only=scene_words_only, scene_head_context=scene_head_context,
-                                 backbone=backbone_config.to_dict())
+                                 visual_positions=visual_positions, backbone=backbone_config.to_dict())
         if image_pixels:
             lame_config.image_min_pixels = lame_config.image_max_pixels = int(image_pixels)
         decoder_config = build_decoder_config(tokenizer, sizes) if with_decoder else None

@@ -20,7 +20,8 @@ the image's own positions get the vision features), weighted by the head's "none
 empty cell is not a near-zero vector that the first RMSNorm would blow up.
 
 `attach(model)` installs the forward hook on the vision tower for the model's life; `raw_vision`
-turns it off inside a block (the scene head's own loss and read-out see the raw tokens).
+turns it (and the positions of `lame_tools.visual_positions`) off inside a block (the scene head's
+own loss and read-out see the raw tokens).
 """
 
 from __future__ import annotations
@@ -107,11 +108,10 @@ def renamed(model, renamings: Sequence[dict[str, str] | None] | None) -> Iterato
 def attach(model) -> None:
     """Add scene words to every forward of the model's vision tower (see the module docstring)."""
     model._scene_word_ids = word_ids(model.processor.tokenizer)
-    model._scene_words_on = True
     words_only = model.config.scene_words_only
 
     def hook(_module, args, kwargs, output):
-        if not model._scene_words_on:
+        if getattr(model, "_raw_vision", False):
             return None
         tokens = getattr(output, "pooler_output", output)
         grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
@@ -131,12 +131,11 @@ def attach(model) -> None:
 
 @contextlib.contextmanager
 def raw_vision(model) -> Iterator[None]:
-    """Within the block the vision tower gives its raw tokens (no scene words); restored after."""
-    saved = getattr(model, "_scene_words_on", None)
-    if saved is not None:
-        model._scene_words_on = False
+    """Within the block the vision tower gives its raw tokens (no scene words, no positions of
+    `lame_tools.visual_positions`); restored after."""
+    saved = getattr(model, "_raw_vision", False)
+    model._raw_vision = True
     try:
         yield
     finally:
-        if saved is not None:
-            model._scene_words_on = saved
+        model._raw_vision = saved

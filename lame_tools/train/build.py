@@ -33,7 +33,8 @@ def decoder_sizes_for(hidden_size: int):
 
 # Settings of the tiny backbone alone (its scene head, word tokenizer and plain prompt): a `base` run
 # refuses them rather than train without them.
-_TINY_ONLY = ("scene_head_weight", "scene_words", "scene_words_only", "prompt_format", "scene_head_context")
+_TINY_ONLY = ("scene_head_weight", "scene_words", "scene_words_only", "prompt_format", "scene_head_context",
+              "visual_positions")
 
 
 def _build_from_base(config: TrainConfig):
@@ -94,6 +95,8 @@ def _load_stage0_backbone(model, config: TrainConfig) -> None:
         ) from None
     if model.scene_head is not None and pretrained.scene_head is not None:
         _load_scene_head(model.scene_head, pretrained.scene_head, source)
+    if config.init_parts == "all" and model.visual_positions is not None and pretrained.visual_positions is not None:
+        model.visual_positions.load_state_dict(pretrained.visual_positions.state_dict())  # the LM reads them
     if not config.image_pixels:  # the backbone learned to see at its own image size: keep it
         model.config.image_min_pixels = pretrained.config.image_min_pixels
         model.config.image_max_pixels = pretrained.config.image_max_pixels
@@ -166,6 +169,7 @@ def build_model(config: TrainConfig):
         scene_words=config.scene_words,
         scene_words_only=config.scene_words_only,
         scene_head_context=config.scene_head_context,
+        visual_positions=config.visual_positions,
     )
     if config.kind != "stage0" and config.init_from:
         _load_stage0_backbone(model, config)
@@ -176,12 +180,15 @@ def build_model(config: TrainConfig):
 
 
 def parameter_groups(model) -> dict[str, list[torch.nn.Parameter]]:
-    """Named groups: "backbone" (the language model and LM head), "vision" (the vision tower and the
-    scene head), "latent" (reason/[EMBED] embeddings, head, temperature) and "decoder"."""
+    """Named groups: "backbone" (the language model, LM head and visual positions), "vision" (the
+    vision tower and the scene head), "latent" (reason/[EMBED] embeddings, head, temperature) and
+    "decoder"."""
     latent = [model.latent_embeddings, *model.embed_head.parameters(), model.logit_scale]
     decoder = list(model.decoder.parameters()) if model.decoder is not None else []
     vision_ids = {id(p) for p in model.backbone.model.visual.parameters()}
     backbone = [p for p in model.backbone.parameters() if id(p) not in vision_ids]
+    if model.visual_positions is not None:
+        backbone += list(model.visual_positions.parameters())
     vision = list(model.backbone.model.visual.parameters())
     if model.scene_head is not None:
         vision += list(model.scene_head.parameters())

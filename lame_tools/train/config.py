@@ -147,6 +147,8 @@ class TrainConfig:
             (`lame_tools.scene_words`; needs `scene_head_weight` > 0, so the head trains with them).
         scene_words_only: with `scene_words`, the language model reads the words alone, not the raw
             visual token beside them (`LameConfig.scene_words_only`).
+        visual_positions: the tiny model's visual tokens also carry a learned map of their cell's
+            position (`lame_tools.visual_positions`), trained with the language model.
         rename_words: the share of training examples whose shape and colour words are relabelled by a
             random permutation in everything the language model reads of them, texts and scene words
             (`lame_tools.renaming`; needs `scene_words_only`; a CoT run's rationales, gold, swapped
@@ -241,6 +243,7 @@ class TrainConfig:
     prompt_format: str = "plain"
     scene_words: bool = False
     scene_words_only: bool = False
+    visual_positions: bool = False
     rename_words: float = 0.0
     self_distill: float = 0.0
     self_distill_teacher: float = 1.0
