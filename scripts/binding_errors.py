@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.render import render  # noqa: E402
+from lame_tools.data.scene import relation_holds  # noqa: E402
 from lame_tools.data.shapes import BALANCED_SIZES, TARGET_INSTRUCTION, balanced_examples  # noqa: E402
 from lame_tools.data.tasks import RELATIONAL_SUBTASKS as RELATIONAL  # noqa: E402
 from lame_tools.data.tasks import relational_answer  # noqa: E402
@@ -102,6 +104,25 @@ def classify_relation(model, subtask: str, split: str, per_subtask: int, mode: s
                      "objects": len(example.scene.objects),
                      "nearest": nearest_other(example.scene, example.answer_object)})
     return rows
+
+
+def relation_baselines(subtask: str, examples, cells: int = 4) -> dict:
+    """What a reader without spatial relations gets: "exclusion" names a random object other than
+    the anchor; "cell_oracle" picks at random among the other objects whose cell (on a `cells` x
+    `cells` grid of the image, the merged visual tokens' at 112 px) stands in the asked relation to
+    the anchor's (all the others where none does). Expected Hit@1, as a share."""
+    def centre(o):
+        return replace(o, x=(min(int(o.x * cells), cells - 1) + 0.5) / cells,
+                       y=(min(int(o.y * cells), cells - 1) + 0.5) / cells)
+
+    exclusion = oracle = 0.0
+    for example in examples:
+        others = [o for o in example.scene.objects if o is not example.anchor]
+        anchor = centre(example.anchor)
+        placed = [o for o in others if relation_holds(centre(o), example.relation, anchor)] or others
+        exclusion += sum(relational_answer(subtask, o) == example.target_text for o in others) / len(others)
+        oracle += sum(relational_answer(subtask, o) == example.target_text for o in placed) / len(placed)
+    return {"exclusion": exclusion / len(examples), "cell_oracle": oracle / len(examples), "cells": cells}
 
 
 def classify_count(model, split: str, per_subtask: int, mode: str | None) -> list[dict]:
@@ -206,10 +227,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if subtask in RELATIONAL:
             report["subtasks"][subtask] = block = summarize(rows, RELATION_OUTCOMES)
+            block["baselines"] = relation_baselines(
+                subtask, [e for _, e in balanced_examples(0, args.split, per_subtask, subtasks=(subtask,))])
             shares = ", ".join(f"{o.replace('_', ' ')} {100 * block[o]['share']:.1f}" for o in RELATION_OUTCOMES)
             by = "  ".join(f"{n} obj {100 * b['share']:.0f}% (n={b['n']})" for n, b in block["by_objects"].items())
             rel = "  ".join(f"{k} {100 * b['share']:.0f}%" for k, b in block["by_relation"].items())
-            print(f"{subtask}: {shares} | {by} | {rel}", flush=True)
+            base = block["baselines"]
+            print(f"{subtask}: {shares} | {by} | {rel} | without relations: naming a non-anchor object "
+                  f"{100 * base['exclusion']:.1f}, knowing each object's cell {100 * base['cell_oracle']:.1f}",
+                  flush=True)
             continue
         report["subtasks"][subtask] = block = summarize(rows)
         by = "  ".join(f"{n} obj {100 * b['share']:.0f}% (n={b['n']})" for n, b in block["by_objects"].items())

@@ -86,6 +86,30 @@ def test_relational_hits_match_the_harness_and_the_anchor_is_the_named_object(bi
                 assert row["top"] in {relational_answer(subtask, o) for o in example.scene.objects}
 
 
+def test_relation_baselines_against_a_hand_computation(binding):
+    from types import SimpleNamespace
+
+    from lame_tools.data.scene import SceneObject
+
+    anchor = SceneObject("square", "red", "small", 0.6, 0.5)
+    left = SceneObject("circle", "blue", "small", 0.2, 0.5)
+    right = SceneObject("diamond", "green", "small", 0.9, 0.5)
+    same_cell = SceneObject("triangle", "green", "small", 0.55, 0.55)  # left of the anchor, in its cell
+    scene = SimpleNamespace(objects=(anchor, left, right))
+    asked = SimpleNamespace(scene=scene, anchor=anchor, relation="left", target_text="a blue circle")
+    # naming one of the two others: 1/2; by cells only the blue circle's is left of the anchor's: 1
+    assert binding.relation_baselines("relation_two_step", [asked]) == {"exclusion": 0.5, "cell_oracle": 1.0, "cells": 4}
+    crowded = SimpleNamespace(scene=SimpleNamespace(objects=(anchor, same_cell, right)), anchor=anchor,
+                              relation="left", target_text="a green triangle")
+    # the triangle shares the anchor's cell, so no cell is left of it: all the others again, 1/2
+    both = binding.relation_baselines("relation_two_step", [asked, crowded])
+    assert both["exclusion"] == 0.5 and both["cell_oracle"] == 0.75
+    # relation_attribute answers a colour: the diamond and the triangle are both green
+    colour = SimpleNamespace(scene=SimpleNamespace(objects=(anchor, same_cell, right)), anchor=anchor,
+                             relation="left", target_text="green")
+    assert binding.relation_baselines("relation_attribute", [colour])["exclusion"] == 1.0
+
+
 def test_nearest_other_is_the_closest_centre(binding):
     from lame_tools.data.scene import SceneObject
 
