@@ -1,4 +1,9 @@
 #!/bin/bash
+# 2026-12-07: replaces chain94 (in git history). With positions as content (see_84) the one pass excludes the
+# anchor better, but no model, CoT included, reads a relation: four-object two-step scenes stay at chance.
+# Next, before seed 2's pipelines: does twice the steps with the relational subtasks at half the draws
+# teach CoT (whose rationale spells the step out), the one pass and the recipe a relation, with positions?
+# (see_85, from see_84's lookup-phase models, 1,200 last-phase steps, seed 0.)
 # 2026-12-07: replaces chain93 (in git history). No model reads spatial relations: on relation_two_step every
 # model, CoT included, scores at or below naming a random object other than the anchor (54%), where a
 # reader that knew each object's cell could reach 87%; with the scene words alone a visual token says what
@@ -130,6 +135,8 @@ scripts/queues/chain_pairs.sh see_83.json see-deep-lame-k16-readsrat-rwa-bind-mi
 for stem in see-deep-disc-pos see-deep-cot-pos see-deep-lame-k16-readsrat-pos; do
   scripts/queues/pipeline.sh see_84.json "$stem" || exit 1
 done
+scripts/queues/chain_pairs.sh see_85.json see-deep-cot-pos-rel-bind-mixed see-deep-disc-pos-rel-bind-mixed \
+  see-deep-lame-k16-readsrat-pos-rel-bind-mixed || exit 1
 FIRST_ONLY=1 lr0_trio -s2 || exit 1
 rw_trio -s2 || exit 1
 deeper_trio || exit 1
@@ -147,4 +154,4 @@ scripts/queues/pipeline.sh see_59.json see-deeper-lame-k16 || exit 1
 for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
   scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
 done
-touch logs/chain94.done
+touch logs/chain95.done
