@@ -80,6 +80,19 @@ class VisionCapture:
         return out
 
 
+def hooked_tokens(args, kwargs, output) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(merged tokens, image grids) seen by a forward hook (`with_kwargs=True`) on the vision tower."""
+    return getattr(output, "pooler_output", output), kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+
+
+def with_tokens(output, tokens: torch.Tensor):
+    """What a vision-tower forward hook returns to replace the merged tokens of `output` by `tokens`."""
+    if hasattr(output, "pooler_output"):
+        output.pooler_output = tokens
+        return output
+    return tokens
+
+
 @contextlib.contextmanager
 def capture_vision(model) -> Iterator[VisionCapture]:
     """Record the vision tower's merged tokens of every backbone forward inside the block."""
@@ -87,8 +100,8 @@ def capture_vision(model) -> Iterator[VisionCapture]:
     visual = model.backbone.model.visual
 
     def hook(_module, args, kwargs, output):
-        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
-        capture.tokens.append(getattr(output, "pooler_output", output))
+        tokens, grid = hooked_tokens(args, kwargs, output)
+        capture.tokens.append(tokens)
         capture.grids.append(grid.detach().cpu())
 
     # first of the tower's hooks: the raw tokens, before `lame_tools.scene_words` adds to them

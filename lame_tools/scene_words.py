@@ -33,7 +33,7 @@ import torch
 
 from lame_tools.data.scene import COLOURS, SHAPES
 from lame_tools.image_batch import visual_token_counts
-from lame_tools.scene_head import NONE_COLOUR, NONE_SHAPE
+from lame_tools.scene_head import NONE_COLOUR, NONE_SHAPE, hooked_tokens, with_tokens
 
 
 def word_ids(tokenizer) -> tuple[list[int], list[int]]:
@@ -113,18 +113,13 @@ def attach(model) -> None:
     def hook(_module, args, kwargs, output):
         if getattr(model, "_raw_vision", False):
             return None
-        tokens = getattr(output, "pooler_output", output)
-        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        tokens, grid = hooked_tokens(args, kwargs, output)
         rows = None
         if getattr(model, "_scene_word_renamings", None):
             counts = visual_token_counts(grid, model.processor.merge_size)
             rows = renaming_rows(model, model._scene_word_renamings, counts)
         words = scene_word_vectors(model, tokens, with_none=words_only, renamed_rows=rows, grids=grid)
-        mixed = words if words_only else tokens + words
-        if hasattr(output, "pooler_output"):
-            output.pooler_output = mixed
-            return output
-        return mixed
+        return with_tokens(output, words if words_only else tokens + words)
 
     model.backbone.model.visual.register_forward_hook(hook, with_kwargs=True)
 

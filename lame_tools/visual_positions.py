@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from lame_tools.scene_head import merged_spans
+from lame_tools.scene_head import hooked_tokens, merged_spans, with_tokens
 
 FREQUENCIES = 4  # sin / cos of pi * k * coordinate, k = 1..4, for x and for y
 
@@ -63,12 +63,7 @@ def attach(model) -> None:
     def hook(_module, args, kwargs, output):
         if getattr(model, "_raw_vision", False):
             return None
-        tokens = getattr(output, "pooler_output", output)
-        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
-        placed = tokens + model.visual_positions(grid, model.processor.merge_size).to(tokens.dtype)
-        if hasattr(output, "pooler_output"):
-            output.pooler_output = placed
-            return output
-        return placed
+        tokens, grid = hooked_tokens(args, kwargs, output)
+        return with_tokens(output, tokens + model.visual_positions(grid, model.processor.merge_size).to(tokens.dtype))
 
     model.backbone.model.visual.register_forward_hook(hook, with_kwargs=True)

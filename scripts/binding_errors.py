@@ -90,10 +90,12 @@ def classify(model, subtask: str, split: str, per_subtask: int, mode: str | None
     return rows
 
 
-def classify_relation(model, subtask: str, split: str, per_subtask: int, mode: str | None) -> list[dict]:
+def classify_relation(model, subtask: str, split: str, per_subtask: int, mode: str | None,
+                      examples: list | None = None) -> list[dict]:
     """One row per relational query: the answer, the top candidate, the outcome (right, the anchor's,
-    another object's, in no object of the scene), the relation and the scene's object count."""
-    examples = [e for _, e in balanced_examples(0, split, per_subtask, subtasks=(subtask,))]
+    another object's, in no object of the scene), the relation and the scene's object count.
+    `examples`: the split's queries of `subtask` when the caller has them already."""
+    examples = examples or [e for _, e in balanced_examples(0, split, per_subtask, subtasks=(subtask,))]
     name = partial(relational_answer, subtask)
     rows = []
     for top, example in zip(top_candidates(model, examples, mode), examples):
@@ -202,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown subtask {unknown[0]!r}; expected any of count, {', '.join([*ATTRIBUTE, *RELATIONAL])}")
     for subtask in subtasks:
-        classifier = (classify_count if subtask == "count" else partial(classify_relation, subtask=subtask)
+        asked = ([e for _, e in balanced_examples(0, args.split, per_subtask, subtasks=(subtask,))]
+                 if subtask in RELATIONAL else None)
+        classifier = (classify_count if subtask == "count" else partial(classify_relation, subtask=subtask, examples=asked)
                       if subtask in RELATIONAL else partial(classify, subtask=subtask))
         rows = classifier(model, split=args.split, per_subtask=per_subtask, mode=args.mode)
         if reference is not None:
@@ -227,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if subtask in RELATIONAL:
             report["subtasks"][subtask] = block = summarize(rows, RELATION_OUTCOMES)
-            block["baselines"] = relation_baselines(
-                subtask, [e for _, e in balanced_examples(0, args.split, per_subtask, subtasks=(subtask,))])
+            block["baselines"] = relation_baselines(subtask, asked)
             shares = ", ".join(f"{o.replace('_', ' ')} {100 * block[o]['share']:.1f}" for o in RELATION_OUTCOMES)
             by = "  ".join(f"{n} obj {100 * b['share']:.0f}% (n={b['n']})" for n, b in block["by_objects"].items())
             rel = "  ".join(f"{k} {100 * b['share']:.0f}%" for k, b in block["by_relation"].items())

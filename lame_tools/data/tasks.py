@@ -239,11 +239,11 @@ def _refer(scene: Scene, triple, objects_line: str, rng: random.Random, n_candid
 def _relation_attribute(scene: Scene, triple, objects_line: str, rng: random.Random) -> Example:
     answer_obj, relation, anchor = triple
     question = f"what colour is the shape {_relation_phrase(relation)} the {anchor.name} ?"
+    answer = relational_answer("relation_attribute", answer_obj)
     rationale = (
         f"{objects_line} find the {anchor.name} . then look {relation} : {answer_obj.name} . "
-        f"answer : {answer_obj.colour} ."
+        f"answer : {answer} ."
     )
-    answer = relational_answer("relation_attribute", answer_obj)
     return Example(
         "vqa", "relation_attribute", INSTRUCTIONS["relation_attribute"], question, True, answer, False,
         rationale, scene, candidates=_distractors(answer, COLOURS, rng, len(COLOURS) - 1),
