@@ -1,4 +1,11 @@
 #!/bin/bash
+# 2026-12-07: replaces chain95 (in git history), on a new machine whose runs/ did not carry over. The
+# relation-focused last phase with positions (see_85) taught CoT to read a relation (relation_two_step
+# 62.3, above the exclusion baseline for the first time); its one pass and recipe are next. see_84's
+# lookup-phase models of the one pass and the recipe are retrained first (seed 0, FIRST_ONLY=1; their
+# validation scores check that a rerun is the same run), then see_85's one pass and recipe, then seeds
+# 1-4 of all three with positions and the relation-focused last phase (see_86), before the rest of
+# chain95's queue (the reasoning-weighted seeds 2-3, the 12-layer trio, the equal-time one pass).
 # 2026-12-07: replaces chain94 (in git history). With positions as content (see_84) the one pass excludes the
 # anchor better, but no model, CoT included, reads a relation: four-object two-step scenes stay at chance.
 # Next, before seed 2's pipelines: does twice the steps with the relational subtasks at half the draws
@@ -78,51 +85,34 @@
 # chain79 added the one pass at the recipe's wall time (see_72, seeds 0-4, 1.29x the steps), the decoder
 # ablation at equal wall time (see_70, 1.14x) and the scene head that sees its neighbours from scratch
 # (stage 0 with scene_head_context=3, then see_71), before the 12-layer search (see_59, see_64).
-# chain73 was written on a new machine whose runs/ did not carry over: every step starts from stage 0
+# chain73 and chain96 were written on new machines whose runs/ did not carry over: every step starts from stage 0
 # (runs/see/stage0-scene, a copy of assets/models/stage0-scene) or from a stage 0 trained here.
 # Resumable: each step skips what is done.
 cd "$(dirname "$0")/../.."
 export RESULTS=runs/see/rerun_validation.json
 mkdir -p logs runs/see
 test -d runs/see/stage0-scene/model || { mkdir -p runs/see/stage0-scene && cp -r assets/models/stage0-scene runs/see/stage0-scene/model; }
-for stem in see-deep-lame-k16-readsrat see-deep-discriminative; do
-  scripts/queues/pipeline.sh see_65.json "$stem" -s4 || exit 1
+for stem in see-deep-disc-pos see-deep-lame-k16-readsrat-pos; do
+  FIRST_ONLY=1 scripts/queues/pipeline.sh see_84.json "$stem" || exit 1
 done
-scripts/queues/chain_pairs.sh see_69.json see-deep-lame-k16-readsrat-relook-bind-mixed-s4 see-deep-disc-relook-bind-mixed-s4 || exit 1
-scripts/queues/pipeline.sh see_65.json see-deep-cot -s4 || exit 1
-scripts/queues/pipeline.sh see_67.json see-deep-sequential-k16 -s4 || exit 1
-scripts/queues/pipeline.sh see_68.json see-deep-lame-k16-readsteps || exit 1
-for k in 8 4 2 1; do scripts/queues/pipeline.sh see_66.json "see-deep-lame-k$k-readsrat" || exit 1; done
-scripts/queues/pipeline.sh see_60.json see-deep-discriminative-ew14 || exit 1
-for s in 1 2; do scripts/queues/pipeline.sh see_57.json see-deep-lame-k16-reads "-s$s" || exit 1; done
-for s in "" -s1 -s2 -s3 -s4; do scripts/queues/pipeline.sh see_72.json see-deep-disc-ewr "$s" || exit 1; done
-scripts/queues/pipeline.sh see_70.json see-deep-lame-k16-reads-ew || exit 1
-for k in 8 4; do scripts/queues/pipeline.sh see_73.json "see-deep-lame-k$k-readsrat-ew" || exit 1; done
-scripts/queues/pipeline.sh see_74.json see-deep-lame-k4-readsrat-ew -s1 || exit 1
-for k in 2 1; do scripts/queues/pipeline.sh see_73.json "see-deep-lame-k$k-readsrat-ew" || exit 1; done
-ctx=runs/see/stage0-scene-ctx
-test -f $ctx/model/model.safetensors || .venv/bin/python -m lame_tools train --preset stage0-scene --out $ctx \
-  --resume --quiet --set scene_head_context=3 > logs/train_stage0-scene-ctx.log 2>&1 || exit 1
-test -f $ctx/scene_readout_count.json || .venv/bin/python scripts/scene_readout.py $ctx/model \
-  --out $ctx/scene_readout_count.json > logs/readout_stage0-scene-ctx.log 2>&1 || exit 1
-scripts/queues/pipeline.sh see_71.json see-deep-disc-ctx || exit 1
-scripts/queues/chain_pairs.sh see_75.json see-deep-lame-k16-readsrat-ema-bind-mixed-s4 see-deep-disc-ema-bind-mixed-s4 \
-  see-deep-cot-ema-bind-mixed-s4 || exit 1
-scripts/queues/chain_pairs.sh see_76.json see-deep-lame-k16-readsrat-lr0-bind-mixed-s4 see-deep-disc-lr0-bind-mixed-s4 \
-  see-deep-cot-lr0-bind-mixed-s4 || exit 1
+scripts/queues/chain_pairs.sh see_85.json see-deep-disc-pos-rel-bind-mixed see-deep-lame-k16-readsrat-pos-rel-bind-mixed || exit 1
+pos_rel_trio() {
+  for stem in see-deep-disc-pos see-deep-cot-pos see-deep-lame-k16-readsrat-pos; do
+    FIRST_ONLY=1 scripts/queues/pipeline.sh see_86.json "$stem" "$1" || return 1
+  done
+  scripts/queues/chain_pairs.sh see_86.json "see-deep-disc-pos-rel-bind-mixed$1" "see-deep-cot-pos-rel-bind-mixed$1" \
+    "see-deep-lame-k16-readsrat-pos-rel-bind-mixed$1"
+}
+for s in -s1 -s2 -s3 -s4; do pos_rel_trio "$s" || exit 1; done
 lr0_trio() {
   for stem in see-deep-lame-k16-readsrat-lr0 see-deep-disc-lr0 see-deep-cot-lr0; do
     scripts/queues/pipeline.sh see_77.json "$stem" "$1" || return 1
   done
 }
-for s in "" -s1; do lr0_trio "$s" || exit 1; done
-scripts/queues/chain_pairs.sh see_79.json see-deep-lame-k16-readsrat-rw-bind-mixed-s4 see-deep-disc-rw-bind-mixed-s4 \
-  see-deep-cot-rw-bind-mixed-s4 || exit 1
 rw_trio() {
   scripts/queues/chain_pairs.sh see_80.json "see-deep-lame-k16-readsrat-rw-bind-mixed$1" "see-deep-disc-rw-bind-mixed$1" \
     "see-deep-cot-rw-bind-mixed$1"
 }
-for s in "" -s1; do rw_trio "$s" || exit 1; done
 deeper_trio() {
   for stem in see-deeper-lame-k16-readsrat see-deeper-discriminative see-deeper-cot; do
     FIRST_ONLY=1 scripts/queues/pipeline.sh see_82.json "$stem" || return 1
@@ -130,28 +120,9 @@ deeper_trio() {
   scripts/queues/chain_pairs.sh see_82.json see-deeper-lame-k16-readsrat-rw-bind-mixed see-deeper-disc-rw-bind-mixed \
     see-deeper-cot-rw-bind-mixed
 }
-scripts/queues/chain_pairs.sh see_83.json see-deep-lame-k16-readsrat-rwa-bind-mixed-s4 see-deep-disc-rwa-bind-mixed-s4 \
-  see-deep-cot-rwa-bind-mixed-s4 || exit 1
-for stem in see-deep-disc-pos see-deep-cot-pos see-deep-lame-k16-readsrat-pos; do
-  scripts/queues/pipeline.sh see_84.json "$stem" || exit 1
-done
-scripts/queues/chain_pairs.sh see_85.json see-deep-cot-pos-rel-bind-mixed see-deep-disc-pos-rel-bind-mixed \
-  see-deep-lame-k16-readsrat-pos-rel-bind-mixed || exit 1
 FIRST_ONLY=1 lr0_trio -s2 || exit 1
 rw_trio -s2 || exit 1
 deeper_trio || exit 1
 FIRST_ONLY=1 lr0_trio -s3 || exit 1
 rw_trio -s3 || exit 1
-scripts/queues/chain_pairs.sh see_81.json see-deep-disc-ewr-rw-bind-mixed see-deep-disc-ewr-rw-bind-mixed-s1 \
-  see-deep-disc-ewr-rw-bind-mixed-s2 see-deep-disc-ewr-rw-bind-mixed-s3 see-deep-disc-ewr-rw-bind-mixed-s4 || exit 1
-for s in -s2 -s3; do lr0_trio "$s" || exit 1; done
-scripts/queues/chain_pairs.sh see_78.json see-deep-disc-ewr-lr0-bind-mixed see-deep-disc-ewr-lr0-bind-mixed-s1 \
-  see-deep-disc-ewr-lr0-bind-mixed-s2 see-deep-disc-ewr-lr0-bind-mixed-s3 see-deep-disc-ewr-lr0-bind-mixed-s4 || exit 1
-scripts/queues/pipeline.sh see_59.json see-deeper-discriminative || exit 1
-scripts/queues/pipeline.sh see_64.json see-deeper-lame-k16-readsrat || exit 1
-scripts/queues/pipeline.sh see_59.json see-deeper-cot || exit 1
-scripts/queues/pipeline.sh see_59.json see-deeper-lame-k16 || exit 1
-for stem in see-deep-lame-k1 see-deep-lame-k4 see-deep-lame-k8 see-deep-discriminative-ew; do
-  scripts/queues/pipeline.sh see_53.json "$stem" || exit 1
-done
-touch logs/chain95.done
+touch logs/chain96.done
