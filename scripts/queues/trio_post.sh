@@ -1,15 +1,15 @@
 #!/bin/bash
 # After a trio's last phases land (the rationale recipe, the one pass, CoT: see-deep-{lame-k16-readsrat,
-# disc,cot}-TAG SUFFIX): copy their scores into assets/results (collect.sh), write each model's
+# disc,cot}-TAG SUFFIX; the one pass's DISC_TAG where its last phase is another, chosen by validation): copy their scores into assets/results (collect.sh), write each model's
 # relational errors (scripts/binding_errors.py, checked query by query against its test eval), and
 # compare the three on the same queries (scripts/seed_compare.py: the recipe against the one pass, with
 # CoT's gain and the recipe's share of it). Skips a model whose run is not here, and what is written.
 # Light but not free (CoT's relational analysis generates rationales): pause the chain first.
-#     scripts/queues/trio_post.sh pos-rel-bind-mixed -s1
+#     scripts/queues/trio_post.sh pos-rel-bind-mixed -s1 pos-relp-bind-mixed
 cd "$(dirname "$0")/../.."
-tag=$1 suffix=${2:-}
+tag=$1 suffix=${2:-} disc_tag=${3:-$1}
 R=assets/results
-lame=see-deep-lame-k16-readsrat-$tag$suffix disc=see-deep-disc-$tag$suffix cot=see-deep-cot-$tag$suffix
+lame=see-deep-lame-k16-readsrat-$tag$suffix disc=see-deep-disc-$disc_tag$suffix cot=see-deep-cot-$tag$suffix
 scripts/queues/collect.sh "$lame" "$disc" "$cot"
 for m in "$lame" "$disc" "$cot"; do
   out=$R/relations/relation_errors_$m.json
@@ -21,4 +21,4 @@ short=${tag%-bind-mixed}
 a=$R/seeds/eval_balanced_$lame.json b=$R/seeds/eval_balanced_$disc.json c=$R/seeds/eval_balanced_$cot.json
 test -f "$a" && test -f "$b" && test -f "$c" || { echo "trio_post: not all three test evals are here yet" >&2; exit 1; }
 .venv/bin/python scripts/seed_compare.py --a "$a" --b "$b" --c "$c" \
-  --out "$R/seeds/compare_deep-lame-k16-readsrat-$tag${suffix}_vs_deep-disc-${short}_vs_deep-cot-${short}.json"
+  --out "$R/seeds/compare_deep-lame-k16-readsrat-$tag${suffix}_vs_deep-disc-${disc_tag%-bind-mixed}_vs_deep-cot-${short}.json"
