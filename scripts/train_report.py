@@ -7,6 +7,7 @@ decoder (lambda) ablation.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -57,7 +58,12 @@ def ablation_seeds(data: dict, presets: list[str]) -> set[int]:
 
 
 def main() -> int:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "assets/results/training_matrix.json")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("matrix", nargs="?", default="assets/results/training_matrix.json",
+                        help="scripts/train_matrix.py's aggregate JSON")
+    path = Path(parser.parse_args().matrix)
+    if not path.is_file():
+        parser.error(f"{path} is not a file: pass the aggregate JSON that scripts/train_matrix.py writes")
     data = json.loads(path.read_text())
     main_rows = [("LaME (K=8, decoder)", "lame"), ("discriminative (K=0)", "discriminative"), ("explicit CoT", "cot")]
     print("Held-out test split, Hit@1 (%), mean ± std over seeds:\n")
