@@ -1,7 +1,8 @@
 #!/bin/bash
 # After a trio's last phases land (the rationale recipe, the one pass, CoT: see-deep-{lame-k16-readsrat,
 # disc,cot}-TAG SUFFIX; the one pass's DISC_TAG where its last phase is another, chosen by validation): copy their scores into assets/results (collect.sh), write each model's
-# relational errors (scripts/binding_errors.py, checked query by query against its test eval), and
+# errors on colour_of / shape_of and the relational subtasks (scripts/binding_errors.py, checked query by
+# query against its test eval), and
 # compare the three on the same queries (scripts/seed_compare.py: the recipe against the one pass, with
 # CoT's gain and the recipe's share of it). Skips a model whose run is not here, and what is written.
 # Light but not free (CoT's relational analysis generates rationales): pause the chain first.
@@ -14,7 +15,7 @@ scripts/queues/collect.sh "$lame" "$disc" "$cot"
 for m in "$lame" "$disc" "$cot"; do
   out=$R/relations/relation_errors_$m.json
   test -f "$out" || ! test -f "runs/see/$m/eval_test.json" || .venv/bin/python scripts/binding_errors.py \
-    "runs/see/$m/model" --subtasks relation_two_step,relation_attribute,refer \
+    "runs/see/$m/model" --subtasks colour_of,shape_of,relation_two_step,relation_attribute,refer \
     --reference "runs/see/$m/eval_test.json" --out "$out" || exit 1
 done
 short=${tag%-bind-mixed}
