@@ -4,7 +4,8 @@
 # errors on colour_of / shape_of and the relational subtasks (scripts/binding_errors.py, checked query by
 # query against its test eval), and
 # compare the three on the same queries (scripts/seed_compare.py: the recipe against the one pass, with
-# CoT's gain and the recipe's share of it). Skips a model whose run is not here, and what is written.
+# CoT's gain and the recipe's share of it), for this seed and then pooled over every seed of the trio here
+# (..._Nseeds.json). Skips a model whose run is not here, and what is written.
 # Light but not free (CoT's relational analysis generates rationales): pause the chain first.
 #     scripts/queues/trio_post.sh pos-rel-bind-mixed -s1 pos-relp-bind-mixed
 cd "$(dirname "$0")/../.."
@@ -23,3 +24,14 @@ a=$R/seeds/eval_balanced_$lame.json b=$R/seeds/eval_balanced_$disc.json c=$R/see
 test -f "$a" && test -f "$b" && test -f "$c" || { echo "trio_post: not all three test evals are here yet" >&2; exit 1; }
 .venv/bin/python scripts/seed_compare.py --a "$a" --b "$b" --c "$c" \
   --out "$R/seeds/compare_deep-lame-k16-readsrat-$tag${suffix}_vs_deep-disc-${disc_tag%-bind-mixed}_vs_deep-cot-${short}.json"
+# Then the same comparison over every seed whose three test evals are here (seed 0 has no suffix),
+# each query's Hit@1 averaged over the seeds: the share and its margin to half over seeds.
+A=() B=() C=()
+for s in "" -s1 -s2 -s3 -s4; do
+  x=$R/seeds/eval_balanced_see-deep-lame-k16-readsrat-$tag$s.json y=$R/seeds/eval_balanced_see-deep-disc-$disc_tag$s.json
+  z=$R/seeds/eval_balanced_see-deep-cot-$tag$s.json
+  test -f "$x" && test -f "$y" && test -f "$z" && { A+=("$x"); B+=("$y"); C+=("$z"); }
+done
+test ${#A[@]} -ge 2 || exit 0
+.venv/bin/python scripts/seed_compare.py --a "${A[@]}" --b "${B[@]}" --c "${C[@]}" \
+  --out "$R/seeds/compare_deep-lame-k16-readsrat-${tag}_vs_deep-disc-${disc_tag%-bind-mixed}_vs_deep-cot-${short}_${#A[@]}seeds.json"
