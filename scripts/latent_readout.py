@@ -20,6 +20,10 @@ and overall, it reports:
     hit_if_right / hit_if_wrong
                  Hit@1 among the queries whose read-out is right / wrong (Wilson intervals)
 
+and, with `--target rationale` on the relational subtasks (relation_two_step, relation_attribute,
+refer), `relation_reading`: which relation the read-out's look step names for each true relation
+(`confusion`), the share naming the right axis (`axis`: left / right or above / below) and, of
+those, the right direction (`direction_if_axis`; 50% is a coin flip between the two),
 so a reader can see whether what the tokens hold and what the embedding retrieves go together. The
 read-out is what the decoder makes of the states, a lower bound on what they hold. Text-to-image
 queries (no text target) are left out. Writes one JSON with every query's read-out and prints a
@@ -42,7 +46,12 @@ from lame_tools import load_model  # noqa: E402
 from lame_tools.atomic import atomic_write_json  # noqa: E402
 from lame_tools.data.shapes import PERCEPTION_SUBTASKS, REASONING_SUBTASKS, balanced_examples  # noqa: E402
 from lame_tools.errors import InputError, LameError  # noqa: E402
-from lame_tools.evaluate.rationales import normalize, score_task_rationales, summarize_rationales  # noqa: E402
+from lame_tools.evaluate.rationales import (  # noqa: E402
+    normalize,
+    parse_rationale,
+    score_task_rationales,
+    summarize_rationales,
+)
 from lame_tools.intervals import wilson_share  # noqa: E402
 from lame_tools.probe import readout_items  # noqa: E402
 
@@ -50,6 +59,29 @@ from lame_tools.probe import readout_items  # noqa: E402
 def share(flags: Sequence[bool]) -> dict | None:
     """The share of true flags as the reports write it (`wilson_share`); None when there are none."""
     return wilson_share(int(sum(flags)), len(flags)) if flags else None
+
+
+AXES = {"left": "horizontal", "right": "horizontal", "above": "vertical", "below": "vertical"}
+
+
+def read_relation(text: str) -> str | None:
+    """The relation a read-out rationale's first look step names ("then look left : ..."), or None."""
+    step = parse_rationale(text).first("look")
+    return step.head if step else None
+
+
+def relation_reading(truths: Sequence[str], reads: Sequence[str | None]) -> dict:
+    """For queries with a true relation: how often each relation is read for it (None: no look step),
+    the share whose read relation lies on the true one's axis, and among those the share naming the
+    true direction."""
+    confusion: dict[str, dict[str, int]] = {}
+    for truth, read in zip(truths, reads):
+        row = confusion.setdefault(truth, {})
+        row[str(read)] = row.get(str(read), 0) + 1
+    on_axis = [read == truth for truth, read in zip(truths, reads) if AXES.get(str(read)) == AXES[truth]]
+    return {"confusion": {t: dict(sorted(r.items())) for t, r in sorted(confusion.items())},
+            "axis": share([AXES.get(str(read)) == AXES[truth] for truth, read in zip(truths, reads)]),
+            "direction_if_axis": share(on_axis)}
 
 
 def block(right: Sequence[bool], hits: Sequence[bool]) -> dict:
@@ -117,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_subtask[subtask] = block(right, hits)
         queries[subtask] = [{"readout": t, "target": e.target_text, "right": r, "hit": h}
                             for t, e, r, h in zip(texts, chosen, right, hits)]
+        if args.target == "rationale" and any(e.relation for e in chosen):
+            for row, e in zip(queries[subtask], chosen):
+                row["relation"], row["read_relation"] = e.relation, read_relation(row["readout"])
+            per_subtask[subtask]["relation_reading"] = relation_reading(
+                [r["relation"] for r in queries[subtask]], [r["read_relation"] for r in queries[subtask]])
     pools = {"reasoning": [t for t in per_subtask if t in REASONING_SUBTASKS],
              "perception": [t for t in per_subtask if t in PERCEPTION_SUBTASKS],
              "overall": list(per_subtask)}
@@ -140,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, stats in list(per_subtask.items()) + [(f"<{k}>", v) for k, v in pooled.items()]:
         print(f"| {name} | {cell(stats['readout'])} | {cell(stats['hit'])} | {cell(stats['hit_if_right'])} "
               f"| {cell(stats['hit_if_wrong'])} |")
+    for name, stats in per_subtask.items():
+        reading = stats.get("relation_reading")
+        if reading:
+            print(f"{name}: relation read on the right axis {cell(reading['axis'])}, of those in the right "
+                  f"direction {cell(reading['direction_if_axis'])}; read per true relation {reading['confusion']}")
     print(f"wrote {args.out} ({result['seconds']} s)")
     return 0
 

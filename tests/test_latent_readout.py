@@ -103,3 +103,41 @@ def test_rationale_target_scores_the_answer_step(script, tmp_path):
     fields = report["subtasks"]["relation_two_step"]["fields"]
     assert fields["anchor"]["mean"] == pytest.approx(sum(s["anchor"] for s in scores) / 3)
     assert all(len(r["readout"].split()) <= 8 for r in rows)
+
+
+def test_relation_reading_by_hand(script):
+    reading = script.relation_reading(["left", "left", "above", "right"], ["right", "left", "below", None])
+    assert reading["confusion"] == {"above": {"below": 1}, "left": {"left": 1, "right": 1}, "right": {"None": 1}}
+    assert (reading["axis"]["count"], reading["axis"]["n"]) == (3, 4)
+    assert (reading["direction_if_axis"]["count"], reading["direction_if_axis"]["n"]) == (1, 3)
+    assert script.read_relation("objects : red square . find the red square . then look left : nothing .") == "left"
+    assert script.read_relation("objects : red square . answer : red .") is None
+
+
+def test_relational_rows_carry_the_true_and_the_read_relation(script, tmp_path):
+    from collections import Counter
+
+    from lame_tools.data.shapes import balanced_examples
+    from lame_tools.evaluate.rationales import parse_rationale
+
+    out = tmp_path / "relations.json"
+    assert script.main(["--model", str(ROOT / "assets" / "models" / "lame-shapes"), "--reference", str(REFERENCE),
+                        "--per-subtask", "12", "--subtasks", "refer", "count", "--target", "rationale",
+                        "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    reference = json.loads(REFERENCE.read_text())
+    size = len(reference["tasks"]["count"]["per_query"])
+    chosen = [e for _, e in balanced_examples(reference["seed"], reference["split"], size, ("refer",))][:12]
+    rows = report["queries"]["refer"]
+    assert [r["relation"] for r in rows] == [e.relation for e in chosen]
+    for r in rows:
+        look = parse_rationale(r["readout"]).first("look")
+        assert r["read_relation"] == (look.head if look else None)
+    reading = report["subtasks"]["refer"]["relation_reading"]
+    assert Counter({(t, read): n for t, row in reading["confusion"].items() for read, n in row.items()}) == Counter(
+        (r["relation"], str(r["read_relation"])) for r in rows)
+    on_axis = [r for r in rows if script.AXES.get(str(r["read_relation"])) == script.AXES[r["relation"]]]
+    assert reading["axis"]["count"] == reading["direction_if_axis"]["n"] == len(on_axis)
+    assert reading["direction_if_axis"]["count"] == sum(r["read_relation"] == r["relation"] for r in on_axis)
+    # a subtask without relations gets neither the columns nor the block
+    assert "relation" not in report["queries"]["count"][0] and "relation_reading" not in report["subtasks"]["count"]
