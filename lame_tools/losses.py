@@ -140,12 +140,14 @@ def text_keys(texts: list[str]) -> torch.Tensor:
     )
 
 
-def sequence_mean_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def sequence_mean_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Next-token cross-entropy averaged within each sequence, then over sequences.
 
     Args:
         logits: [batch, seq, vocab], position p predicts token p + 1.
         labels: [batch, seq] token ids, IGNORE_INDEX where nothing is predicted (not shifted).
+        weights: optional [batch, seq] weight of each label (aligned with `labels`); the mean within
+            a sequence is then the weighted mean.
 
     Returns:
         scalar; rows with no label contribute zero (and still count in the mean over the batch).
@@ -159,11 +161,14 @@ def sequence_mean_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
         reduction="none",
     ).view(shifted_labels.shape)
     valid = (shifted_labels != IGNORE_INDEX).float()
+    if weights is not None:
+        valid = valid * weights[:, 1:].to(valid.dtype)
     per_row = (token_ce * valid).sum(1) / valid.sum(1).clamp(min=1.0)
     return per_row.mean()
 
 
-def decoder_loss(decoder, reason_states: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+def decoder_loss(decoder, reason_states: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor,
+                 weighted_ids: torch.Tensor | None = None, weight: float = 1.0) -> torch.Tensor:
     """Reconstruction loss of the latent decoder: reproduce the target text from the reason states only.
 
     Args:
@@ -172,13 +177,18 @@ def decoder_loss(decoder, reason_states: torch.Tensor, target_ids: torch.Tensor,
         reason_states: [batch, K, hidden] from the encoder (gradients flow back into it).
         target_ids: [batch, T] right-padded token ids of the text to reconstruct.
         target_mask: [batch, T] 1 on real tokens.
+        weighted_ids / weight: token ids whose labels weigh `weight` in each sequence's mean (the
+            others 1; `TrainConfig.decoder_relation_weight`); None = a plain mean.
 
     Returns:
         scalar: per-sequence mean token cross-entropy (target tokens and eos), averaged over the batch.
     """
     out = decoder(reason_states, target_ids, target_mask)
     _, _, labels = decoder.sequence(target_ids, target_mask, reason_states.shape[1])  # the decoder's own layout
-    return sequence_mean_ce(out.logits, labels)
+    weights = None
+    if weighted_ids is not None and weight != 1.0:
+        weights = 1.0 + (weight - 1.0) * torch.isin(labels, weighted_ids.to(labels.device)).float()
+    return sequence_mean_ce(out.logits, labels, weights)
 
 
 def suffix_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, predict_lengths: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,23 @@ def test_decoder_loss_reads_the_decoders_own_labels(micro_model):
         )
 
 
+def test_decoder_loss_weighs_the_named_tokens(micro_model):
+    decoder = micro_model.decoder
+    reason = _reason(micro_model, 2, seed=3)
+    ids = torch.tensor([[10, 11, 12], [13, 14, 0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    with torch.no_grad():
+        out = decoder(reason, ids, mask)
+        _, _, labels = decoder.sequence(ids, mask, reason.shape[1])
+        weights = torch.where(labels == 11, 4.0, 1.0)
+        assert int((labels == 11).sum()) == 1
+        weighted = decoder_loss(decoder, reason, ids, mask, torch.tensor([11]), 4.0).item()
+        assert weighted == pytest.approx(sequence_mean_ce(out.logits, labels, weights).item(), rel=1e-6)
+        plain = decoder_loss(decoder, reason, ids, mask).item()
+        assert weighted != pytest.approx(plain, rel=1e-4)
+        assert decoder_loss(decoder, reason, ids, mask, torch.tensor([11]), 1.0).item() == plain
+
+
 def test_greedy_readout_is_the_decoders_argmax_with_its_probabilities(micro_model):
     decoder = micro_model.decoder
     reason = _reason(micro_model, 2, seed=1)
@@ -150,3 +167,37 @@ def test_decoder_targets_steps_drop_the_objects_list_and_keep_the_reasoning():
         [True] * len(batch.decoder_texts)
     with pytest.raises(LameError, match="decoder_target is one of target, rationale, steps"):
         build_config("micro-lame", ["decoder_target=answer"])
+
+
+def test_decoder_relation_weight_weighs_the_look_steps_relation_word():
+    """decoder_relation_weight: the training step's decoder loss is the weighted mean with the relation
+    words (and only they) at the weight; the same model and batch at weight 1 give the plain mean."""
+    from lame_tools.data.scene import RELATIONS
+    from lame_tools.errors import LameError
+    from lame_tools.train import build_config
+    from lame_tools.train.build import build_model
+    from lame_tools.train.data import make_batch
+    from lame_tools.train.step import decoder_targets, embedding_loss, relation_word_ids
+
+    sets = ["decoder_target=rationale", "subtasks=relation_two_step"]
+    plain_config = build_config("micro-lame", sets)
+    config = build_config("micro-lame", [*sets, "decoder_relation_weight=5"])
+    torch.manual_seed(0)
+    model = build_model(config)
+    tok = model.processor.tokenizer
+    ids = relation_word_ids(tok)
+    assert sorted(tok.convert_ids_to_tokens(ids.tolist())) == sorted(RELATIONS)
+    step = 4  # stage 2: contrastive and decoder losses
+    batch = make_batch(config, step)
+    targets, _ = decoder_targets(tok, batch.decoder_texts, torch.device("cpu"))
+    assert all(int(torch.isin(row, ids).sum()) == 1 for row in targets)  # one look step a rationale
+    with torch.no_grad():
+        weighted = embedding_loss(model, config, step, 0, 1)["decoder"]
+        plain = embedding_loss(model, plain_config, step, 0, 1)["decoder"]
+        one = embedding_loss(model, build_config("micro-lame", [*sets, "decoder_relation_weight=1"]), step, 0, 1)
+    assert one["decoder"].item() == plain.item()  # the step is deterministic: the weight alone moves it
+    assert torch.isfinite(weighted) and weighted.item() != pytest.approx(plain.item(), rel=1e-4)
+    for bad, match in ((["decoder_relation_weight=0"], "token weight > 0"),
+                       (["decoder_relation_weight=2"], "needs decoder_target=rationale or steps")):
+        with pytest.raises(LameError, match=match):
+            build_config("micro-lame", bad)

@@ -107,6 +107,18 @@ def test_sequence_mean_ce_uniform_logits_and_per_row_mean():
     assert sequence_mean_ce(logits, labels).item() == pytest.approx((row0 + row1) / 2, abs=1e-6)
 
 
+def test_sequence_mean_ce_weighted_mean_within_a_row():
+    # row 0: two labels, the first (token 0) confident, the second (token 1) uniform; weight 3 on token 1
+    logits = torch.zeros(1, 3, 2)
+    logits[0, 0, 0] = 10.0
+    labels = torch.tensor([[IGNORE_INDEX, 0, 1]])
+    sure = -torch.log_softmax(torch.tensor([10.0, 0.0]), 0)[0].item()
+    weights = torch.tensor([[1.0, 1.0, 3.0]])
+    assert sequence_mean_ce(logits, labels, weights).item() == pytest.approx((sure + 3 * math.log(2)) / 4, abs=1e-6)
+    assert sequence_mean_ce(logits, labels, torch.ones(1, 3)).item() == pytest.approx(
+        sequence_mean_ce(logits, labels).item(), abs=1e-7)
+
+
 def test_suffix_lm_loss_scores_only_the_last_tokens():
     vocab = 4
     input_ids = torch.tensor([[0, 1, 2, 3], [0, 0, 3, 2]])

@@ -52,6 +52,11 @@ class TrainConfig:
         decoder_target: what the decoder reconstructs: "target" (the target's text; the caption for
             text->image), "rationale" (the chain of thought; an ablation that uses CoT annotation) or
             "steps" (the chain of thought without its opening objects list: `Example.steps`).
+        decoder_relation_weight: with `decoder_target` rationale or steps, the weight of the relation
+            word of the look step ("then look left :") in the decoder's per-sequence mean cross-entropy
+            (a weighted mean; every other token weighs 1; our departure): the read-out of the rationale
+            recipe names a relation's axis but flips a coin on its direction (README, "Where the
+            relational answers go wrong"). 1 = plain mean.
         stage1_steps / stage2_steps / stage0_steps: steps per stage.
         batch_size: global batch (split across processes).
         lr_backbone / lr_latent / lr_decoder: peak learning rates per parameter group.
@@ -181,6 +186,7 @@ class TrainConfig:
     cot_own_rationales: float = 0.0
     cot_own_subtasks: str = ""
     decoder_target: str = "target"
+    decoder_relation_weight: float = 1.0
     stage0_steps: int = 0
     stage1_steps: int = 100
     stage2_steps: int = 500
@@ -585,6 +591,11 @@ def build_config(
                         f"not {config.hard_negative_from!r}.")
     if config.decoder_target not in DECODER_TARGETS:
         raise LameError(f"decoder_target is one of {', '.join(DECODER_TARGETS)}, not {config.decoder_target!r}.")
+    if config.decoder_relation_weight <= 0:
+        raise LameError(f"decoder_relation_weight is a token weight > 0, not {config.decoder_relation_weight}.")
+    if config.decoder_relation_weight != 1.0 and config.decoder_target not in ("rationale", "steps"):
+        raise LameError("decoder_relation_weight weighs the look step of a rationale: it needs "
+                        "decoder_target=rationale or steps.")
     if config.prompt_format not in ("plain", "plain-text-first"):
         raise LameError(f"prompt_format of a tiny model is plain or plain-text-first, not {config.prompt_format!r}.")
     if not 0.0 <= config.ema_decay < 1.0:

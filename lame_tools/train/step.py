@@ -13,6 +13,8 @@ import torch
 
 from lame_tools import scene_words
 from lame_tools.constants import SEQUENTIAL_MODE
+from lame_tools.data.scene import RELATIONS
+from lame_tools.errors import LameError
 from lame_tools.inputs import Item
 from lame_tools.lookup_loss import (
     attention_rows,
@@ -37,6 +39,20 @@ def decoder_targets(tokenizer, texts: list[str], device: torch.device) -> tuple[
     padded = tokenizer.pad({"input_ids": ids}, padding=True, padding_side="right", return_tensors="pt",
                            return_attention_mask=True)
     return padded["input_ids"].to(device), padded["attention_mask"].to(device)
+
+
+def relation_word_ids(tokenizer) -> torch.Tensor:
+    """The token ids that spell a relation word ("left", "right", "above", "below") by itself, with or
+    without a leading space: the look step's relation in a rationale ("then look left :")."""
+    ids = set()
+    for word in RELATIONS:
+        for text in (word, " " + word):
+            got = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(got) == 1:
+                ids.add(got[0])
+    if not ids:
+        raise LameError("decoder_relation_weight: no relation word is a single token of this tokenizer.")
+    return torch.tensor(sorted(ids))
 
 
 def lm_rows_loss(model, items: list[Item], continuations: list[list[int]]) -> torch.Tensor:
@@ -240,7 +256,8 @@ def _one_pass_embeddings(model, config: TrainConfig, batch: TrainBatch, stage: i
             t_emb, hard = model.forward_items(batch.targets, mode).embeddings, None
     if model.decoder is not None and "decoder" in trainable_in_stage(config, stage):
         ids, mask = decoder_targets(model.processor.tokenizer, batch.decoder_texts, q.embeddings.device)
-        out["decoder"] = decoder_loss(model.decoder, q.reason_states, ids, mask)
+        weighted = relation_word_ids(model.processor.tokenizer) if config.decoder_relation_weight != 1.0 else None
+        out["decoder"] = decoder_loss(model.decoder, q.reason_states, ids, mask, weighted, config.decoder_relation_weight)
     return q.embeddings, t_emb, hard, q.embed_layers
 
 
