@@ -1,4 +1,9 @@
 #!/bin/bash
+# 2026-12-08: replaces chain100 (in git history). Read out, the rationale recipe's reason tokens name a
+# relation's axis (86-100%) but flip a coin on its direction (53-63%), though a linear probe reads the
+# direction from them at 0.94-0.99. First after seed 2's trio: seed 1's recipe with the decoder's loss
+# weighing the look step's relation word 5x (`decoder_relation_weight=5`, see_89), then the rest of
+# chain100's order.
 # 2026-12-08: replaces chain99 (in git history). Over seeds 0 and 1 the rationale recipe keeps 59% of CoT's
 # reasoning gain (margin to half +0.6 [-1.2, +2.6]); seed 1's recipe reads no relation with four objects
 # while seed 1's CoT does, and its last-phase losses trail seed 0's by about 150-200 steps. After seed 2's
@@ -134,7 +139,8 @@ pos_trio() {
   scripts/queues/chain_pairs.sh see_88.json "see-deep-cot-pos-rel-bind-mixed$1"
 }
 pos_trio -s2 || exit 1
-scripts/queues/chain_pairs.sh see_89.json see-deep-lame-k16-readsrat-pos-rel18-bind-mixed-s1 \
+scripts/queues/chain_pairs.sh see_89.json see-deep-lame-k16-readsrat-pos-rel-drw5-bind-mixed-s1 \
+  see-deep-lame-k16-readsrat-pos-rel18-bind-mixed-s1 \
   see-deep-disc-pos-relp-ew-bind-mixed see-deep-disc-pos-relp-ew-bind-mixed-s1 || exit 1
 for s in -s3 -s4; do pos_trio "$s" || exit 1; done
 scripts/queues/chain_pairs.sh see_89.json see-deep-disc-pos-relp18-bind-mixed-s1 see-deep-cot-pos-rel18-bind-mixed-s1 || exit 1
@@ -161,4 +167,4 @@ rw_trio -s2 || exit 1
 deeper_trio || exit 1
 FIRST_ONLY=1 lr0_trio -s3 || exit 1
 rw_trio -s3 || exit 1
-touch logs/chain100.done
+touch logs/chain101.done
