@@ -73,7 +73,7 @@ def test_loss_ignores_the_prefix_and_bos_positions(micro_model):
     assert sequence_mean_ce(confident, labels).item() < uniform - 0.1
 
 
-def test_decoder_loss_reads_the_decoders_own_labels(micro_model):
+def test_decoder_loss_reads_the_decoders_own_labels_and_weighs_the_named_tokens(micro_model):
     decoder = micro_model.decoder
     reason = _reason(micro_model, 2, seed=3)
     ids = torch.tensor([[10, 11, 12], [13, 14, 0]])
@@ -82,25 +82,13 @@ def test_decoder_loss_reads_the_decoders_own_labels(micro_model):
         out = decoder(reason, ids, mask)
         _, _, labels = decoder.sequence(ids, mask, reason.shape[1])
         assert out.logits.shape[1] == labels.shape[1]
-        assert decoder_loss(decoder, reason, ids, mask).item() == pytest.approx(
-            sequence_mean_ce(out.logits, labels).item(), rel=1e-6
-        )
-
-
-def test_decoder_loss_weighs_the_named_tokens(micro_model):
-    decoder = micro_model.decoder
-    reason = _reason(micro_model, 2, seed=3)
-    ids = torch.tensor([[10, 11, 12], [13, 14, 0]])
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    with torch.no_grad():
-        out = decoder(reason, ids, mask)
-        _, _, labels = decoder.sequence(ids, mask, reason.shape[1])
-        weights = torch.where(labels == 11, 4.0, 1.0)
+        plain = decoder_loss(decoder, reason, ids, mask).item()
+        assert plain == pytest.approx(sequence_mean_ce(out.logits, labels).item(), rel=1e-6)
+        # token 11 weighs 4 in its row's mean (decoder_relation_weight); weight 1 is the plain mean
         assert int((labels == 11).sum()) == 1
         weighted = decoder_loss(decoder, reason, ids, mask, torch.tensor([11]), 4.0).item()
-        assert weighted == pytest.approx(sequence_mean_ce(out.logits, labels, weights).item(), rel=1e-6)
-        plain = decoder_loss(decoder, reason, ids, mask).item()
-        assert weighted != pytest.approx(plain, rel=1e-4)
+        expected = sequence_mean_ce(out.logits, labels, torch.where(labels == 11, 4.0, 1.0)).item()
+        assert weighted == pytest.approx(expected, rel=1e-6) and weighted != pytest.approx(plain, rel=1e-4)
         assert decoder_loss(decoder, reason, ids, mask, torch.tensor([11]), 1.0).item() == plain
 
 
