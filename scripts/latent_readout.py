@@ -149,11 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_subtask[subtask] = block(right, hits)
         queries[subtask] = [{"readout": t, "target": e.target_text, "right": r, "hit": h}
                             for t, e, r, h in zip(texts, chosen, right, hits)]
-        if args.target == "rationale" and any(e.relation for e in chosen):
-            for row, e in zip(queries[subtask], chosen):
+        related = [(row, e) for row, e in zip(queries[subtask], chosen) if e.relation in AXES]
+        if args.target == "rationale" and related:
+            for row, e in related:
                 row["relation"], row["read_relation"] = e.relation, read_relation(row["readout"])
             per_subtask[subtask]["relation_reading"] = relation_reading(
-                [r["relation"] for r in queries[subtask]], [r["read_relation"] for r in queries[subtask]])
+                [row["relation"] for row, _ in related], [row["read_relation"] for row, _ in related])
     pools = {"reasoning": [t for t in per_subtask if t in REASONING_SUBTASKS],
              "perception": [t for t in per_subtask if t in PERCEPTION_SUBTASKS],
              "overall": list(per_subtask)}
