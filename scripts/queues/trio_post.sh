@@ -11,7 +11,8 @@
 cd "$(dirname "$0")/../.."
 tag=$1 suffix=${2:-} disc_tag=${3:-$1}
 R=assets/results
-lame=see-deep-lame-k16-readsrat-$tag$suffix disc=see-deep-disc-$disc_tag$suffix cot=see-deep-cot-$tag$suffix
+trio() { echo "see-deep-lame-k16-readsrat-$tag$1 see-deep-disc-$disc_tag$1 see-deep-cot-$tag$1"; }  # seed suffix $1
+read -r lame disc cot <<< "$(trio "$suffix")"
 scripts/queues/collect.sh "$lame" "$disc" "$cot"
 for m in "$lame" "$disc" "$cot"; do
   out=$R/relations/relation_errors_$m.json
@@ -28,8 +29,8 @@ test -f "$a" && test -f "$b" && test -f "$c" || { echo "trio_post: not all three
 # each query's Hit@1 averaged over the seeds: the share and its margin to half over seeds.
 A=() B=() C=()
 for s in "" -s1 -s2 -s3 -s4; do
-  x=$R/seeds/eval_balanced_see-deep-lame-k16-readsrat-$tag$s.json y=$R/seeds/eval_balanced_see-deep-disc-$disc_tag$s.json
-  z=$R/seeds/eval_balanced_see-deep-cot-$tag$s.json
+  read -r x y z <<< "$(trio "$s")"
+  x=$R/seeds/eval_balanced_$x.json y=$R/seeds/eval_balanced_$y.json z=$R/seeds/eval_balanced_$z.json
   test -f "$x" && test -f "$y" && test -f "$z" && { A+=("$x"); B+=("$y"); C+=("$z"); }
 done
 test ${#A[@]} -ge 2 || exit 0
